@@ -1,0 +1,149 @@
+"""Conversation over a terminal: text as it arrives, images saved to a folder, links printed."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from adapters.console.render import render
+from bot.messages import (
+    Destination,
+    Image,
+    Limits,
+    MessageRef,
+    Notice,
+    Part,
+    SecretRequest,
+)
+
+SecretReader = Callable[[SecretRequest, Destination], Awaitable[None]]
+
+
+class ConsolePrinter:
+    """Serialises writes so concurrent jobs and a streaming answer don't interleave mid-line."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.streaming = False
+        self._pending: list[str] = []
+
+    def write_block(self, text: str) -> None:
+        """Print a whole block on its own lines (deferred while an answer is streaming)."""
+        if self.streaming:
+            self._pending.append(text)
+            return
+        self.out.write(text.rstrip("\n") + "\n")
+        self.out.flush()
+
+    def write_delta(self, text: str) -> None:
+        """Print streamed text as it arrives."""
+        self.out.write(text)
+        self.out.flush()
+
+    def end_stream(self) -> None:
+        """Close the streamed line and print what was held back meanwhile."""
+        self.streaming = False
+        self.out.write("\n")
+        pending, self._pending = self._pending, []
+        for block in pending:
+            self.write_block(block)
+
+
+class ConsoleTextStream:
+    """Writes each delta immediately: a terminal has no edit rate limit."""
+
+    def __init__(self, printer: ConsolePrinter) -> None:
+        self.printer = printer
+        self.started = False
+
+    async def append(self, text: str) -> None:
+        """Print the delta."""
+        if not self.started:
+            self.started = True
+            self.printer.streaming = True
+        self.printer.write_delta(text)
+
+    async def finish(self, trailer: Sequence[Part] = ()) -> None:
+        """End the line, then print the usage and cost line."""
+        if self.started:
+            self.printer.end_stream()
+        else:
+            self.printer.write_block("(no text returned)")
+        if trailer:
+            self.printer.write_block(render(trailer))
+
+
+class ConsoleConversation:
+    """The terminal adapter's Conversation."""
+
+    _ids = itertools.count(1)
+
+    def __init__(
+        self,
+        destination: Destination,
+        printer: ConsolePrinter,
+        out_dir: Path,
+        secret_reader: SecretReader | None = None,
+    ) -> None:
+        self.destination = destination
+        self.printer = printer
+        self.out_dir = out_dir
+        self.secret_reader = secret_reader
+        self.limits = Limits(
+            max_message_chars=1_000_000, edit_interval_s=0.0, max_upload_bytes=1 << 40
+        )
+
+    def _ref(self) -> MessageRef:
+        return MessageRef(
+            platform="console", channel=self.destination.channel, id=str(next(self._ids))
+        )
+
+    async def say(self, parts: Sequence[Part]) -> MessageRef:
+        """Print the parts."""
+        self.printer.write_block(render(parts))
+        return self._ref()
+
+    async def edit(self, ref: MessageRef, parts: Sequence[Part]) -> None:
+        """A terminal can't edit: print the new version (jobs edit only on real changes)."""
+        self.printer.write_block(render(parts))
+
+    def stream(self) -> ConsoleTextStream:
+        """Stream straight to the terminal."""
+        return ConsoleTextStream(self.printer)
+
+    async def upload(self, image: Image) -> MessageRef:
+        """Copy the saved image into the output folder and print its path."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        suffix = {"image/jpeg": ".jpg", "image/webp": ".webp"}.get(image.mime, ".png")
+        target = self.out_dir / f"alltoken-image-{image.path.stem[:8]}{suffix}"
+        await asyncio.to_thread(shutil.copyfile, image.path, target)
+        size = target.stat().st_size
+        alt = f" — {image.alt}" if image.alt else ""
+        self.printer.write_block(f"🖼 saved {target} ({size:,} bytes){alt}")
+        return self._ref()
+
+    async def whisper(self, parts: Sequence[Part]) -> None:
+        """The terminal is private already."""
+        self.printer.write_block(render(parts))
+
+    async def direct(self, parts: Sequence[Part]) -> None:
+        """Same terminal."""
+        self.printer.write_block(render(parts))
+
+    async def request_secret(self, request: SecretRequest) -> None:
+        """Ask without echo when there is a terminal; otherwise explain the alternative."""
+        if self.secret_reader is None:
+            await self.say(
+                [
+                    Notice(
+                        level="info",
+                        text="No terminal to ask privately; use `/alltoken-key set <key>` here instead.",
+                    )
+                ]
+            )
+            return
+        await self.secret_reader(request, self.destination)

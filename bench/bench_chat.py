@@ -1,0 +1,218 @@
+"""Chat through tokenbot vs. straight from the simulator, measured side by side in one run.
+
+- Time to first streamed token (50 ms simulated backend latency): p50 ratio bot/direct.
+- 500 concurrent chat commands in one process: all succeed; throughput ratio bot/direct; peak RSS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.sim_process import sim_process
+from bot.app import TokenBot
+from bot.messages import (
+    Destination,
+    Failure,
+    Image,
+    Inbound,
+    Limits,
+    MessageRef,
+    Part,
+    SecretRequest,
+)
+from bot.settings import Settings
+from bot.sim.cluster import DEMO_ALLTOKEN_KEY
+from bot.store import Owner
+
+PROMPT = "summarise the tides in one paragraph"
+
+
+class _Stream:
+    def __init__(self, conv: TimingConversation) -> None:
+        self.conv = conv
+
+    async def append(self, text: str) -> None:
+        if self.conv.first_token_at is None:
+            self.conv.first_token_at = time.perf_counter()
+        self.conv.chars += len(text)
+
+    async def finish(self, trailer: Sequence[Part] = ()) -> None:
+        self.conv.finished = True
+        self.conv.failures += sum(isinstance(p, Failure) for p in trailer)
+
+
+class TimingConversation:
+    """A Conversation that only records timings and failures (no platform in the way)."""
+
+    def __init__(self, destination: Destination) -> None:
+        self.destination = destination
+        self.limits = Limits()
+        self.first_token_at: float | None = None
+        self.chars = 0
+        self.finished = False
+        self.failures = 0
+
+    async def say(self, parts: Sequence[Part]) -> MessageRef:
+        self.failures += sum(isinstance(p, Failure) for p in parts)
+        return MessageRef(platform="console", channel="c", id="1")
+
+    async def edit(self, ref: MessageRef, parts: Sequence[Part]) -> None:
+        self.failures += sum(isinstance(p, Failure) for p in parts)
+
+    def stream(self) -> _Stream:
+        return _Stream(self)
+
+    async def upload(self, image: Image) -> MessageRef:
+        return MessageRef(platform="console", channel="c", id="1")
+
+    async def whisper(self, parts: Sequence[Part]) -> None:
+        self.failures += 1  # nothing in this benchmark should answer privately
+
+    async def direct(self, parts: Sequence[Part]) -> None:
+        self.failures += 1
+
+    async def request_secret(self, request: SecretRequest) -> None:
+        self.failures += 1
+
+
+def _inbound(user: str) -> Inbound:
+    return Inbound(
+        platform="console",
+        workspace="bench",
+        channel=f"c-{user}",
+        user=user,
+        text=f"/alltoken-chat {PROMPT}",
+        is_direct=True,
+    )
+
+
+async def _direct_ttft(client: httpx.AsyncClient, url: str) -> tuple[float, float]:
+    """Seconds to the first content delta and to the end, reading the stream like a client."""
+    body = {
+        "model": "gpt-5.4-mini",
+        "messages": [{"role": "user", "content": PROMPT}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    start = time.perf_counter()
+    first: float | None = None
+    async with client.stream(
+        "POST",
+        f"{url}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {DEMO_ALLTOKEN_KEY}"},
+    ) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if first is None and line.startswith("data: {") and '"content"' in line:
+                first = time.perf_counter()
+    end = time.perf_counter()
+    return (first or end) - start, end - start
+
+
+async def _bot_ttft(bot: TokenBot, user: str) -> tuple[float, float, TimingConversation]:
+    inbound = _inbound(user)
+    conv = TimingConversation(inbound.destination())
+    start = time.perf_counter()
+    await bot.handle(inbound, conv)
+    end = time.perf_counter()
+    return (conv.first_token_at or end) - start, end - start, conv
+
+
+async def _make_bot(url: str, data_dir: Path, users: int) -> TokenBot:
+    bot = await TokenBot.create(Settings(alltoken_base_url=url, data_dir=data_dir))
+    for i in range(users):
+        await bot.store.put_credential(
+            Owner(platform="console", workspace="bench", user=f"u{i}"),
+            "alltoken",
+            DEMO_ALLTOKEN_KEY,
+        )
+    return bot
+
+
+async def ttft(samples: int = 40) -> dict[str, Any]:
+    """p50 time to first token, bot vs direct, alternating requests in one run."""
+    with (
+        sim_process(TOKENBOT_SIM_LATENCY_MS="50", TOKENBOT_SIM_TOKENS_PER_SECOND="200") as url,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        bot = await _make_bot(url, Path(tmp), 1)
+        client = httpx.AsyncClient(timeout=30)
+        try:
+            for _ in range(3):  # warm both paths (connections, caches)
+                await _direct_ttft(client, url)
+                await _bot_ttft(bot, "u0")
+            direct: list[float] = []
+            via_bot: list[float] = []
+            for _ in range(samples):
+                direct.append((await _direct_ttft(client, url))[0])
+                via_bot.append((await _bot_ttft(bot, "u0"))[0])
+        finally:
+            await client.aclose()
+            await bot.aclose()
+    d50, b50 = statistics.median(direct), statistics.median(via_bot)
+    return {"direct_p50_ms": d50 * 1000, "bot_p50_ms": b50 * 1000, "ratio": b50 / d50}
+
+
+async def concurrent_chats(n: int = 500, rounds: int = 2) -> dict[str, Any]:
+    """n chats at once through the bot, and n straight to the simulator, same pacing.
+
+    The two sides alternate (after a warm-up) so neither profits from a warmer simulator.
+    """
+    direct_times: list[float] = []
+    bot_times: list[float] = []
+    direct_errors = bot_errors = 0
+    with (
+        sim_process(TOKENBOT_SIM_LATENCY_MS="50", TOKENBOT_SIM_TOKENS_PER_SECOND="40") as url,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        client = httpx.AsyncClient(
+            timeout=120, limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+        )
+        bot = await _make_bot(url, Path(tmp), n)
+        try:
+            await asyncio.gather(*(_direct_ttft(client, url) for _ in range(50)))
+            await asyncio.gather(*(_bot_ttft(bot, f"u{i}") for i in range(50)))
+            for _ in range(rounds):
+                start = time.perf_counter()
+                results = await asyncio.gather(
+                    *(_direct_ttft(client, url) for _ in range(n)), return_exceptions=True
+                )
+                direct_times.append(time.perf_counter() - start)
+                direct_errors += sum(isinstance(r, BaseException) for r in results)
+                start = time.perf_counter()
+                outcomes = await asyncio.gather(
+                    *(_bot_ttft(bot, f"u{i}") for i in range(n)), return_exceptions=True
+                )
+                bot_times.append(time.perf_counter() - start)
+                bot_errors += sum(
+                    1
+                    for o in outcomes
+                    if isinstance(o, BaseException)
+                    or not o[2].finished
+                    or o[2].failures
+                    or not o[2].chars
+                )
+        finally:
+            await client.aclose()
+            await bot.aclose()
+    direct_s, bot_s = statistics.mean(direct_times), statistics.mean(bot_times)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "n": n,
+        "direct_per_s": n / direct_s,
+        "bot_per_s": n / bot_s,
+        "ratio": direct_s / bot_s,
+        "direct_errors": direct_errors,
+        "bot_errors": bot_errors,
+        "peak_rss_mb": rss_mb,
+    }

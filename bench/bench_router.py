@@ -1,0 +1,91 @@
+"""Router throughput over a realistic channel mix: 90% ordinary chat, 10% commands.
+
+`run()` returns the figures as a dict; `python -m bench.bench_router` prints them as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+from bot.command_models import UsageError
+from bot.router import RouterContext, parse
+
+# Ordinary traffic, including the near-misses that pass the cheap pre-check ("alltoken" or
+# "cost" mentioned in passing) and so exercise the regex path too.
+_CHAT = (
+    "morning all",
+    "did anyone see the deploy go out?",
+    "lgtm, merging",
+    "can you review https://github.com/example/repo/pull/1234 when you get a chance",
+    "lunch at 12:30?",
+    "The build is red again, looks like a flaky test in the payments module.",
+    "I love alltoken",
+    "alltoken has been great for our prototypes so far",
+    "what does the new plan cost per seat?",
+    "ok",
+    ":+1:",
+    "<@U0123ABCD> can you take a look at the incident doc before standup tomorrow morning",
+    "We should benchmark the gateway latency against the direct provider calls next sprint.",
+    "thanks!",
+    "Has anyone tried the state-of-the-art retrieval setup from the paper?",
+)
+_COMMANDS = (
+    "/alltoken-chat what is 2+2",
+    "<@U0123ABCD> please /alltoken-chat claude-sonnet-4-6 summarise this thread",
+    "/alltoken-image a lighthouse at dusk --size=1536x1024 --quality=high",
+    "generate an image via alltoken of a red fox in the snow",
+    "/alltoken-video waves on a beach --duration=8 --ratio=9:16",
+    "use alltoken web search latest rust release",
+    "/alltoken-models --type=image",
+    "/alltoken-cost gpt-5.4 1200 340",
+    "how much did that cost?",
+    "/alltoken-image a cat --quality=ultra",
+)
+
+
+def _messages(n: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    return [rng.choice(_COMMANDS if rng.random() < 0.1 else _CHAT) for _ in range(n)]
+
+
+def _time(messages: list[str], ctx: RouterContext) -> tuple[float, int]:
+    commands = 0
+    start = time.perf_counter()
+    for text in messages:
+        try:
+            if parse(text, ctx) is not None:
+                commands += 1
+        except UsageError:
+            commands += 1
+    return time.perf_counter() - start, commands
+
+
+def run(n: int = 200_000, repeats: int = 3) -> dict[str, float | int]:
+    """Time parse() over `n` mixed messages, best of `repeats`; returns messages_per_second."""
+    messages = _messages(n)
+    # As if every conversation just had an AllToken call: the slower case, since messages that
+    # mention "cost" then get past the pre-check.
+    ctx = RouterContext(last_call_was_alltoken=True)
+    best = float("inf")
+    commands = 0
+    for _ in range(repeats):
+        seconds, commands = _time(messages, ctx)
+        best = min(best, seconds)
+    chat_only = [m for m in messages if m in _CHAT]
+    command_only = [m for m in messages if m in _COMMANDS]
+    chat_seconds, _ = _time(chat_only, ctx)
+    command_seconds, _ = _time(command_only, ctx)
+    return {
+        "messages_per_second": n / best,
+        "messages": n,
+        "seconds": best,
+        "commands_recognised": commands,
+        "ordinary_us_per_message": 1e6 * chat_seconds / max(len(chat_only), 1),
+        "command_us_per_message": 1e6 * command_seconds / max(len(command_only), 1),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))

@@ -1,0 +1,46 @@
+"""What a handler receives: the message, the conversation to answer in, and the bot's parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.messages import Conversation, Inbound
+from bot.store import Owner
+
+if TYPE_CHECKING:
+    from bot.app import TokenBot
+
+KEY_HINTS = {
+    "alltoken": "Set your AllToken key with `/alltoken-key` (a private form) or "
+    "`/alltoken-key set sk-at-…` as a slash command or in a direct message.",
+}
+
+
+class MissingKey(Exception):
+    """The caller has no stored key for a service."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        super().__init__(service)
+
+
+@dataclass
+class HandlerContext:
+    """One command being handled."""
+
+    inbound: Inbound
+    conversation: Conversation
+    bot: TokenBot
+
+    @property
+    def owner(self) -> Owner:
+        """Whose keys, usage and jobs this command uses."""
+        return Owner.of(self.inbound)
+
+    async def require_key(self, service: str) -> str:
+        """The caller's own key for `service`, or MissingKey (answered privately by the app)."""
+        key = await self.bot.store.get_credential(self.owner, service)
+        if not key:
+            raise MissingKey(service)
+        return key

@@ -1,0 +1,229 @@
+"""Platform-neutral message types: what adapters hand the core and what the core hands back.
+
+An adapter turns a platform event into an `Inbound`, and implements `Conversation` so a
+handler can reply without knowing which platform it is talking to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Platform = Literal["console", "slack", "discord"]
+
+
+class Attachment(BaseModel):
+    """A file a person attached to their message."""
+
+    name: str
+    url: str
+    mime: str | None = None
+    size: int | None = None
+
+
+class Inbound(BaseModel):
+    """One message or slash command, as the core sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    platform: Platform
+    workspace: str
+    channel: str
+    user: str
+    text: str
+    thread: str | None = None
+    is_direct: bool = False
+    # Slash-command name when the platform delivered one (e.g. "/alltoken-chat").
+    command: str | None = None
+    message_id: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+
+    @property
+    def conversation_key(self) -> str:
+        """Identifies the conversation (channel + thread) for per-conversation state."""
+        return f"{self.platform}:{self.workspace}:{self.channel}:{self.thread or ''}"
+
+    def destination(self, **extras: str) -> Destination:
+        """Where replies to this message go."""
+        return Destination(
+            platform=self.platform,
+            workspace=self.workspace,
+            channel=self.channel,
+            thread=self.thread,
+            user=self.user,
+            is_direct=self.is_direct,
+            extras=dict(extras),
+        )
+
+
+class Destination(BaseModel):
+    """Where replies go; serializable so a job can reply after a restart."""
+
+    platform: Platform
+    workspace: str
+    channel: str
+    user: str
+    thread: str | None = None
+    is_direct: bool = False
+    # Platform extras: Slack response_url, Discord interaction token and its expiry, ...
+    extras: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def conversation_key(self) -> str:
+        """Same key as `Inbound.conversation_key` for the message this replies to."""
+        return f"{self.platform}:{self.workspace}:{self.channel}:{self.thread or ''}"
+
+
+# --- reply parts -------------------------------------------------------------------------
+
+
+class Text(BaseModel):
+    """Markdown text (CommonMark subset: bold, italics, code, fences, links, lists)."""
+
+    kind: Literal["text"] = "text"
+    markdown: str
+
+
+class Fields(BaseModel):
+    """A small titled table of label/value rows."""
+
+    kind: Literal["fields"] = "fields"
+    title: str
+    rows: list[tuple[str, str]]
+
+
+class Image(BaseModel):
+    """An image saved on disk, to upload. `fallback_url` is shown when the upload is refused."""
+
+    kind: Literal["image"] = "image"
+    path: Path
+    mime: str = "image/png"
+    alt: str = ""
+    fallback_url: str | None = None
+
+
+class Link(BaseModel):
+    """A link, optionally with the time it stops working (presigned URLs)."""
+
+    kind: Literal["link"] = "link"
+    url: str
+    label: str
+    expires_at: datetime | None = None
+
+
+class Notice(BaseModel):
+    """A one-line status message."""
+
+    kind: Literal["notice"] = "notice"
+    level: Literal["info", "success", "warning", "progress"] = "info"
+    text: str
+
+
+class Failure(BaseModel):
+    """A failed operation: the backend's code and request id plus a plain next step."""
+
+    kind: Literal["failure"] = "failure"
+    code: str
+    message: str
+    request_id: str | None = None
+    hint: str | None = None
+
+
+class Button(BaseModel):
+    """One button; `action_id` routes the click back to the core, `value` carries its data."""
+
+    action_id: str
+    label: str
+    value: str = ""
+    style: Literal["default", "primary", "danger"] = "default"
+
+
+class Actions(BaseModel):
+    """A row of buttons."""
+
+    kind: Literal["actions"] = "actions"
+    buttons: list[Button]
+
+
+Part = Annotated[
+    Text | Fields | Image | Link | Notice | Failure | Actions, Field(discriminator="kind")
+]
+
+
+class Reply(BaseModel):
+    """A sequence of parts, for storing a rendered reply (e.g. in a job row)."""
+
+    parts: list[Part]
+
+
+class SecretRequest(BaseModel):
+    """Ask the user for a secret through a private form (modal / no-echo prompt), never chat."""
+
+    service: Literal["alltoken", "openmarlin", "openclaw_token", "openclaw_proxy"]
+    title: str
+    label: str
+    placeholder: str = ""
+
+
+class MessageRef(BaseModel):
+    """A posted message that can be edited later."""
+
+    platform: Platform
+    channel: str
+    id: str
+    extras: dict[str, str] = Field(default_factory=dict)
+
+
+class Limits(BaseModel):
+    """What a platform allows: message length, edit pace, upload size."""
+
+    max_message_chars: int = 4000
+    edit_interval_s: float = 1.0
+    max_upload_bytes: int = 10 * 1024 * 1024
+
+
+# --- the protocol each adapter implements ---------------------------------------------------
+
+
+@runtime_checkable
+class TextStream(Protocol):
+    """Incrementally delivered text (a streamed model answer)."""
+
+    async def append(self, text: str) -> None:
+        """Add text; the adapter decides when to show it (throttled)."""
+
+    async def finish(self, trailer: Sequence[Part] = ()) -> None:
+        """Flush everything and show `trailer` (usage and cost line) after the text."""
+
+
+@runtime_checkable
+class Conversation(Protocol):
+    """How a handler talks back. Adapters implement it; handlers never see the platform."""
+
+    destination: Destination
+    limits: Limits
+
+    async def say(self, parts: Sequence[Part]) -> MessageRef:
+        """Post a message visible to the conversation."""
+
+    async def edit(self, ref: MessageRef, parts: Sequence[Part]) -> None:
+        """Replace a message posted earlier."""
+
+    def stream(self) -> TextStream:
+        """Start a streamed message."""
+
+    async def upload(self, image: Image) -> MessageRef:
+        """Upload an image file into the conversation."""
+
+    async def whisper(self, parts: Sequence[Part]) -> None:
+        """Show something only the requesting user sees (ephemeral)."""
+
+    async def direct(self, parts: Sequence[Part]) -> None:
+        """Send the requesting user a direct message."""
+
+    async def request_secret(self, request: SecretRequest) -> None:
+        """Open a private form; the adapter passes the value to `TokenBot.submit_secret`."""

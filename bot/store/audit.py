@@ -1,0 +1,100 @@
+"""The audit log: who ran what, how it ended, and the request id. Never a secret."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+from collections.abc import Callable
+
+import aiosqlite
+
+from bot.store.db import Database
+from bot.store.models import AuditEntry, Owner, from_iso, iso
+
+log = logging.getLogger(__name__)
+
+# Fallback for when bot.key_shapes is unavailable: the key prefixes of the three gateways
+# (AllToken sk-at-, OpenClaw Token sk-mgmt-/sk-prov-, OpenMarlin-style claw_wsk_).
+_KEY_SHAPED = re.compile(r"(?i:(sk-at-|claw_wsk_|sk-mgmt-|sk-prov-))[A-Za-z0-9_\-]+")
+
+
+def _fallback_redact(text: str) -> str:
+    return _KEY_SHAPED.sub(lambda m: f"{m.group(1)}[redacted]", text)
+
+
+def _shared_redact() -> Callable[[str], str] | None:
+    # Imported lazily so the store does not depend on bot.key_shapes being present.
+    try:
+        module = importlib.import_module("bot.key_shapes")
+    except ImportError:
+        return None
+    redact = getattr(module, "redact", None)
+    return redact if callable(redact) else None
+
+
+def redact(text: str) -> str:
+    """Remove key-shaped strings: bot.key_shapes.redact when available, then the local patterns."""
+    shared = _shared_redact()
+    if shared is not None:
+        try:
+            text = shared(text)
+        except Exception:
+            # A bug there must not stop the audit, nor let a key through: the local net follows.
+            log.warning("bot.key_shapes.redact failed; using the store's own patterns only")
+    # Always also apply the local patterns: a second net costs nothing.
+    return _fallback_redact(text)
+
+
+def _redact_opt(text: str | None) -> str | None:
+    return None if text is None else redact(text)
+
+
+class Audit:
+    """Repository for the `audit` table."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, entry: AuditEntry) -> None:
+        """Append `entry`, with every text field redacted of key-shaped strings."""
+        async with self._db.write() as conn:
+            await conn.execute(
+                "INSERT INTO audit (platform, workspace, user, command, outcome, detail,"
+                " request_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.owner.platform,
+                    entry.owner.workspace,
+                    entry.owner.user,
+                    redact(entry.command),
+                    redact(entry.outcome),
+                    _redact_opt(entry.detail),
+                    _redact_opt(entry.request_id),
+                    iso(entry.created_at),
+                ),
+            )
+
+    async def recent(self, owner: Owner | None, limit: int = 20) -> list[AuditEntry]:
+        """Newest entries first, for one owner or (None) for everyone."""
+        sql = "SELECT * FROM audit"
+        params: list[object] = []
+        if owner is not None:
+            sql += " WHERE platform = ? AND workspace = ? AND user = ?"
+            params += [owner.platform, owner.workspace, owner.user]
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        params.append(max(0, limit))
+        async with self._db.read() as conn:
+            async with conn.execute(sql, params) as cur:
+                rows = await cur.fetchall()
+        return [_to_entry(r) for r in rows]
+
+
+def _to_entry(row: aiosqlite.Row) -> AuditEntry:
+    return AuditEntry(
+        owner=Owner(platform=row["platform"], workspace=row["workspace"], user=row["user"]),
+        command=row["command"],
+        outcome=row["outcome"],
+        detail=row["detail"],
+        request_id=row["request_id"],
+        created_at=from_iso(row["created_at"]),
+    )

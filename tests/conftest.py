@@ -1,0 +1,113 @@
+"""Shared fixtures: a fast AllToken simulator on a free port and a TokenBot wired to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.app import TokenBot
+from bot.messages import Destination, Inbound
+from bot.settings import Settings
+from bot.sim.alltoken import AllTokenSim, AllTokenSimConfig
+from bot.store import Owner
+from tests.fakes.conversation import RecordingConversation
+
+FAST_SIM = AllTokenSimConfig(
+    image_seconds=0.2,
+    video_seconds=0.3,
+    tokens_per_second=0,
+    poll_after_ms=50,
+)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[AllTokenSim]:
+    """A fast simulator on a free loopback port."""
+    s = AllTokenSim(FAST_SIM.model_copy())
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.stop()
+
+
+def make_settings(data_dir: Path, sim: AllTokenSim, **extra: object) -> Settings:
+    """Settings pointing at the simulator with an isolated data dir."""
+    return Settings(
+        alltoken_base_url=sim.base_url,
+        data_dir=data_dir,
+        http_timeout_s=5.0,
+        max_polls_per_second=1000.0,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+async def bot(tmp_path: Path, sim: AllTokenSim) -> AsyncIterator[TokenBot]:
+    """A TokenBot on the simulator, with a recording conversation factory for jobs."""
+    b = await TokenBot.create(make_settings(tmp_path / "data", sim))
+    conversations: dict[str, RecordingConversation] = {}
+
+    def factory(dest: Destination) -> RecordingConversation:
+        return conversations.setdefault(dest.conversation_key, RecordingConversation(dest))
+
+    for platform in ("console", "slack", "discord"):
+        b.register_platform(platform, factory)
+    b.test_conversations = conversations  # type: ignore[attr-defined]
+    try:
+        yield b
+    finally:
+        await b.aclose()
+
+
+class Chat:
+    """Drives a TokenBot as one user in one conversation."""
+
+    def __init__(
+        self,
+        bot: TokenBot,
+        user: str = "alice",
+        channel: str = "general",
+        thread: str | None = None,
+        platform: str = "console",
+    ) -> None:
+        self.bot = bot
+        self.platform = platform
+        self.user = user
+        self.channel = channel
+        self.thread = thread
+        self.inbound_proto = Inbound(
+            platform=platform,  # type: ignore[arg-type]
+            workspace="w1",
+            channel=channel,
+            thread=thread,
+            user=user,
+            text="",
+            is_direct=True,
+        )
+        dest = self.inbound_proto.destination()
+        convs: dict[str, RecordingConversation] = bot.test_conversations  # type: ignore[attr-defined]
+        self.conv = convs.setdefault(dest.conversation_key, RecordingConversation(dest))
+
+    @property
+    def owner(self) -> Owner:
+        return Owner(platform=self.platform, workspace="w1", user=self.user)
+
+    def inbound(self, text: str, **kw: object) -> Inbound:
+        return self.inbound_proto.model_copy(update={"text": text, **kw})
+
+    async def send(self, text: str, **kw: object) -> bool:
+        return await self.bot.handle(self.inbound(text, **kw), self.conv)
+
+    async def give_key(self, key: str) -> None:
+        await self.bot.store.put_credential(self.owner, "alltoken", key)
+
+
+@pytest.fixture
+async def alice(bot: TokenBot, sim: AllTokenSim) -> Chat:
+    """Alice, with a funded AllToken key."""
+    chat = Chat(bot, "alice")
+    await chat.give_key(sim.issue_key(10.0))
+    return chat

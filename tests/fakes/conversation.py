@@ -1,0 +1,110 @@
+"""A Conversation that records everything, like errbot's test backend: for core tests."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adapters.console.render import render
+from bot.messages import Destination, Image, Limits, MessageRef, Part, SecretRequest
+
+
+@dataclass
+class Event:
+    """One thing the bot did in the conversation."""
+
+    kind: str  # say | edit | stream | upload | whisper | direct | secret
+    parts: list[Part] = field(default_factory=list)
+    text: str = ""
+    ref: str | None = None
+    image_bytes: bytes | None = None
+
+
+class RecordingStream:
+    """Collects streamed text; `finish` records one `stream` event."""
+
+    def __init__(self, conv: RecordingConversation) -> None:
+        self.conv = conv
+        self.chunks: list[str] = []
+
+    async def append(self, text: str) -> None:
+        self.chunks.append(text)
+
+    async def finish(self, trailer: Sequence[Part] = ()) -> None:
+        self.conv.record(Event("stream", list(trailer), "".join(self.chunks)))
+
+
+class RecordingConversation:
+    """Records every call; `fail_uploads` makes the next N uploads raise (delivery retry tests)."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, destination: Destination, fail_uploads: int = 0) -> None:
+        self.destination = destination
+        self.limits = Limits()
+        self.events: list[Event] = []
+        self.fail_uploads = fail_uploads
+        self.secret_requests: list[SecretRequest] = []
+        self.changed = asyncio.Event()
+
+    def record(self, event: Event) -> None:
+        self.events.append(event)
+        self.changed.set()
+
+    def _ref(self) -> MessageRef:
+        return MessageRef(
+            platform=self.destination.platform,
+            channel=self.destination.channel,
+            id=str(next(self._ids)),
+        )
+
+    async def say(self, parts: Sequence[Part]) -> MessageRef:
+        ref = self._ref()
+        self.record(Event("say", list(parts), render(parts), ref.id))
+        return ref
+
+    async def edit(self, ref: MessageRef, parts: Sequence[Part]) -> None:
+        self.record(Event("edit", list(parts), render(parts), ref.id))
+
+    def stream(self) -> RecordingStream:
+        return RecordingStream(self)
+
+    async def upload(self, image: Image) -> MessageRef:
+        if self.fail_uploads > 0:
+            self.fail_uploads -= 1
+            raise ConnectionError("upload refused (test)")
+        data = Path(image.path).read_bytes()
+        ref = self._ref()
+        self.record(Event("upload", [image], image.alt, ref.id, data))
+        return ref
+
+    async def whisper(self, parts: Sequence[Part]) -> None:
+        self.record(Event("whisper", list(parts), render(parts)))
+
+    async def direct(self, parts: Sequence[Part]) -> None:
+        self.record(Event("direct", list(parts), render(parts)))
+
+    async def request_secret(self, request: SecretRequest) -> None:
+        self.secret_requests.append(request)
+        self.record(Event("secret", [], request.title))
+
+    # --- helpers for assertions --------------------------------------------------------
+
+    def of(self, kind: str) -> list[Event]:
+        return [e for e in self.events if e.kind == kind]
+
+    def text(self) -> str:
+        return "\n".join(f"[{e.kind}] {e.text}" for e in self.events)
+
+    async def wait_for(self, predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+        """Wait until `predicate(self)` holds."""
+
+        async def loop() -> None:
+            while not predicate(self):
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(loop(), timeout)

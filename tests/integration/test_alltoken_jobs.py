@@ -1,0 +1,253 @@
+"""Images and videos as durable jobs, over real HTTP to the simulator, including restarts."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+
+from bot.app import TokenBot
+from bot.commands.alltoken_jobs import CANCEL_ACTION
+from bot.messages import Actions, Destination, Failure, Image, Link
+from bot.sim.alltoken import AllTokenSim
+from tests.conftest import Chat, make_settings
+from tests.fakes.conversation import RecordingConversation
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+async def add_fault(sim: AllTokenSim, **fault: object) -> None:
+    async with httpx.AsyncClient() as client:
+        r = await client.post(f"{sim.base_url}/_sim/faults", json=fault)
+        assert r.status_code == 201, r.text
+
+
+def b64_reads(sim: AllTokenSim) -> dict[str, int]:
+    return dict(sim.stats.b64_deliveries)
+
+
+async def test_image_is_uploaded_from_disk_and_read_once(
+    alice: Chat, bot: TokenBot, sim: AllTokenSim
+) -> None:
+    await alice.send("/alltoken-image a lighthouse at dusk --size=1024x1024")
+    assert await bot.jobs.wait_idle(10)
+    [upload] = alice.conv.of("upload")
+    assert upload.image_bytes and upload.image_bytes.startswith(PNG_MAGIC)
+    image = upload.parts[0]
+    assert isinstance(image, Image) and image.alt == "a lighthouse at dusk"
+    assert Path(image.path).parent == bot.settings.images_dir
+    [(task_id, reads)] = b64_reads(sim).items()
+    assert reads == 1
+    [job] = await bot.store.jobs_for(alice.owner)
+    assert job.status == "done" and job.state["task_id"] == task_id
+    assert "Image ready" in alice.conv.events[-1].text
+
+
+async def test_image_upload_failure_retries_from_disk_without_rereading(
+    bot: TokenBot, sim: AllTokenSim
+) -> None:
+    carol = Chat(bot, "carol")
+    carol.conv.fail_uploads = 1
+    await carol.give_key(sim.issue_key(5))
+    await carol.send("/alltoken-image a red kite")
+    assert await bot.jobs.wait_idle(10)
+    assert len(carol.conv.of("upload")) == 1
+    assert list(b64_reads(sim).values()) == [1]
+
+
+async def test_image_failure_is_reported_with_code(alice: Chat, bot: TokenBot) -> None:
+    await alice.send("/alltoken-image something forbidden [[fail]]")
+    assert await bot.jobs.wait_idle(10)
+    failures = [p for e in alice.conv.events for p in e.parts if isinstance(p, Failure)]
+    assert failures and failures[-1].code == "upstream_content_violation"
+    [job] = await bot.store.jobs_for(alice.owner)
+    assert job.status == "failed"
+
+
+async def test_image_submit_402(bot: TokenBot, sim: AllTokenSim) -> None:
+    dan = Chat(bot, "dan")
+    await dan.give_key(sim.issue_key(0))
+    await dan.send("/alltoken-image a boat")
+    assert await bot.jobs.wait_idle(10)
+    failures = [p for e in dan.conv.events for p in e.parts if isinstance(p, Failure)]
+    assert failures[-1].code == "insufficient_balance"
+
+
+async def test_duplicate_idempotency_key_continues_the_first_task(
+    bot: TokenBot, sim: AllTokenSim
+) -> None:
+    from bot.services.alltoken import ImageRequest
+
+    key = sim.issue_key(5)
+    svc = bot.services.alltoken
+    first = await svc.submit_image(key, ImageRequest(prompt="x"), "same-key")
+    second = await svc.submit_image(key, ImageRequest(prompt="x"), "same-key")
+    assert first == second
+
+
+async def test_second_read_gets_gone_message(bot: TokenBot, sim: AllTokenSim) -> None:
+    sim.config.r2_copy = False
+    from bot.failures import render_failure
+    from bot.services.alltoken import ImageRequest
+    from bot.services.errors import BackendError
+
+    key = sim.issue_key(5)
+    svc = bot.services.alltoken
+    task = await svc.submit_image(key, ImageRequest(prompt="x"), "k1")
+    while (await svc.poll_image(key, task)).status != "completed":
+        await asyncio.sleep(0.05)
+    try:
+        await svc.poll_image(key, task)
+    except BackendError as exc:
+        assert exc.status == 410 and exc.code == "image_already_retrieved"
+        assert "again" in (render_failure(exc).hint or "")
+    else:
+        raise AssertionError("second read should be 410")
+
+
+async def test_video_link_with_expiry(alice: Chat, bot: TokenBot) -> None:
+    await alice.send("/alltoken-video waves on a pier --duration=4 --ratio=9:16")
+    assert await bot.jobs.wait_idle(10)
+    links = [p for e in alice.conv.events for p in e.parts if isinstance(p, Link)]
+    assert links and links[-1].expires_at is not None
+    async with httpx.AsyncClient() as client:
+        r = await client.get(links[-1].url)
+        assert r.status_code == 200
+    # while running, the progress message carried a Cancel button
+    first = alice.conv.events[0]
+    assert any(
+        isinstance(p, Actions) and p.buttons[0].action_id == CANCEL_ACTION for p in first.parts
+    )
+
+
+async def test_video_cancel_by_owner_and_refused_for_others(
+    bot: TokenBot, sim: AllTokenSim
+) -> None:
+    sim.config.video_seconds = 30
+    erin = Chat(bot, "erin")
+    await erin.give_key(sim.issue_key(5))
+    await erin.send("/alltoken-video slow sunrise")
+    await erin.conv.wait_for(lambda c: bool(c.events))
+    [job] = await bot.store.jobs_for(erin.owner)
+    for _ in range(100):
+        job = await bot.store.get_job(job.id)  # type: ignore[assignment]
+        if job and job.state.get("task_id"):
+            break
+        await asyncio.sleep(0.05)
+    mallory = Chat(bot, "mallory")
+    await bot.handle_action(mallory.inbound("click"), CANCEL_ACTION, job.id, mallory.conv)
+    assert "Only the person" in mallory.conv.of("whisper")[0].text
+    assert (await bot.store.get_job(job.id)).status == "running"  # type: ignore[union-attr]
+    await bot.handle_action(erin.inbound("click"), CANCEL_ACTION, job.id, erin.conv)
+    assert (await bot.store.get_job(job.id)).status == "cancelled"  # type: ignore[union-attr]
+    assert "cancelled" in erin.conv.events[-1].text.lower()
+    key = await bot.store.get_credential(erin.owner, "alltoken")
+    status = await bot.services.alltoken.poll_video(key, job.state["task_id"])  # type: ignore[arg-type]
+    assert status.status == "cancelled"
+    assert await bot.jobs.wait_idle(5)
+
+
+async def test_video_validation_errors_are_usage_errors(alice: Chat) -> None:
+    await alice.send("/alltoken-video a cat --duration=99")
+    assert "4-12" in alice.conv.of("whisper")[0].text
+
+
+async def _restarted_bot(
+    tmp_path: Path, sim: AllTokenSim
+) -> tuple[TokenBot, dict[str, RecordingConversation]]:
+    b = await TokenBot.create(make_settings(tmp_path / "data", sim))
+    convs: dict[str, RecordingConversation] = {}
+    b.register_platform(
+        "console", lambda d: convs.setdefault(d.conversation_key, RecordingConversation(d))
+    )
+    b.test_conversations = convs  # type: ignore[attr-defined]
+    return b, convs
+
+
+async def _wait_state(bot: TokenBot, job_id: str, key: str, timeout: float = 10) -> None:
+    async with asyncio.timeout(timeout):
+        while True:
+            job = await bot.store.get_job(job_id)
+            if job and job.state.get(key):
+                return
+            await asyncio.sleep(0.01)
+
+
+async def test_restart_mid_image_and_mid_video_delivers_each_once(
+    tmp_path: Path, sim: AllTokenSim
+) -> None:
+    sim.config.image_seconds = 1.0
+    sim.config.video_seconds = 1.0
+    bot1, _convs1 = await _restarted_bot(tmp_path, sim)
+    chat1 = Chat(bot1, "alice")
+    await chat1.give_key(sim.issue_key(10))
+    await chat1.send("/alltoken-image a lighthouse")
+    await chat1.send("/alltoken-video a pier")
+    jobs = await bot1.store.jobs_for(chat1.owner)
+    for job in jobs:
+        await _wait_state(bot1, job.id, "task_id")
+    await bot1.aclose()  # the process stops mid-flight
+    assert not chat1.conv.of("upload")
+
+    bot2, convs2 = await _restarted_bot(tmp_path, sim)
+    try:
+        assert await bot2.start() == 2
+        assert await bot2.jobs.wait_idle(15)
+        [conv] = convs2.values()
+        assert len(conv.of("upload")) == 1
+        links = [p for e in conv.events for p in e.parts if isinstance(p, Link)]
+        assert len(links) == 1
+        assert list(b64_reads(sim).values()) == [1]
+        assert all(j.status == "done" for j in await bot2.store.jobs_for(chat1.owner))
+        assert await bot2.start() == 0  # nothing left to resume
+    finally:
+        await bot2.aclose()
+
+
+async def test_restart_after_bytes_saved_delivers_from_disk(
+    tmp_path: Path, sim: AllTokenSim
+) -> None:
+    bot1, _ = await _restarted_bot(tmp_path, sim)
+    chat1 = Chat(bot1, "alice")
+    chat1.conv.fail_uploads = 100  # the platform refuses uploads until the restart
+    await chat1.give_key(sim.issue_key(10))
+    await chat1.send("/alltoken-image a lighthouse")
+    [job] = await bot1.store.jobs_for(chat1.owner)
+    await _wait_state(bot1, job.id, "file")
+    await bot1.aclose()
+    assert (
+        Path((await _job_state(tmp_path, sim, job.id))["file"]).read_bytes().startswith(PNG_MAGIC)
+    )
+
+    bot2, convs2 = await _restarted_bot(tmp_path, sim)
+    try:
+        await bot2.start()
+        assert await bot2.jobs.wait_idle(10)
+        [conv] = convs2.values()
+        assert len(conv.of("upload")) == 1
+        assert list(b64_reads(sim).values()) == [1]
+    finally:
+        await bot2.aclose()
+
+
+async def _job_state(tmp_path: Path, sim: AllTokenSim, job_id: str) -> dict[str, object]:
+    b, _ = await _restarted_bot(tmp_path, sim)
+    try:
+        job = await b.store.get_job(job_id)
+        assert job is not None
+        return job.state
+    finally:
+        await b.aclose()
+
+
+async def test_destination_survives_serialisation() -> None:
+    d = Destination(
+        platform="slack",
+        workspace="T1",
+        channel="C1",
+        user="U1",
+        thread="1.2",
+        extras={"response_url": "http://x"},
+    )
+    assert Destination.model_validate(d.model_dump(mode="json")) == d
