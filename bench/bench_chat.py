@@ -22,12 +22,12 @@ from bot.app import TokenBot
 from bot.messages import (
     Destination,
     Failure,
+    FormRequest,
     Image,
     Inbound,
     Limits,
     MessageRef,
     Part,
-    SecretRequest,
 )
 from bot.settings import Settings
 from bot.sim.cluster import DEMO_ALLTOKEN_KEY
@@ -80,8 +80,11 @@ class TimingConversation:
     async def direct(self, parts: Sequence[Part]) -> None:
         self.failures += 1
 
-    async def request_secret(self, request: SecretRequest) -> None:
+    async def request_form(self, request: FormRequest) -> None:
         self.failures += 1
+
+    async def delete_inbound(self) -> bool:
+        return False
 
 
 def _inbound(user: str) -> Inbound:

@@ -1,41 +1,33 @@
-"""Composition root: builds the HTTP client, services, store and jobs, and handles commands."""
+"""Composition root: builds the HTTP client, services, store and jobs, and handles messages.
+
+Commands come from command families (bot/family.py); the app knows how to run a family's
+parser, handlers, button actions and private forms, not what any particular command does.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from pydantic import BaseModel
 
 from bot import catalog
-from bot.command_models import (
-    ChatCommand,
-    Command,
-    CostCommand,
-    HelpCommand,
-    ImageCommand,
-    KeyCommand,
-    ModelsCommand,
-    SearchCommand,
-    UsageError,
-    VideoCommand,
-)
-from bot.commands import alltoken as alltoken_handlers
+from bot.command_models import ChatCommand, KeyCommand, UsageError
 from bot.commands.alltoken import HandledFailure
-from bot.commands.alltoken_jobs import CANCEL_ACTION, ImageJob, VideoJob
+from bot.commands.alltoken_family import alltoken_family
 from bot.commands.context import KEY_HINTS, HandlerContext, MissingKey
-from bot.commands.help import help_
-from bot.commands.keys import SERVICE_NAMES, store_key
-from bot.commands.keys import key as key_handler
+from bot.commands.keys import SERVICE_NAMES
 from bot.failures import render_failure
+from bot.family import ActionHandler, CommandFamily, FormHandler, Handler
 from bot.jobs import JobRunner
 from bot.key_shapes import find_keys, fingerprint
-from bot.messages import Conversation, Destination, Failure, Inbound, MessageRef, Notice
+from bot.messages import Conversation, Destination, Failure, Inbound, Notice, Part
 from bot.poll_budget import PollBudget
-from bot.router import RouterContext, parse, parse_slash
+from bot.router import RouterContext
 from bot.services.alltoken import AllTokenService, ChatMessage
 from bot.services.errors import BackendError
 from bot.services.http import build_http_client
@@ -44,35 +36,34 @@ from bot.store import AuditEntry, Owner, SecretBox, Store
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Any, HandlerContext], Awaitable[None]]
-
-HANDLERS: dict[type[Any], Handler] = {
-    ChatCommand: alltoken_handlers.chat,
-    SearchCommand: alltoken_handlers.search,
-    ModelsCommand: alltoken_handlers.models,
-    CostCommand: alltoken_handlers.cost,
-    ImageCommand: alltoken_handlers.image,
-    VideoCommand: alltoken_handlers.video,
-    KeyCommand: key_handler,
-    HelpCommand: help_,
-}
-
 _RECENT_CONVERSATIONS = 10_000
+
+# Follow-up text in a thread -> the command that continues it (e.g. chat with the same model).
+Continuation = Callable[[str], BaseModel]
 
 
 def _explicit(inbound: Inbound) -> bool:
-    """A slash command, a DM, or text that names a command (`/alltoken-…`, `alltoken-…`)."""
+    """A slash command, a DM, or text that spells a command out (`/alltoken-…`, `alltoken-…`)."""
     if inbound.command or inbound.is_direct:
         return True
     lowered = inbound.text.lower()
-    return "alltoken-" in lowered or "/alltoken" in lowered
+    return any(
+        marker in lowered for marker in ("alltoken-", "/alltoken", "/openmarlin", "openclaw-token")
+    )
 
 
 @dataclass
 class Services:
-    """One client per backend, all on the shared httpx client."""
+    """One client per backend, all on the shared httpx client. Families attach theirs."""
 
     alltoken: AllTokenService
+    openmarlin: Any = None
+    openclaw_token: Any = None
+
+
+def default_families() -> list[CommandFamily]:
+    """Every command family this build has."""
+    return [alltoken_family()]
 
 
 class TokenBot:
@@ -84,6 +75,7 @@ class TokenBot:
         http: httpx.AsyncClient,
         store: Store,
         services: Services,
+        families: list[CommandFamily] | None = None,
     ) -> None:
         self.settings = settings
         self.http = http
@@ -93,24 +85,29 @@ class TokenBot:
         self.jobs = JobRunner(
             store, self.conversation_for, PollBudget(settings.max_polls_per_second)
         )
-        self.jobs.register(
-            ImageJob(services.alltoken, settings.images_dir, settings.image_timeout_s)
-        )
-        self.jobs.register(
-            VideoJob(services.alltoken, settings.images_dir, settings.video_timeout_s)
-        )
+        self.actions: dict[str, ActionHandler] = {}
+        self.forms: dict[str, FormHandler] = {}
+        self.families = families if families is not None else default_families()
+        self._handlers: dict[type[BaseModel], Handler] = {}
+        self._slash: dict[str, CommandFamily] = {}
+        for family in self.families:
+            self._handlers.update(family.handlers)
+            for name in family.slash_commands:
+                self._slash[name.lstrip("/").lower()] = family
+            if family.attach:
+                family.attach(self)
         # Conversations whose latest bot action was an AllToken call ("how much did that cost").
         self._alltoken_recent: OrderedDict[str, None] = OrderedDict()
+        self._threads: OrderedDict[str, Continuation] = OrderedDict()
         self.last_request_id: str | None = None
 
     @classmethod
-    async def create(cls, settings: Settings) -> TokenBot:
+    async def create(
+        cls, settings: Settings, families: list[CommandFamily] | None = None
+    ) -> TokenBot:
         """Open the store and build the services."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        box = SecretBox.from_settings(
-            settings.master_key.get_secret_value() if settings.master_key else None,
-            settings.data_dir,
-        )
+        box = SecretBox.from_settings(settings.master_key, settings.data_dir)
         store = await Store.open(settings.db_path, box)
         http = build_http_client(settings.http_timeout_s)
         services = Services(
@@ -118,7 +115,7 @@ class TokenBot:
                 http, settings.alltoken_base_url, models_ttl_s=settings.models_cache_ttl_s
             )
         )
-        return cls(settings, http, store, services)
+        return cls(settings, http, store, services, families)
 
     async def start(self) -> int:
         """Resume unfinished jobs (call once every adapter has registered its conversations)."""
@@ -131,6 +128,11 @@ class TokenBot:
         await self.store.close()
 
     # --- adapters -----------------------------------------------------------------------
+
+    @property
+    def slash_commands(self) -> list[str]:
+        """Every platform slash command the families own (for manifests and command trees)."""
+        return [f"/{name}" for name in self._slash]
 
     def register_platform(
         self, platform: str, factory: Callable[[Destination], Conversation]
@@ -145,7 +147,7 @@ class TokenBot:
             raise LookupError(f"no adapter for platform {destination.platform} is running")
         return factory(destination)
 
-    # --- router context -----------------------------------------------------------------
+    # --- conversation state -------------------------------------------------------------
 
     def router_context(self, conversation_key: str | None = None) -> RouterContext:
         """What the router may know: cached model ids and whether the last call was AllToken."""
@@ -160,25 +162,56 @@ class TokenBot:
             ),
         )
 
-    def note_alltoken_call(self, conversation_key: str) -> None:
-        """Remember that this conversation just used AllToken (bounded memory)."""
-        self._alltoken_recent[conversation_key] = None
-        self._alltoken_recent.move_to_end(conversation_key)
-        while len(self._alltoken_recent) > _RECENT_CONVERSATIONS:
-            self._alltoken_recent.popitem(last=False)
+    @staticmethod
+    def _remember(cache: OrderedDict[str, Any], key: str, value: Any) -> None:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > _RECENT_CONVERSATIONS:
+            cache.popitem(last=False)
+
+    def note_alltoken_call(self, *conversation_keys: str) -> None:
+        """Remember that these conversations just used AllToken (bounded memory)."""
+        for key in conversation_keys:
+            self._remember(self._alltoken_recent, key, None)
+
+    def note_thread(self, conversation_key: str, continuation: Continuation) -> None:
+        """Plain replies in this thread continue the conversation through `continuation`."""
+        self._remember(self._threads, conversation_key, continuation)
 
     def history_for(self, inbound: Inbound) -> list[ChatMessage]:
-        """Earlier turns of this thread to send as context (adapters supply them)."""
-        return []
+        """The thread's earlier turns within the context budget, oldest dropped first."""
+        budget = self.settings.context_chars
+        kept: list[ChatMessage] = []
+        for turn in reversed(inbound.history):
+            if len(turn.text) > budget:
+                break
+            budget -= len(turn.text)
+            kept.append(ChatMessage(role=turn.role, content=turn.text))
+        kept.reverse()
+        return kept
 
     # --- handling -----------------------------------------------------------------------
 
-    def parse(self, inbound: Inbound) -> Command | None:
-        """Text (or a platform slash command) to a Command; None when it is not for us."""
+    def parse(self, inbound: Inbound) -> BaseModel | None:
+        """Text (or a platform slash command) to a command; None when it is not for us."""
         ctx = self.router_context(inbound.conversation_key)
         if inbound.command:
-            return parse_slash(inbound.command, inbound.text, ctx)
-        return parse(inbound.text, ctx)
+            family = self._slash.get(inbound.command.lstrip("/").lower())
+            return family.parse_slash(inbound.command, inbound.text, ctx) if family else None
+        lowered = inbound.text.lower()
+        for family in self.families:
+            if family.keywords and not any(k in lowered for k in family.keywords):
+                continue
+            command = family.parse(inbound.text, ctx)
+            if command is not None:
+                return command
+        if inbound.continues_thread:
+            continuation = self._threads.get(inbound.conversation_key)
+            if continuation is not None and inbound.text.strip():
+                return continuation(inbound.text)
+            if inbound.text.strip():
+                return ChatCommand(prompt=inbound.text.strip())
+        return None
 
     async def handle(self, inbound: Inbound, conversation: Conversation) -> bool:
         """Handle one message; True when it was a command. Never raises to the adapter."""
@@ -200,11 +233,16 @@ class TokenBot:
         await self._warn_leaked_key(inbound, conversation, command)
         if command is None:
             return False
+        handler = self._handlers.get(type(command))
+        if handler is None:
+            log.error("no handler for %s", type(command).__name__)
+            return False
         self.last_request_id = None
         ctx = HandlerContext(inbound=inbound, conversation=conversation, bot=self)
+        name = str(getattr(command, "kind", type(command).__name__))
         outcome, detail = "ok", None
         try:
-            await HANDLERS[type(command)](command, ctx)
+            await handler(command, ctx)
         except MissingKey as exc:
             outcome, detail = "denied", f"no {exc.service} key"
             await self._safe_whisper(
@@ -225,7 +263,7 @@ class TokenBot:
             await self._safe_say(conversation, [render_failure(exc)])
         except Exception as exc:
             outcome, detail = "failed", type(exc).__name__
-            log.exception("command %s failed", command.kind)
+            log.exception("command %s failed", name)
             await self._safe_say(
                 conversation,
                 [
@@ -236,112 +274,93 @@ class TokenBot:
                     )
                 ],
             )
-        await self._audit(owner, command.kind, outcome, detail, self.last_request_id)
+        await self._audit(owner, name, outcome, detail, self.last_request_id)
         return True
 
-    async def submit_secret(
-        self, inbound: Inbound, service: str, value: str, conversation: Conversation
+    async def submit_form(
+        self, inbound: Inbound, form_id: str, values: dict[str, str], conversation: Conversation
     ) -> bool:
-        """A value from a private form (modal / no-echo prompt): check and store it."""
+        """Values from a private form (modal / no-echo prompt), routed to the form's handler."""
+        handler = self.forms.get(form_id)
+        owner = Owner.of(inbound)
+        if handler is None:
+            await self._safe_whisper(
+                conversation,
+                [Notice(level="warning", text="That form has expired; run the command again.")],
+            )
+            return False
         ctx = HandlerContext(inbound=inbound, conversation=conversation, bot=self)
-        ok = await store_key(ctx, service, value)
-        await self._audit(Owner.of(inbound), "key.set", "ok" if ok else "failed", service)
+        try:
+            ok = await handler(ctx, values)
+        except Exception:
+            log.exception("form %s failed", form_id)
+            await self._safe_whisper(
+                conversation,
+                [
+                    Failure(
+                        code="internal_error",
+                        message="tokenbot could not process that form.",
+                        hint="Try again.",
+                    )
+                ],
+            )
+            ok = False
+        await self._audit(owner, f"form.{form_id}", "ok" if ok else "failed")
         return ok
 
     async def handle_action(
         self, inbound: Inbound, action_id: str, value: str, conversation: Conversation
     ) -> None:
         """A button click routed back by an adapter."""
-        owner = Owner.of(inbound)
-        if action_id == CANCEL_ACTION:
-            await self._cancel_video(owner, value, conversation)
-            return
-        await self._safe_whisper(
-            conversation, [Notice(level="warning", text="That button is no longer active.")]
-        )
-
-    async def _cancel_video(self, actor: Owner, job_id: str, conversation: Conversation) -> None:
-        job = await self.store.get_job(job_id)
-        if job is None or job.owner != actor:
-            # Same answer for "not yours" and "does not exist": don't reveal others' jobs.
+        handler = self.actions.get(action_id)
+        if handler is None:
             await self._safe_whisper(
-                conversation,
-                [
-                    Notice(
-                        level="warning",
-                        text="Only the person who started this video can cancel it.",
-                    )
-                ],
-            )
-            await self._audit(actor, "video.cancel", "denied", job_id)
-            return
-        if job.status not in ("pending", "running"):
-            await self._safe_whisper(
-                conversation, [Notice(level="info", text=f"This video is already {job.status}.")]
+                conversation, [Notice(level="warning", text="That button is no longer active.")]
             )
             return
-        key = await self.store.get_credential(actor, "alltoken")
-        task_id = job.state.get("task_id")
-        request_id = None
-        if key and task_id:
-            try:
-                await self.services.alltoken.cancel_video(key, str(task_id))
-            except BackendError as exc:
-                if exc.status == 409:
-                    await self._safe_whisper(
-                        conversation,
-                        [
-                            Notice(
-                                level="info",
-                                text="The video had already finished; it will be posted here.",
-                            )
-                        ],
-                    )
-                    return
-                await self._safe_whisper(conversation, [render_failure(exc)])
-                await self._audit(actor, "video.cancel", "failed", exc.code, exc.request_id)
-                return
-        if not await self.store.transition_job(job_id, {"pending", "running"}, "cancelled"):
-            await self._safe_whisper(
-                conversation,
-                [Notice(level="info", text="The video finished before it could be cancelled.")],
-            )
-            return
-        await self.jobs.cancel_local(job_id)
-        ref = job.state.get("progress_ref")
-        parts = [Notice(level="warning", text="🎬 Video cancelled.")]
         try:
-            if ref:
-                await conversation.edit(MessageRef.model_validate(ref), parts)
-            else:
-                await conversation.say(parts)
+            await handler(self, inbound, value, conversation)
         except Exception:
-            log.exception("could not update the cancelled video message")
-        await self._audit(actor, "video.cancel", "ok", job_id, request_id)
+            log.exception("action %s failed", action_id)
+            await self._safe_whisper(
+                conversation,
+                [Failure(code="internal_error", message="That action failed.", hint="Try again.")],
+            )
 
     async def _warn_leaked_key(
-        self, inbound: Inbound, conversation: Conversation, command: Command | None
+        self, inbound: Inbound, conversation: Conversation, command: BaseModel | None
     ) -> None:
-        """A key pasted where others can read it must be rotated; say so privately."""
+        """A key pasted where others can read it must be rotated: delete it if possible, say so privately."""
         if inbound.is_direct or inbound.command is not None or inbound.platform == "console":
             return
-        if isinstance(command, KeyCommand):
-            return  # the key handler answers this case itself
         keys = find_keys(inbound.text)
         if not keys:
             return
+        try:
+            deleted = await conversation.delete_inbound()
+        except Exception:
+            log.exception("could not delete a message containing a key")
+            deleted = False
         shown = ", ".join(fingerprint(k) for k in keys)
+        not_stored = " It was not stored." if isinstance(command, KeyCommand) else ""
+        where = (
+            "tokenbot deleted the message, but others may have seen it"
+            if deleted
+            else "everyone in this channel can read it"
+        )
         await self._safe_whisper(
             conversation,
             [
                 Failure(
                     code="key_exposed",
-                    message=f"Your message contains what looks like an API key ({shown}); everyone in this channel can read it.",
+                    message=f"Your message contained what looks like an API key ({shown}); {where}.{not_stored}",
                     hint="Rotate that key now at its provider, then store the new one with `/alltoken-key` (a private form).",
                 )
             ],
         )
-        await self._audit(Owner.of(inbound), "key.exposed", "warned", shown)
+        await self._audit(
+            Owner.of(inbound), "key.exposed", "deleted" if deleted else "warned", shown
+        )
 
     async def _audit(
         self,
@@ -365,14 +384,14 @@ class TokenBot:
             log.exception("audit write failed")
 
     @staticmethod
-    async def _safe_say(conversation: Conversation, parts: list[Any]) -> None:
+    async def _safe_say(conversation: Conversation, parts: list[Part]) -> None:
         try:
             await conversation.say(parts)
         except Exception:
             log.exception("could not deliver a reply")
 
     @staticmethod
-    async def _safe_whisper(conversation: Conversation, parts: list[Any]) -> None:
+    async def _safe_whisper(conversation: Conversation, parts: list[Part]) -> None:
         try:
             await conversation.whisper(parts)
         except Exception:

@@ -10,12 +10,17 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import ValidationError
 
 from bot.log_setup import configure_logging
 from bot.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from bot.app import TokenBot
 
 
 def _settings(**overrides: object) -> Settings:
@@ -54,8 +59,8 @@ async def _console(args: argparse.Namespace) -> int:
             for service, key in cluster.demo_keys.items():
                 await bot.store.put_credential(owner, service, key)
             print(
-                "tokenbot demo — simulated AllToken at "
-                f"{cluster.alltoken.base_url}; your demo key is stored. Try:\n"
+                "tokenbot demo — simulated backends at "
+                f"{', '.join(cluster.urls.values())}; your demo keys are stored. Try:\n"
                 "  /alltoken-chat write a haiku about lighthouses\n"
                 "  /alltoken-image a lighthouse at dusk\n"
                 "  /alltoken-video waves on a pier --duration=4\n"
@@ -78,7 +83,7 @@ async def _sim(args: argparse.Namespace) -> int:
     from bot.sim.cluster import SimCluster
 
     configure_logging(os.environ.get("TOKENBOT_LOG_LEVEL", "WARNING"), None)
-    cluster = await SimCluster().start(alltoken_port=args.alltoken_port)
+    cluster = await SimCluster().start({"alltoken": args.alltoken_port})
     print(json.dumps({"ready": True, **cluster.urls, "demo_keys": cluster.demo_keys}), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -91,25 +96,59 @@ async def _sim(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    from bot.app import TokenBot
+
     settings = _settings()
     configure_logging(settings.log_level, settings.data_dir)
-    platforms = [
-        name
-        for name, env in (("Slack", "SLACK_BOT_TOKEN"), ("Discord", "DISCORD_TOKEN"))
-        if os.environ.get(env)
-    ]
-    if not platforms:
+    if not settings.slack_bot_token and not settings.discord_token:
         print(
             "tokenbot: no chat platform configured. Set SLACK_BOT_TOKEN (+ SLACK_APP_TOKEN or "
-            "SLACK_SIGNING_SECRET) or DISCORD_TOKEN, or try `tokenbot console --sim`.",
+            "SLACK_SIGNING_SECRET) and/or DISCORD_TOKEN, or try `tokenbot console --sim`.",
             file=sys.stderr,
         )
         return 2
-    print(
-        f"tokenbot: the {' and '.join(platforms)} adapter is not part of this build yet.",
-        file=sys.stderr,
-    )
-    return 2
+    bot = await TokenBot.create(settings)
+    running: list[PlatformRunner] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        for start in platform_starters(settings):
+            running.append(await start(bot, settings))
+        await bot.start()
+        await stop.wait()
+        return 0
+    finally:
+        for runner in reversed(running):
+            with contextlib.suppress(Exception):
+                await runner.aclose()
+        await bot.aclose()
+
+
+class PlatformRunner(Protocol):
+    """A connected platform adapter."""
+
+    async def aclose(self) -> None:
+        """Disconnect."""
+
+
+PlatformStarter = Callable[["TokenBot", Settings], Awaitable[PlatformRunner]]
+
+
+def platform_starters(settings: Settings) -> list[PlatformStarter]:
+    """The adapters to start for these settings (Slack and Discord may run in one process)."""
+    starters: list[PlatformStarter] = []
+    if settings.slack_bot_token:
+        from adapters.slack.runner import start_slack
+
+        starters.append(start_slack)
+    if settings.discord_token:
+        from adapters.discord.runner import start_discord
+
+        starters.append(start_discord)
+    return starters
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,15 @@ class Attachment(BaseModel):
     size: int | None = None
 
 
+class Turn(BaseModel):
+    """An earlier message of the thread, sent to the model as context."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: Literal["user", "assistant"]
+    text: str
+
+
 class Inbound(BaseModel):
     """One message or slash command, as the core sees it."""
 
@@ -41,6 +50,10 @@ class Inbound(BaseModel):
     command: str | None = None
     message_id: str | None = None
     attachments: tuple[Attachment, ...] = ()
+    # Earlier messages of the thread, oldest first (adapters fill this for thread replies).
+    history: tuple[Turn, ...] = ()
+    # A reply inside a thread the bot is answering in: plain text continues that conversation.
+    continues_thread: bool = False
 
     @property
     def conversation_key(self) -> str:
@@ -160,13 +173,27 @@ class Reply(BaseModel):
     parts: list[Part]
 
 
-class SecretRequest(BaseModel):
-    """Ask the user for a secret through a private form (modal / no-echo prompt), never chat."""
+class FormField(BaseModel):
+    """One input of a private form. `secret` fields are never echoed (masked where possible)."""
 
-    service: Literal["alltoken", "openmarlin", "openclaw_token", "openclaw_proxy"]
-    title: str
+    name: str
     label: str
+    secret: bool = True
     placeholder: str = ""
+    multiline: bool = False
+
+
+class FormRequest(BaseModel):
+    """Ask for values through a private form (modal / no-echo prompt), never through chat.
+
+    The adapter hands the submitted values to `TokenBot.submit_form(inbound, form_id, values, …)`.
+    """
+
+    form_id: str  # routes the submission, e.g. "key.alltoken", "openclaw.register"
+    title: str
+    fields: list[FormField]
+    submit_label: str = "Save"
+    intro: str = ""
 
 
 class MessageRef(BaseModel):
@@ -225,5 +252,8 @@ class Conversation(Protocol):
     async def direct(self, parts: Sequence[Part]) -> None:
         """Send the requesting user a direct message."""
 
-    async def request_secret(self, request: SecretRequest) -> None:
-        """Open a private form; the adapter passes the value to `TokenBot.submit_secret`."""
+    async def request_form(self, request: FormRequest) -> None:
+        """Open a private form; the adapter passes the values to `TokenBot.submit_form`."""
+
+    async def delete_inbound(self) -> bool:
+        """Delete the message being handled (a leaked key); False where the platform can't."""

@@ -64,6 +64,40 @@ class Settings(BaseSettings):
         12_000, validation_alias=_alias("TOKENBOT_CONTEXT_CHARS", "context_chars")
     )
 
+    # Platforms. Slack: bot token required; app token -> Socket Mode, else HTTP mode with
+    # the signing secret. Discord: the bot token; the URLs override REST and gateway bases.
+    slack_bot_token: SecretStr | None = Field(
+        None, validation_alias=_alias("SLACK_BOT_TOKEN", "slack_bot_token")
+    )
+    slack_app_token: SecretStr | None = Field(
+        None, validation_alias=_alias("SLACK_APP_TOKEN", "slack_app_token")
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        None, validation_alias=_alias("SLACK_SIGNING_SECRET", "slack_signing_secret")
+    )
+    slack_api_url: str = Field(
+        "https://slack.com/api/", validation_alias=_alias("SLACK_API_URL", "slack_api_url")
+    )
+    discord_token: SecretStr | None = Field(
+        None, validation_alias=_alias("DISCORD_TOKEN", "discord_token")
+    )
+    discord_api_url: str | None = Field(
+        None, validation_alias=_alias("DISCORD_API_URL", "discord_api_url")
+    )
+    discord_gateway_url: str | None = Field(
+        None, validation_alias=_alias("DISCORD_GATEWAY_URL", "discord_gateway_url")
+    )
+    # The HTTP server (Slack HTTP mode, health checks) listens here.
+    http_host: str = Field("0.0.0.0", validation_alias=_alias("TOKENBOT_HTTP_HOST", "http_host"))
+    http_port: int = Field(3000, validation_alias=_alias("TOKENBOT_HTTP_PORT", "http_port"))
+    # Platform user ids allowed to run admin commands (comma-separated).
+    admins: str = Field("", validation_alias=_alias("TOKENBOT_ADMINS", "admins"))
+
+    @property
+    def admin_ids(self) -> frozenset[str]:
+        """TOKENBOT_ADMINS as a set of platform user ids."""
+        return frozenset(a.strip() for a in self.admins.split(",") if a.strip())
+
     @field_validator("alltoken_base_url", "openclaw_token_api_base")
     @classmethod
     def _strip_slash(cls, v: str) -> str:

@@ -12,15 +12,15 @@ from typing import TextIO
 from adapters.console.render import render
 from bot.messages import (
     Destination,
+    FormRequest,
     Image,
     Limits,
     MessageRef,
     Notice,
     Part,
-    SecretRequest,
 )
 
-SecretReader = Callable[[SecretRequest, Destination], Awaitable[None]]
+FormReader = Callable[[FormRequest, Destination], Awaitable[None]]
 
 
 class ConsolePrinter:
@@ -87,12 +87,12 @@ class ConsoleConversation:
         destination: Destination,
         printer: ConsolePrinter,
         out_dir: Path,
-        secret_reader: SecretReader | None = None,
+        form_reader: FormReader | None = None,
     ) -> None:
         self.destination = destination
         self.printer = printer
         self.out_dir = out_dir
-        self.secret_reader = secret_reader
+        self.form_reader = form_reader
         self.limits = Limits(
             max_message_chars=1_000_000, edit_interval_s=0.0, max_upload_bytes=1 << 40
         )
@@ -134,16 +134,21 @@ class ConsoleConversation:
         """Same terminal."""
         self.printer.write_block(render(parts))
 
-    async def request_secret(self, request: SecretRequest) -> None:
-        """Ask without echo when there is a terminal; otherwise explain the alternative."""
-        if self.secret_reader is None:
+    async def request_form(self, request: FormRequest) -> None:
+        """Ask field by field, without echo for secrets, when there is a terminal."""
+        if self.form_reader is None:
             await self.say(
                 [
                     Notice(
                         level="info",
-                        text="No terminal to ask privately; use `/alltoken-key set <key>` here instead.",
+                        text="No terminal to ask privately (input is piped); "
+                        "use the command's text form here instead, e.g. `/alltoken-key set <key>`.",
                     )
                 ]
             )
             return
-        await self.secret_reader(request, self.destination)
+        await self.form_reader(request, self.destination)
+
+    async def delete_inbound(self) -> bool:
+        """Nothing to delete in a terminal."""
+        return False

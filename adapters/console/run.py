@@ -10,7 +10,7 @@ from typing import TextIO
 
 from adapters.console.conversation import ConsoleConversation, ConsolePrinter
 from bot.app import TokenBot
-from bot.messages import Destination, Inbound, Notice, SecretRequest
+from bot.messages import Destination, FormRequest, Inbound, Notice
 
 PROMPT = "› "
 
@@ -47,7 +47,7 @@ class ConsoleAdapter:
 
     def conversation_for(self, destination: Destination) -> ConsoleConversation:
         """Conversations for new messages and for jobs resumed after a restart."""
-        reader = self._read_secret if self.interactive else None
+        reader = self._read_form if self.interactive else None
         return ConsoleConversation(destination, self.printer, self.out_dir, reader)
 
     def inbound(self, text: str) -> Inbound:
@@ -61,15 +61,21 @@ class ConsoleAdapter:
             is_direct=True,
         )
 
-    async def _read_secret(self, request: SecretRequest, destination: Destination) -> None:
-        value = await asyncio.to_thread(getpass.getpass, f"{request.label} (input hidden): ")
-        if not value.strip():
-            self.printer.write_block("Nothing entered; no key stored.")
-            return
-        await self.bot.submit_secret(
-            self.inbound("/alltoken-key"),
-            request.service,
-            value,
+    async def _read_form(self, request: FormRequest, destination: Destination) -> None:
+        self.printer.write_block(
+            f"{request.title}" + (f" — {request.intro}" if request.intro else "")
+        )
+        values: dict[str, str] = {}
+        for form_field in request.fields:
+            reader = getpass.getpass if form_field.secret else input
+            hidden = " (input hidden)" if form_field.secret else ""
+            values[form_field.name] = await asyncio.to_thread(
+                reader, f"{form_field.label}{hidden}: "
+            )
+        await self.bot.submit_form(
+            self.inbound(request.form_id),
+            request.form_id,
+            values,
             self.conversation_for(destination),
         )
 

@@ -91,21 +91,21 @@ async def _record(ctx: HandlerContext, command: str, result: ChatResult) -> Deci
         )
     )
     per_1k = Decimal(1000)
-    await ctx.bot.store.set_last_call(
-        ctx.owner,
-        ctx.inbound.conversation_key,
-        LastCall(
-            command=command,
-            model=result.model,
-            prompt_tokens=pt,
-            completion_tokens=ct,
-            cost_usd=cost if source == "reported by AllToken" else None,
-            input_price=prices.input_per_1m / per_1k if prices else None,
-            output_price=prices.output_per_1m / per_1k if prices else None,
-            request_id=result.request_id,
-        ),
+    last = LastCall(
+        command=command,
+        model=result.model,
+        prompt_tokens=pt,
+        completion_tokens=ct,
+        cost_usd=cost if source == "reported by AllToken" else None,
+        input_price=prices.input_per_1m / per_1k if prices else None,
+        output_price=prices.output_per_1m / per_1k if prices else None,
+        request_id=result.request_id,
     )
-    ctx.bot.note_alltoken_call(ctx.inbound.conversation_key)
+    for key in {ctx.inbound.conversation_key, ctx.conversation.destination.conversation_key}:
+        await ctx.bot.store.set_last_call(ctx.owner, key, last)
+    ctx.bot.note_alltoken_call(
+        ctx.inbound.conversation_key, ctx.conversation.destination.conversation_key
+    )
     ctx.bot.last_request_id = result.request_id
     return cost
 
@@ -142,6 +142,11 @@ async def chat(cmd: ChatCommand, ctx: HandlerContext) -> None:
         ]
     )
     await _record(ctx, "chat", result)
+    model = cmd.model
+    ctx.bot.note_thread(
+        ctx.conversation.destination.conversation_key,
+        lambda text: ChatCommand(prompt=text, model=model),
+    )
 
 
 async def search(cmd: SearchCommand, ctx: HandlerContext) -> None:
@@ -255,7 +260,9 @@ async def image(cmd: ImageCommand, ctx: HandlerContext) -> None:
             "conversation_key": ctx.inbound.conversation_key,
         },
     )
-    ctx.bot.note_alltoken_call(ctx.inbound.conversation_key)
+    ctx.bot.note_alltoken_call(
+        ctx.inbound.conversation_key, ctx.conversation.destination.conversation_key
+    )
 
 
 async def video(cmd: VideoCommand, ctx: HandlerContext) -> None:
@@ -274,7 +281,9 @@ async def video(cmd: VideoCommand, ctx: HandlerContext) -> None:
             "conversation_key": ctx.inbound.conversation_key,
         },
     )
-    ctx.bot.note_alltoken_call(ctx.inbound.conversation_key)
+    ctx.bot.note_alltoken_call(
+        ctx.inbound.conversation_key, ctx.conversation.destination.conversation_key
+    )
 
 
 class HandledFailure(Exception):

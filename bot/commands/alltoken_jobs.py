@@ -16,11 +16,23 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.failures import render_failure
 from bot.jobs import JobCancelled, JobContext, JobFailed
-from bot.messages import Actions, Button, Failure, Image, Link, MessageRef, Notice, Part, Text
+from bot.messages import (
+    Actions,
+    Button,
+    Conversation,
+    Failure,
+    Image,
+    Inbound,
+    Link,
+    MessageRef,
+    Notice,
+    Part,
+    Text,
+)
 from bot.services.alltoken import (
     AllTokenService,
     ImageRequest,
@@ -29,7 +41,10 @@ from bot.services.alltoken import (
     VideoStatus,
 )
 from bot.services.errors import BackendError
-from bot.store import LastCall, UsageRecord
+from bot.store import AuditEntry, LastCall, Owner, UsageRecord
+
+if TYPE_CHECKING:
+    from bot.app import TokenBot
 
 TRANSIENT_STATUSES = {0, 429, 500, 502, 503, 504}
 MAX_TRANSIENT_ERRORS = 6
@@ -510,3 +525,60 @@ def _decode(b64: str) -> bytes | None:
 def _clip(text: str, limit: int = 80) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+async def cancel_video(
+    bot: TokenBot, inbound: Inbound, job_id: str, conversation: Conversation
+) -> None:
+    """The Cancel button: only the owner may cancel; the backend task is cancelled first."""
+    actor = Owner.of(inbound)
+
+    async def tell(text: str, level: str = "info") -> None:
+        await conversation.whisper([Notice(level=level, text=text)])  # type: ignore[arg-type]
+
+    async def audit(outcome: str, detail: str | None, request_id: str | None = None) -> None:
+        await bot.store.audit(
+            AuditEntry(
+                owner=actor,
+                command="video.cancel",
+                outcome=outcome,
+                detail=detail,
+                request_id=request_id,
+            )
+        )
+
+    job = await bot.store.get_job(job_id)
+    if job is None or job.owner != actor:
+        # Same answer for "not yours" and "does not exist": don't reveal others' jobs.
+        await tell("Only the person who started this video can cancel it.", "warning")
+        await audit("denied", job_id)
+        return
+    if job.status not in ("pending", "running"):
+        await tell(f"This video is already {job.status}.")
+        return
+    key = await bot.store.get_credential(actor, "alltoken")
+    task_id = job.state.get("task_id")
+    if key and task_id:
+        try:
+            await bot.services.alltoken.cancel_video(key, str(task_id))
+        except BackendError as exc:
+            if exc.status == 409:
+                await tell("The video had already finished; it will be posted here.")
+                return
+            await conversation.whisper([render_failure(exc)])
+            await audit("failed", exc.code, exc.request_id)
+            return
+    if not await bot.store.transition_job(job_id, {"pending", "running"}, "cancelled"):
+        await tell("The video finished before it could be cancelled.")
+        return
+    await bot.jobs.cancel_local(job_id)
+    ref = job.state.get("progress_ref")
+    parts: list[Part] = [Notice(level="warning", text="🎬 Video cancelled.")]
+    try:
+        if ref:
+            await conversation.edit(MessageRef.model_validate(ref), parts)
+        else:
+            await conversation.say(parts)
+    except Exception:
+        log.exception("could not update the cancelled video message")
+    await audit("ok", job_id, str(task_id) if task_id else None)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from bot.command_models import KeyCommand
 from bot.commands.context import HandlerContext
 from bot.failures import render_failure
+from bot.family import FormHandler
 from bot.key_shapes import fingerprint
-from bot.messages import Failure, Notice, SecretRequest
+from bot.messages import Failure, FormField, FormRequest, Notice
 from bot.services.errors import BackendError
 
 SERVICE_NAMES = {
@@ -30,12 +31,18 @@ async def key(cmd: KeyCommand, ctx: HandlerContext) -> None:
     """Dispatch the key sub-actions; every answer is private."""
     name = SERVICE_NAMES[cmd.service]
     if cmd.action == "prompt":
-        await ctx.conversation.request_secret(
-            SecretRequest(
-                service=cmd.service,
-                title=f"{name} key",
-                label=f"Your {name} API key",
-                placeholder="sk-at-…" if cmd.service == "alltoken" else "",
+        await ctx.conversation.request_form(
+            FormRequest(
+                form_id=f"key.{cmd.service}",
+                title=f"{name} key"[:24],
+                intro="Stored encrypted, used only for your own commands, never shown again.",
+                fields=[
+                    FormField(
+                        name="key",
+                        label=f"Your {name} API key",
+                        placeholder="sk-at-…" if cmd.service == "alltoken" else "",
+                    )
+                ],
             )
         )
         return
@@ -57,15 +64,7 @@ async def key(cmd: KeyCommand, ctx: HandlerContext) -> None:
         return
     assert cmd.key is not None  # the router guarantees a value for "set"
     if typed_in_public(ctx):
-        await ctx.conversation.whisper(
-            [
-                Failure(
-                    code="key_exposed",
-                    message="That key was posted where others can read it, so tokenbot did not store it.",
-                    hint="Rotate it in your AllToken settings now, then use `/alltoken-key` (a private form).",
-                )
-            ]
-        )
+        # Seen by everyone in the channel: the app already told the user to rotate it.
         return
     await store_key(ctx, cmd.service, cmd.key.get_secret_value())
 
@@ -98,3 +97,18 @@ async def store_key(ctx: HandlerContext, service: str, secret: str) -> bool:
         ]
     )
     return True
+
+
+def key_form_handler(service: str) -> FormHandler:
+    """The submission of the private key form for `service`."""
+
+    async def submit(ctx: HandlerContext, values: dict[str, str]) -> bool:
+        value = values.get("key", "").strip()
+        if not value:
+            await ctx.conversation.whisper(
+                [Notice(level="info", text="Nothing entered; no key stored.")]
+            )
+            return False
+        return await store_key(ctx, service, value)
+
+    return submit

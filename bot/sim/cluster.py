@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from bot.sim.alltoken import AllTokenSim, AllTokenSimConfig
 
 DEMO_ALLTOKEN_KEY = "sk-at-demo-0000000000000000000000"
 
 
+class Simulator(Protocol):
+    """What every simulator offers the cluster."""
+
+    base_url: str
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen; returns the base URL."""
+
+    async def stop(self) -> None:
+        """Stop listening."""
+
+
 def sim_config_from_env() -> AllTokenSimConfig:
-    """Simulator pacing from TOKENBOT_SIM_* variables (demo defaults otherwise)."""
+    """AllToken simulator pacing from TOKENBOT_SIM_* variables (demo defaults otherwise)."""
     overrides: dict[str, float] = {}
     for env, name in (
         ("TOKENBOT_SIM_IMAGE_SECONDS", "image_seconds"),
@@ -22,31 +34,60 @@ def sim_config_from_env() -> AllTokenSimConfig:
     ):
         if os.environ.get(env):
             overrides[name] = float(os.environ[env])
-    return AllTokenSimConfig(**overrides)
+    return AllTokenSimConfig(**overrides)  # type: ignore[arg-type]
 
 
-@dataclass
 class SimCluster:
-    """The running simulators and their base URLs."""
+    """The running simulators, the settings that point tokenbot at them, and the demo keys."""
 
-    alltoken: AllTokenSim = field(default_factory=lambda: AllTokenSim(sim_config_from_env()))
-    host: str = "127.0.0.1"
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.alltoken = AllTokenSim(sim_config_from_env())
+        # Each entry: (name, simulator, settings field that should point at it).
+        self._sims: list[tuple[str, Simulator, str]] = [
+            ("alltoken", self.alltoken, "alltoken_base_url")
+        ]
+        self._demo_keys: dict[str, str] = {"alltoken": DEMO_ALLTOKEN_KEY}
+        self._add_other_simulators()
 
-    async def start(self, alltoken_port: int = 0) -> SimCluster:
+    def _add_other_simulators(self) -> None:
+        """OpenMarlin and OpenClaw Token simulators join here (see their modules)."""
+
+    def add(
+        self,
+        name: str,
+        sim: Simulator,
+        settings_field: str,
+        demo_keys: dict[str, str] | None = None,
+    ) -> None:
+        """Include one more simulator."""
+        self._sims.append((name, sim, settings_field))
+        self._demo_keys.update(demo_keys or {})
+
+    def get(self, name: str) -> Any:
+        """A simulator by name."""
+        for sim_name, sim, _ in self._sims:
+            if sim_name == name:
+                return sim
+        raise KeyError(name)
+
+    async def start(self, ports: dict[str, int] | None = None) -> SimCluster:
         """Start every simulator (port 0 = any free port)."""
-        await self.alltoken.start(self.host, alltoken_port)
+        for name, sim, _ in self._sims:
+            await sim.start(self.host, (ports or {}).get(name, 0))
         return self
 
     async def stop(self) -> None:
         """Stop every simulator."""
-        await self.alltoken.stop()
+        for _, sim, _ in reversed(self._sims):
+            await sim.stop()
 
     @property
     def urls(self) -> dict[str, str]:
         """Settings overrides pointing tokenbot at the simulators."""
-        return {"alltoken_base_url": self.alltoken.base_url}
+        return {field: sim.base_url for _, sim, field in self._sims}
 
     @property
     def demo_keys(self) -> dict[str, str]:
-        """The demo user's pre-provisioned keys, by service."""
-        return {"alltoken": DEMO_ALLTOKEN_KEY}
+        """The demo user's pre-provisioned keys, by credential service name."""
+        return dict(self._demo_keys)

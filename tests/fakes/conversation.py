@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters.console.render import render
-from bot.messages import Destination, Image, Limits, MessageRef, Part, SecretRequest
+from bot.messages import Destination, FormRequest, Image, Limits, MessageRef, Part
 
 
 @dataclass
@@ -47,7 +47,9 @@ class RecordingConversation:
         self.limits = Limits()
         self.events: list[Event] = []
         self.fail_uploads = fail_uploads
-        self.secret_requests: list[SecretRequest] = []
+        self.forms: list[FormRequest] = []
+        self.deletable = False
+        self.deleted = 0
         self.changed = asyncio.Event()
 
     def record(self, event: Event) -> None:
@@ -87,9 +89,14 @@ class RecordingConversation:
     async def direct(self, parts: Sequence[Part]) -> None:
         self.record(Event("direct", list(parts), render(parts)))
 
-    async def request_secret(self, request: SecretRequest) -> None:
-        self.secret_requests.append(request)
-        self.record(Event("secret", [], request.title))
+    async def request_form(self, request: FormRequest) -> None:
+        self.forms.append(request)
+        self.record(Event("form", [], request.title))
+
+    async def delete_inbound(self) -> bool:
+        if self.deletable:
+            self.deleted += 1
+        return self.deletable
 
     # --- helpers for assertions --------------------------------------------------------
 

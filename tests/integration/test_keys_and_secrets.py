@@ -40,10 +40,10 @@ async def test_a_refused_key_is_not_stored(bot: TokenBot) -> None:
 async def test_bare_key_command_opens_a_private_form(bot: TokenBot, sim: AllTokenSim) -> None:
     bob = Chat(bot, "bob")
     await bob.send("/alltoken-key")
-    [req] = bob.conv.secret_requests
-    assert req.service == "alltoken"
+    [req] = bob.conv.forms
+    assert req.form_id == "key.alltoken" and req.fields[0].secret
     key = sim.issue_key(1)
-    assert await bot.submit_secret(bob.inbound("/alltoken-key"), "alltoken", key, bob.conv)
+    assert await bot.submit_form(bob.inbound("/alltoken-key"), req.form_id, {"key": key}, bob.conv)
     assert await bot.store.get_credential(bob.owner, "alltoken") == key
 
 
@@ -110,3 +110,11 @@ async def test_loose_trigger_in_a_channel_stays_silent_but_spelled_out_command_a
     assert not carol.conv.events
     assert await carol.send("/alltoken-image a cat --quality=ultra", is_direct=False)
     assert "--quality" in carol.conv.of("whisper")[0].text
+
+
+async def test_key_pasted_in_public_is_deleted_where_the_platform_allows(bot: TokenBot) -> None:
+    dave = Chat(bot, "dave", platform="discord")
+    dave.conv.deletable = True
+    await dave.send("token: sk-at-abcdef0123456789abcdef", is_direct=False)
+    assert dave.conv.deleted == 1
+    assert "deleted the message" in dave.conv.of("whisper")[0].text
