@@ -159,7 +159,8 @@ class JobRunner:
         self._idle.clear()
         task = asyncio.create_task(self._supervise(job), name=f"job-{job.kind}-{job.id}")
         self._tasks[job.id] = task
-        task.add_done_callback(lambda _t, jid=job.id: self._forget(jid))
+        job_id = job.id
+        task.add_done_callback(lambda _t: self._forget(job_id))
 
     def _forget(self, job_id: str) -> None:
         self._tasks.pop(job_id, None)

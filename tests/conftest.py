@@ -22,6 +22,10 @@ FAST_SIM = AllTokenSimConfig(
 )
 
 
+# Every AllToken key any simulator of this session knew; scanned for after the whole suite.
+SEEN_KEYS: set[str] = set()
+
+
 @pytest.fixture
 async def sim() -> AsyncIterator[AllTokenSim]:
     """A fast simulator on a free loopback port."""
@@ -30,7 +34,29 @@ async def sim() -> AsyncIterator[AllTokenSim]:
     try:
         yield s
     finally:
+        SEEN_KEYS.update(s._balances)  # the keys it issued (demo key included)
         await s.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After the suite: no stored key may appear in plain text in any DB, log or file it left."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or not SEEN_KEYS:
+        return
+    base = factory.getbasetemp()
+    leaks = []
+    needles = [k.encode() for k in SEEN_KEYS]
+    for path in base.rglob("*"):
+        if not path.is_file() or path.stat().st_size > 50_000_000:
+            continue
+        data = path.read_bytes()
+        leaks += [f"{path}: …{k[-6:].decode()}" for k in needles if k in data]
+    if leaks:
+        session.exitstatus = 1
+        print(
+            "\nSECRET LEAK: stored keys found in plain text after the suite:\n"
+            + "\n".join(leaks[:20])
+        )
 
 
 def make_settings(data_dir: Path, sim: AllTokenSim, **extra: object) -> Settings:

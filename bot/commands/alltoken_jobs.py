@@ -534,7 +534,7 @@ async def cancel_video(
     actor = Owner.of(inbound)
 
     async def tell(text: str, level: str = "info") -> None:
-        await conversation.whisper([Notice(level=level, text=text)])  # type: ignore[arg-type]
+        await conversation.whisper([Notice(level=level, text=text)])
 
     async def audit(outcome: str, detail: str | None, request_id: str | None = None) -> None:
         await bot.store.audit(

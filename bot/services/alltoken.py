@@ -273,9 +273,10 @@ class AllTokenService:
                     if response.status_code >= 400:
                         raw = await response.aread()
                         error = alltoken_error(response, raw)
-                        wait = self.retry.wait_for(error)
-                        if wait is None or attempts >= self.retry.max_retries_on_429:
+                        hinted = self.retry.wait_for(error)
+                        if hinted is None or attempts >= self.retry.max_retries_on_429:
                             raise error
+                        wait = hinted
                         attempts += 1
                     else:
                         request_id = response.headers.get("x-request-id")
@@ -497,7 +498,7 @@ class AllTokenService:
         cache_key = f"price:{model}"
         hit = self._cache.get(cache_key)
         if hit and self.clock() - hit.at < self.models_ttl_s:
-            return hit.value  # type: ignore[no-any-return]
+            return hit.value
         response = await self._send("GET", f"/api-account/models/{model}", None)
         data = self._json(response)
         entry = data.get("data", data) if isinstance(data, dict) else {}

@@ -34,7 +34,7 @@ def sim_config_from_env() -> AllTokenSimConfig:
     ):
         if os.environ.get(env):
             overrides[name] = float(os.environ[env])
-    return AllTokenSimConfig(**overrides)  # type: ignore[arg-type]
+    return AllTokenSimConfig(**overrides)
 
 
 class SimCluster:

@@ -251,3 +251,60 @@ async def test_destination_survives_serialisation() -> None:
         extras={"response_url": "http://x"},
     )
     assert Destination.model_validate(d.model_dump(mode="json")) == d
+
+
+async def test_video_failure_and_402_are_reported(
+    alice: Chat, bot: TokenBot, sim: AllTokenSim
+) -> None:
+    await alice.send("/alltoken-video a forbidden scene [[fail]]")
+    assert await bot.jobs.wait_idle(10)
+    failures = [p for e in alice.conv.events for p in e.parts if isinstance(p, Failure)]
+    assert failures and failures[-1].request_id and failures[-1].request_id.startswith("vgen_")
+    broke = Chat(bot, "broke")
+    await broke.give_key(sim.issue_key(0))
+    await broke.send("/alltoken-video a calm lake")
+    assert await bot.jobs.wait_idle(10)
+    failures = [p for e in broke.conv.events for p in e.parts if isinstance(p, Failure)]
+    assert failures[-1].code == "insufficient_balance"
+
+
+async def test_image_polls_honour_next_poll_after(
+    alice: Chat, bot: TokenBot, sim: AllTokenSim
+) -> None:
+    sim.config.image_seconds = 1.0
+    sim.config.poll_after_ms = 400
+    await alice.send("/alltoken-image a slow one")
+    assert await bot.jobs.wait_idle(10)
+    polls = sim.stats.requests_to("GET", "/v1/images/generations/{id}")
+    assert 2 <= polls <= 5  # ~1 s / 0.4 s, not a tight loop
+
+
+async def test_transient_poll_errors_back_off_and_recover(
+    alice: Chat, bot: TokenBot, sim: AllTokenSim
+) -> None:
+    await add_fault(
+        sim,
+        method="GET",
+        path="/v1/images/generations/",
+        status=503,
+        code="service_unavailable",
+        times=2,
+    )
+    await alice.send("/alltoken-image resilient")
+    assert await bot.jobs.wait_idle(15)
+    assert len(alice.conv.of("upload")) == 1
+
+
+async def test_top_level_request_id_reaches_the_user(alice: Chat, sim: AllTokenSim) -> None:
+    await add_fault(
+        sim,
+        method="POST",
+        path="/v1/chat/completions",
+        status=400,
+        code="invalid_request",
+        mode="top_level_request_id",
+        times=1,
+    )
+    await alice.send("/alltoken-chat hello")
+    failures = [p for e in alice.conv.events for p in e.parts if isinstance(p, Failure)]
+    assert failures[-1].request_id
