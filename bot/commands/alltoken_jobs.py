@@ -327,6 +327,8 @@ class ImageJob(_PollingJob):
         )
         await self._record(ctx, "image", str(st["model"]), usage, st.get("task_id"))
         await ctx.set_status("done")
+        # Delivered: the disk copy has done its job (the platform holds the image now).
+        await asyncio.to_thread(path.unlink, True)
 
     async def _upload_with_retry(self, ctx: JobContext, image: Image) -> None:
         """The bytes are safe on disk, so a refused upload is simply tried again."""

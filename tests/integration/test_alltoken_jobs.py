@@ -37,6 +37,7 @@ async def test_image_is_uploaded_from_disk_and_read_once(
     image = upload.parts[0]
     assert isinstance(image, Image) and image.alt == "a lighthouse at dusk"
     assert Path(image.path).parent == bot.settings.images_dir
+    assert not Path(image.path).exists()  # removed once delivered
     [(task_id, reads)] = b64_reads(sim).items()
     assert reads == 1
     [job] = await bot.store.jobs_for(alice.owner)
