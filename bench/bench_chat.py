@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import statistics
 import tempfile
@@ -219,3 +220,35 @@ async def concurrent_chats(n: int = 500, rounds: int = 2) -> dict[str, Any]:
         "bot_errors": bot_errors,
         "peak_rss_mb": rss_mb,
     }
+
+
+async def rows() -> list[tuple[str, str, str, float, str, bool]]:
+    """This module's rows of the `make bench` table."""
+    t = await ttft()
+    c = await concurrent_chats(int(os.environ.get("BENCH_CONCURRENCY", "500")))
+    return [
+        (
+            "chat: time to first token, p50 (50 ms backend latency)",
+            f"{t['bot_p50_ms']:.1f} ms",
+            f"{t['direct_p50_ms']:.1f} ms direct",
+            t["ratio"],
+            "≤ 1.05",
+            t["ratio"] <= 1.05,
+        ),
+        (
+            f"chat: {c['n']} concurrent commands, completed/s",
+            f"{c['bot_per_s']:.1f}/s, {c['bot_errors']} errors",
+            f"{c['direct_per_s']:.1f}/s direct, {c['direct_errors']} errors",
+            c["ratio"],
+            "≥ 0.95, 0 errors",
+            c["ratio"] >= 0.95 and c["bot_errors"] == 0,
+        ),
+        (
+            "chat: peak RSS of the bot process",
+            f"{c['peak_rss_mb']:.0f} MB",
+            "",
+            float("nan"),
+            "reported",
+            True,
+        ),
+    ]

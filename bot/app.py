@@ -100,6 +100,8 @@ class TokenBot:
         self._alltoken_recent: OrderedDict[str, None] = OrderedDict()
         self._threads: OrderedDict[str, Continuation] = OrderedDict()
         self.last_request_id: str | None = None
+        self._models_source: object = None
+        self._chat_models: frozenset[str] = frozenset(catalog.CHAT_MODELS)
 
     @classmethod
     async def create(
@@ -152,15 +154,14 @@ class TokenBot:
     def router_context(self, conversation_key: str | None = None) -> RouterContext:
         """What the router may know: cached model ids and whether the last call was AllToken."""
         cached = self.services.alltoken.cached_models("chat")
-        models = (
-            frozenset(m.id.lower() for m in cached) if cached else frozenset(catalog.CHAT_MODELS)
-        )
-        return RouterContext(
-            chat_models=models,
-            last_call_was_alltoken=bool(
-                conversation_key and conversation_key in self._alltoken_recent
-            ),
-        )
+        if cached is not self._models_source:
+            # Rebuilt only when the service refreshed its cache, not per message.
+            self._models_source = cached
+            self._chat_models = (
+                frozenset(m.id.lower() for m in cached) if cached else frozenset(catalog.CHAT_MODELS)
+            )
+        recent = bool(conversation_key and conversation_key in self._alltoken_recent)
+        return RouterContext(chat_models=self._chat_models, last_call_was_alltoken=recent)
 
     @staticmethod
     def _remember(cache: OrderedDict[str, Any], key: str, value: Any) -> None:
@@ -194,15 +195,20 @@ class TokenBot:
 
     def parse(self, inbound: Inbound) -> BaseModel | None:
         """Text (or a platform slash command) to a command; None when it is not for us."""
-        ctx = self.router_context(inbound.conversation_key)
         if inbound.command:
             family = self._slash.get(inbound.command.lstrip("/").lower())
-            return family.parse_slash(inbound.command, inbound.text, ctx) if family else None
+            if family is None:
+                return None
+            ctx = self.router_context(inbound.conversation_key)
+            return family.parse_slash(inbound.command, inbound.text, ctx)
         lowered = inbound.text.lower()
+        context: RouterContext | None = None
         for family in self.families:
+            # Most channel messages are not commands: reject them before any real work.
             if family.keywords and not any(k in lowered for k in family.keywords):
                 continue
-            command = family.parse(inbound.text, ctx)
+            context = context or self.router_context(inbound.conversation_key)
+            command = family.parse(inbound.text, context)
             if command is not None:
                 return command
         if inbound.continues_thread:
