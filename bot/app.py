@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import BaseModel
@@ -26,6 +26,7 @@ from bot.family import ActionHandler, CommandFamily, FormHandler, Handler
 from bot.jobs import JobRunner
 from bot.key_shapes import find_keys, fingerprint
 from bot.messages import Conversation, Destination, Failure, Inbound, Notice, Part
+from bot.metrics import Metrics
 from bot.poll_budget import PollBudget
 from bot.router import RouterContext
 from bot.services.alltoken import AllTokenService, ChatMessage
@@ -33,6 +34,9 @@ from bot.services.errors import BackendError
 from bot.services.http import build_http_client
 from bot.settings import Settings
 from bot.store import AuditEntry, Owner, SecretBox, Store
+
+if TYPE_CHECKING:
+    from bot.http_server import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +80,14 @@ class TokenBot:
         store: Store,
         services: Services,
         families: list[CommandFamily] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
+        # Adapters register "is my platform connection up?" checks for /readyz.
+        self.readiness: dict[str, Callable[[], Awaitable[bool]]] = {}
+        # The process's HTTP server (health, metrics, Slack HTTP mode) when `tokenbot run` has one.
+        self.web_server: HttpServer | None = None
         self.http = http
         self.store = store
         self.services = services
@@ -85,6 +95,7 @@ class TokenBot:
         self.jobs = JobRunner(
             store, self.conversation_for, PollBudget(settings.max_polls_per_second)
         )
+        self.metrics.track_jobs(lambda: self.jobs.active)
         self.actions: dict[str, ActionHandler] = {}
         self.forms: dict[str, FormHandler] = {}
         self.families = families if families is not None else default_families()
@@ -111,13 +122,17 @@ class TokenBot:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         box = SecretBox.from_settings(settings.master_key, settings.data_dir)
         store = await Store.open(settings.db_path, box)
-        http = build_http_client(settings.http_timeout_s)
+        metrics = Metrics()
+        http = build_http_client(settings.http_timeout_s, metrics.http_hooks())
+        metrics.name_backend(settings.alltoken_base_url, "alltoken")
+        metrics.name_backend(settings.openmarlin_server_url, "openmarlin")
+        metrics.name_backend(settings.openclaw_token_api_base, "openclaw_token")
         services = Services(
             alltoken=AllTokenService(
                 http, settings.alltoken_base_url, models_ttl_s=settings.models_cache_ttl_s
             )
         )
-        return cls(settings, http, store, services, families)
+        return cls(settings, http, store, services, families, metrics)
 
     async def start(self) -> int:
         """Resume unfinished jobs (call once every adapter has registered its conversations)."""
@@ -158,7 +173,9 @@ class TokenBot:
             # Rebuilt only when the service refreshed its cache, not per message.
             self._models_source = cached
             self._chat_models = (
-                frozenset(m.id.lower() for m in cached) if cached else frozenset(catalog.CHAT_MODELS)
+                frozenset(m.id.lower() for m in cached)
+                if cached
+                else frozenset(catalog.CHAT_MODELS)
             )
         recent = bool(conversation_key and conversation_key in self._alltoken_recent)
         return RouterContext(chat_models=self._chat_models, last_call_was_alltoken=recent)
@@ -235,6 +252,7 @@ class TokenBot:
                 [Failure(code="usage", message=exc.problem, hint=f"Usage: `{exc.usage}`")],
             )
             await self._audit(owner, exc.command, "usage_error", exc.problem)
+            self.metrics.commands.labels(exc.command, "usage_error").inc()
             return True
         await self._warn_leaked_key(inbound, conversation, command)
         if command is None:
@@ -281,6 +299,7 @@ class TokenBot:
                 ],
             )
         await self._audit(owner, name, outcome, detail, self.last_request_id)
+        self.metrics.commands.labels(name, outcome).inc()
         return True
 
     async def submit_form(

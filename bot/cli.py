@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -107,7 +108,12 @@ async def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from bot.http_server import HttpServer
+
     bot = await TokenBot.create(settings)
+    # Adapters with HTTP routes (Slack's HTTP mode) add them to this app before it starts.
+    web_server = HttpServer(bot)
+    bot.web_server = web_server
     running: list[PlatformRunner] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -117,6 +123,8 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         for start in platform_starters(settings):
             running.append(await start(bot, settings))
+        port = await web_server.start(settings.http_host, settings.http_port)
+        logging.getLogger(__name__).info("health and metrics on port %d", port)
         await bot.start()
         await stop.wait()
         return 0
@@ -124,6 +132,7 @@ async def _run(args: argparse.Namespace) -> int:
         for runner in reversed(running):
             with contextlib.suppress(Exception):
                 await runner.aclose()
+        await web_server.aclose()
         await bot.aclose()
 
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
 from bot.services.errors import BackendError
 
 
-def build_http_client(timeout_s: float = 60.0) -> httpx.AsyncClient:
+def build_http_client(
+    timeout_s: float = 60.0, event_hooks: dict[str, list[Callable[..., Any]]] | None = None
+) -> httpx.AsyncClient:
     """The shared AsyncClient: pooled, generous limits (hundreds of concurrent chats)."""
     return httpx.AsyncClient(
+        event_hooks=event_hooks,
         timeout=httpx.Timeout(timeout_s, connect=10.0),
         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
         headers={"User-Agent": "tokenbot/0.1"},

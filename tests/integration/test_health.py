@@ -1,0 +1,37 @@
+"""/healthz, /readyz and /metrics over real HTTP."""
+
+from __future__ import annotations
+
+import httpx
+
+from bot.app import TokenBot
+from bot.http_server import HttpServer
+from tests.conftest import Chat
+
+
+async def test_health_ready_and_metrics(bot: TokenBot, alice: Chat) -> None:
+    server = HttpServer(bot)
+    port = await server.start("127.0.0.1", 0)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{base}/healthz")).json() == {"status": "ok"}
+            ready = await client.get(f"{base}/readyz")
+            assert ready.status_code == 200 and ready.json()["checks"] == {"store": True}
+
+            async def down() -> bool:
+                return False
+
+            bot.readiness["slack"] = down
+            not_ready = await client.get(f"{base}/readyz")
+            assert not_ready.status_code == 503 and not_ready.json()["checks"]["slack"] is False
+
+            await alice.send("/alltoken-chat hello")
+            await alice.send("/alltoken-image x --quality=ultra")
+            text = (await client.get(f"{base}/metrics")).text
+            assert 'tokenbot_commands_total{command="chat",outcome="ok"} 1.0' in text
+            assert 'tokenbot_commands_total{command="image",outcome="usage_error"} 1.0' in text
+            assert 'tokenbot_backend_request_seconds_count{backend="alltoken",status="2xx"}' in text
+            assert "tokenbot_jobs_pending 0.0" in text
+    finally:
+        await server.aclose()
