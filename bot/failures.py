@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from bot import catalog
 from bot.messages import Failure
@@ -13,6 +13,15 @@ _SERVICE_NAMES = {
     "openmarlin": "OpenMarlin",
     "openclaw_token": "OpenClaw Token",
 }
+
+
+# Backends with codes of their own render their failures themselves (see register_renderer).
+_RENDERERS: dict[str, Callable[[BackendError], Failure]] = {}
+
+
+def register_renderer(backend: str, renderer: Callable[[BackendError], Failure]) -> None:
+    """Let a backend's family render that backend's failures (its codes and next steps)."""
+    _RENDERERS[backend] = renderer
 
 
 def suggest_alternatives(model: str, available: Iterable[str], limit: int = 3) -> list[str]:
@@ -42,6 +51,9 @@ def render_failure(
     alternatives: list[str] | None = None,
 ) -> Failure:
     """A Failure part with a plain-language next step for every known code."""
+    custom = _RENDERERS.get(error.backend)
+    if custom is not None:
+        return custom(error)
     name = _SERVICE_NAMES.get(error.backend, error.backend)
     code = error.code
     hint: str | None
@@ -53,6 +65,8 @@ def render_failure(
         )
     elif error.status == 402 or code == "insufficient_balance":
         hint = f"Your {name} balance is too low: top up in Settings → Billing at alltoken.ai, then run the command again."
+        if command in ("image", "video"):
+            hint += f" {command.capitalize()}s have no OpenClaw Token fallback (it covers chat and search only)."
     elif error.status == 429 or code == "rate_limited":
         wait = f" in about {int(error.retry_after)} s" if error.retry_after else " in a minute"
         hint = f"{name} is rate-limiting requests; try again{wait}."

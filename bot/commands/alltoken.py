@@ -16,6 +16,7 @@ from bot.command_models import (
 )
 from bot.commands.alltoken_logic import cost_table, models_reply, usage_line
 from bot.commands.context import HandlerContext
+from bot.commands.openclaw_fallback import chat_fallback, search_fallback
 from bot.failures import render_failure, suggest_alternatives
 from bot.messages import Failure, Notice, Text
 from bot.pricing import Prices, cost_of, prices_from_cost_line
@@ -122,6 +123,9 @@ async def chat(cmd: ChatCommand, ctx: HandlerContext) -> None:
             started = True
             await out.append(delta)
     except BackendError as exc:
+        # AllToken balance empty: the same request through the user's OpenClaw Token fallback.
+        if not started and await chat_fallback(ctx, exc, cmd.model, messages, out):
+            return
         failure = await failure_for(ctx, exc, cmd.model)
         ctx.bot.last_request_id = exc.request_id
         if started:
@@ -155,6 +159,8 @@ async def search(cmd: SearchCommand, ctx: HandlerContext) -> None:
     try:
         result = await ctx.bot.services.alltoken.search(key, cmd.model, cmd.query)
     except BackendError as exc:
+        if await search_fallback(ctx, exc, cmd.model, cmd.query):
+            return
         ctx.bot.last_request_id = exc.request_id
         await ctx.conversation.say([await failure_for(ctx, exc, cmd.model)])
         raise HandledFailure(exc) from None

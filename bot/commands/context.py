@@ -14,6 +14,11 @@ if TYPE_CHECKING:
 KEY_HINTS = {
     "alltoken": "Set your AllToken key with `/alltoken-key` (a private form) or "
     "`/alltoken-key set sk-at-…` as a slash command or in a direct message.",
+    "openmarlin": "Run `/openmarlin register` to sign up (the sign-in link comes to you "
+    "privately), or store an existing key privately with `/openmarlin key`.",
+    "openclaw_token": "Sign in with `/openclaw-token auth login` (GitHub), "
+    "`/openclaw-token auth login --email` or `/openclaw-token auth register` "
+    "(email and password go into a private form, never a message).",
 }
 
 

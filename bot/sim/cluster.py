@@ -52,6 +52,24 @@ class SimCluster:
 
     def _add_other_simulators(self) -> None:
         """OpenMarlin and OpenClaw Token simulators join here (see their modules)."""
+        from bot.sim.openmarlin import DEMO_KEY as DEMO_OPENMARLIN_KEY
+        from bot.sim.openmarlin import OpenMarlinSim
+        from bot.sim.openmarlin import sim_config_from_env as openmarlin_config_from_env
+
+        self.add(
+            "openmarlin",
+            OpenMarlinSim(openmarlin_config_from_env()),
+            "openmarlin_server_url",
+            {"openmarlin": DEMO_OPENMARLIN_KEY},
+        )
+        from bot.sim.openclaw_token import DEMO_MGMT_KEY, OpenClawTokenSim, demo_config
+
+        self.add(
+            "openclaw_token",
+            OpenClawTokenSim(demo_config()),
+            "openclaw_token_api_base",
+            {"openclaw_token": DEMO_MGMT_KEY},
+        )
 
     def add(
         self,
