@@ -1,0 +1,186 @@
+"""The AsyncApp: every Slack request is acked at once; the work continues in a supervised task.
+
+Listeners: every slash command of the bot's families, app_mention and message events, block
+actions (buttons) and modal submissions. A global middleware drops repeated deliveries of
+an event (Slack retries with X-Slack-Retry-Num when an ack was slow or lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.response import BoltResponse
+
+from adapters.slack import inbound as mapping
+from adapters.slack.modals import FORM_CALLBACK, decode_metadata, submitted_values
+from adapters.slack.platform import SlackPlatform, build_client
+from adapters.slack.render import LINK_ACTION
+from bot.key_shapes import find_keys
+from bot.messages import Notice
+
+log = logging.getLogger(__name__)
+
+NOT_A_COMMAND = (
+    "That isn't a tokenbot command. Try `alltoken chat <question>` or `/alltoken-help` "
+    "for the list."
+)
+
+
+class SlackHandlers:
+    """What each listener does after its ack."""
+
+    def __init__(self, platform: SlackPlatform) -> None:
+        self.platform = platform
+        self.bot = platform.bot
+
+    def spawn(self, coro: Any, name: str) -> None:
+        """Run after the ack; failures are logged by the supervisor."""
+        self.platform.supervisor.spawn(coro, name)
+
+    async def command(self, body: dict[str, Any]) -> None:
+        """A slash command."""
+        inbound, extras = mapping.command_inbound(body)
+        conversation = self.platform.conversation_for(inbound.destination(**extras))
+        if not await self.bot.handle(inbound, conversation):
+            await conversation.whisper([Notice(level="info", text=NOT_A_COMMAND)])
+
+    async def message(self, event: dict[str, Any], team: str, addressed: bool) -> None:
+        """A mention, a DM or a channel message."""
+        identity = self.platform.identity
+        inbound, extras = mapping.message_inbound(event, team, identity)
+        if mapping.is_thread_reply(event) and (
+            addressed
+            or self.platform.thread_answered(inbound.channel, inbound.thread or "") is not False
+        ):
+            thread = await mapping.thread_context(self.platform.client, identity, inbound)
+            self.platform.note_checked(inbound.channel, inbound.thread or "", thread.bot_present)
+            inbound = inbound.model_copy(
+                update={"history": thread.history, "continues_thread": thread.answered_author}
+            )
+        conversation = self.platform.conversation_for(inbound.destination(**extras))
+        handled = await self.bot.handle(inbound, conversation)
+        if not handled and addressed and not find_keys(inbound.text):
+            await conversation.whisper([Notice(level="info", text=NOT_A_COMMAND)])
+
+    async def action(self, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """A button click routed to the core."""
+        inbound, extras = mapping.action_inbound(body)
+        if not inbound.channel:
+            # A click outside a channel (e.g. a modal): answer in the person's DM.
+            channel = await self.platform.dm_channel(inbound.user)
+            inbound = inbound.model_copy(update={"channel": channel, "is_direct": True})
+        conversation = self.platform.conversation_for(inbound.destination(**extras))
+        await self.bot.handle_action(
+            inbound,
+            str(action.get("action_id") or ""),
+            str(action.get("value") or ""),
+            conversation,
+        )
+
+    async def form(
+        self, body: dict[str, Any], meta: dict[str, Any], values: dict[str, str]
+    ) -> None:
+        """A submitted private form (the values are secrets: never logged)."""
+        inbound, extras = mapping.form_inbound(body, meta)
+        if not inbound.channel:
+            channel = await self.platform.dm_channel(inbound.user)
+            inbound = inbound.model_copy(update={"channel": channel, "is_direct": True})
+        conversation = self.platform.conversation_for(inbound.destination(**extras))
+        await self.bot.submit_form(inbound, str(meta["form"]), values, conversation)
+
+
+def build_app(platform: SlackPlatform, signing_secret: str | None) -> AsyncApp:
+    """The bolt app, wired to the platform's handlers."""
+    identity = platform.identity
+    handlers = SlackHandlers(platform)
+
+    async def authorize(**_: Any) -> AuthorizeResult:
+        # Identity comes from the auth.test made at start-up: no auth.test per request.
+        return AuthorizeResult(
+            enterprise_id=None,
+            team_id=identity.team_id,
+            bot_token=platform.client.token,
+            bot_user_id=identity.bot_user_id,
+            bot_id=identity.bot_id,
+        )
+
+    # Bolt gets a token-less client (it only needs one for Socket Mode's apps.connections.open,
+    # which passes the app token explicitly); our calls use the platform's client.
+    app = AsyncApp(
+        name="tokenbot",
+        client=build_client(None, platform.client.base_url, platform.session),
+        signing_secret=signing_secret or "",
+        authorize=authorize,
+        # Listeners only ack and spawn: answering after they return is both fast and safe.
+        process_before_response=True,
+    )
+
+    @app.middleware
+    async def drop_repeats(body: dict[str, Any], request: Any, next: Any) -> BoltResponse | None:
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        if event_id and not platform.events.first_time(str(event_id)):
+            retry = request.headers.get("x-slack-retry-num", [""])
+            log.info(
+                "dropped a repeated delivery of %s (retry %s)", event_id, retry[0] if retry else ""
+            )
+            return BoltResponse(status=200, body="")
+        await next()
+        return None
+
+    async def on_command(ack: Any, body: dict[str, Any]) -> None:
+        await ack()
+        handlers.spawn(handlers.command(body), f"slack {body.get('command')}")
+
+    for name in platform.bot.slash_commands:
+        app.command(name)(on_command)
+
+    @app.command(re.compile(r"^/.+"))
+    async def on_other_command(ack: Any, body: dict[str, Any]) -> None:
+        # A command the manifest declares but this build has no family for (Slack would
+        # otherwise show the person "dispatch_failed").
+        await ack(
+            response_type="ephemeral",
+            text=f"`{body.get('command')}` isn't available in this tokenbot. Try `/alltoken-help`.",
+        )
+
+    def team_of(body: dict[str, Any], event: dict[str, Any]) -> str:
+        return str(body.get("team_id") or event.get("team") or identity.team_id)
+
+    @app.event("app_mention")
+    async def on_mention(body: dict[str, Any], event: dict[str, Any]) -> None:
+        if not mapping.is_user_post(event, identity):
+            return
+        if platform.messages.first_time((event.get("channel"), event.get("ts"))):
+            handlers.spawn(handlers.message(event, team_of(body, event), True), "slack mention")
+
+    @app.event("message")
+    async def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:
+        if not mapping.is_user_post(event, identity):
+            return
+        direct = event.get("channel_type") == "im"
+        if not direct and mapping.mentions_bot(event, identity):
+            return  # the app_mention event for the same message handles it
+        if platform.messages.first_time((event.get("channel"), event.get("ts"))):
+            handlers.spawn(handlers.message(event, team_of(body, event), direct), "slack message")
+
+    @app.action(re.compile(".+"))
+    async def on_action(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        if action.get("url") or action.get("action_id") == LINK_ACTION:
+            return  # a link button: Slack opened the URL, nothing to do
+        handlers.spawn(handlers.action(body, action), f"slack action {action.get('action_id')}")
+
+    @app.view(FORM_CALLBACK)
+    async def on_form(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        await ack()  # closes the modal; the outcome is sent privately
+        meta = decode_metadata(str(view.get("private_metadata") or ""))
+        if not meta:
+            log.warning("a form submission without tokenbot metadata")
+            return
+        handlers.spawn(handlers.form(body, meta, submitted_values(view)), "slack form")
+
+    return app

@@ -1,0 +1,81 @@
+"""Small bounded bookkeeping: recently seen ids (retries, double deliveries) and rate budgets."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+
+
+class RecentKeys:
+    """Remembers keys for `ttl_s` (at most `capacity` of them): `first_time(key)` dedupes."""
+
+    def __init__(
+        self,
+        capacity: int = 20_000,
+        ttl_s: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._seen: OrderedDict[Hashable, float] = OrderedDict()
+        self._capacity = capacity
+        self._ttl = ttl_s
+        self._clock = clock
+
+    def first_time(self, key: Hashable) -> bool:
+        """True the first time `key` is seen (within the TTL), False for repeats."""
+        now = self._clock()
+        while self._seen:
+            oldest, at = next(iter(self._seen.items()))
+            if now - at < self._ttl and len(self._seen) < self._capacity:
+                break
+            self._seen.pop(oldest)
+        if key in self._seen:
+            return False
+        self._seen[key] = now
+        return True
+
+
+class TokenBucket:
+    """`rate_per_s` tokens per second, up to `burst`: a non-blocking budget for API tiers."""
+
+    def __init__(
+        self, rate_per_s: float, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate_per_s
+        self.burst = burst
+        self._tokens = burst
+        self._clock = clock
+        self._at = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+
+    def try_take(self, n: float = 1.0) -> bool:
+        """Take `n` tokens if there are that many; never waits."""
+        self._refill()
+        if self._tokens >= n:
+            self._tokens -= n
+            return True
+        return False
+
+
+class LruCounter:
+    """Counts uses per key (e.g. a response_url's 5 uses), forgetting the oldest keys."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._capacity = capacity
+
+    def get(self, key: str) -> int:
+        """Uses so far."""
+        return self._counts.get(key, 0)
+
+    def add(self, key: str) -> int:
+        """Count one more use; returns the new total."""
+        total = self._counts.pop(key, 0) + 1
+        self._counts[key] = total
+        while len(self._counts) > self._capacity:
+            self._counts.popitem(last=False)
+        return total

@@ -1,0 +1,111 @@
+"""Markdown <-> Slack text. Pure.
+
+`to_mrkdwn` turns the CommonMark the core and the models write into Slack's mrkdwn (for
+section blocks, notification text and modals, where the `markdown` block is not available);
+`from_slack` turns a person's message text back into plain text (entities, links, mentions).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["escape", "from_slack", "strip_mention", "to_mrkdwn"]
+
+_FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})[^\n]*\n(.*?)(?:^ {0,3}\2[ \t]*$|\Z)", re.M | re.S)
+_INLINE_CODE = re.compile(r"(`+)(.+?)\1", re.S)
+_IMAGE = re.compile(r"!\[([^\]\n]*)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+_LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+_AUTOLINK = re.compile(r"<(https?://[^>\s]+)>")
+_BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1", re.S)
+_ITALIC_STAR = re.compile(r"(?<![*\w])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![*\w])")
+_STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~", re.S)
+_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
+_BULLET = re.compile(r"^([ \t]*)[-*+][ \t]+", re.M)
+_RULE = re.compile(r"^ {0,3}(?:-{3,}|\*{3,}|_{3,})[ \t]*$", re.M)
+# A stash marker: a private-use character and a number. Never produced by the conversions.
+_STASH = "\ue000"
+_STASHED = re.compile(_STASH + r"(\d+)" + _STASH)
+
+_SLACK_LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
+_CHANNEL = re.compile(r"<#[A-Z0-9]+\|([^>]*)>")
+_SPECIAL = re.compile(r"<!(here|channel|everyone)(?:\|[^>]*)?>")
+
+
+def escape(text: str) -> str:
+    """Escape the three characters Slack treats as control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+class _Stash:
+    """Holds finished pieces (code, links) so later rules can't touch them."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+
+    def put(self, piece: str) -> str:
+        self.pieces.append(piece)
+        return f"{_STASH}{len(self.pieces) - 1}{_STASH}"
+
+    def restore(self, text: str) -> str:
+        # Pieces may contain other stashed pieces (a link label with code): restore until stable.
+        for _ in range(4):
+            new = _STASHED.sub(lambda m: self.pieces[int(m.group(1))], text)
+            if new == text:
+                break
+            text = new
+        return text
+
+
+def to_mrkdwn(markdown: str) -> str:
+    """Convert Markdown to Slack mrkdwn: `**b**` -> `*b*`, `*i*` -> `_i_`, links -> `<url|label>`.
+
+    Code (fenced and inline) is kept verbatim apart from the fence's info string, which
+    mrkdwn would show as code; `&`, `<` and `>` are escaped everywhere else.
+    """
+    stash = _Stash()
+
+    def fence(m: re.Match[str]) -> str:
+        body = m.group(3).rstrip("\n")
+        return stash.put(f"```\n{escape(body)}\n```")
+
+    text = _FENCE.sub(fence, markdown.replace("\r\n", "\n"))
+    text = _INLINE_CODE.sub(lambda m: stash.put(f"`{escape(m.group(2))}`"), text)
+    text = _IMAGE.sub(
+        lambda m: stash.put(f"<{m.group(2)}|{escape(m.group(1) or m.group(2))}>"), text
+    )
+
+    def link(m: re.Match[str]) -> str:
+        label = escape(m.group(1)).replace("|", "¦")
+        return stash.put(f"<{m.group(2)}|{label}>")
+
+    text = _LINK.sub(link, text)
+    text = _AUTOLINK.sub(lambda m: stash.put(f"<{m.group(1)}>"), text)
+    text = escape(text)
+    text = _HEADING.sub(lambda m: stash.put(f"*{m.group(1)}*"), text)
+    text = _RULE.sub("──────────", text)
+    # Bold first (into the stash), so its `**` can't be read as two italics.
+    text = _BOLD.sub(lambda m: stash.put(f"*{m.group(2)}*"), text)
+    text = _ITALIC_STAR.sub(r"_\1_", text)
+    text = _STRIKE.sub(r"~\1~", text)
+    text = _BULLET.sub(r"\1• ", text)
+    return stash.restore(text)
+
+
+def strip_mention(text: str, user_id: str) -> str:
+    """Remove mentions of `user_id` (the bot) and tidy the whitespace they leave behind."""
+    if not user_id:
+        return text.strip()
+    text = re.sub(rf"<@{re.escape(user_id)}(?:\|[^>]*)?>[:,]?", " ", text)
+    return re.sub(r"[ \t]{2,}", " ", text).strip()
+
+
+def from_slack(text: str) -> str:
+    """A person's message as plain text: entities decoded, `<url|label>` -> url, `<#C|name>` -> #name."""
+    text = _SLACK_LINK.sub(lambda m: m.group(1).removeprefix("mailto:"), text)
+    text = _CHANNEL.sub(lambda m: f"#{m.group(1)}", text)
+    text = _SPECIAL.sub(lambda m: f"@{m.group(1)}", text)
+    return _unescape(text)
