@@ -1,0 +1,1 @@
+"""Discord adapter: discord.py client, slash-command tree, views and modals, Conversation."""

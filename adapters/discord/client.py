@@ -1,0 +1,38 @@
+"""The discord.py client: gateway events in, routed to the adapter; the slash-command tree."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from adapters.discord.commands import build_tree
+
+if TYPE_CHECKING:
+    from adapters.discord.adapter import DiscordAdapter
+
+# tokenbot never joins voice channels: skip discord.py's warnings about missing voice libraries.
+discord.VoiceClient.warn_nacl = False
+discord.VoiceClient.warn_dave = False
+
+
+class TokenBotClient(discord.Client):
+    """A Client whose messages, button clicks and slash commands go to a DiscordAdapter."""
+
+    def __init__(
+        self, adapter: DiscordAdapter, *, intents: discord.Intents, **options: Any
+    ) -> None:
+        # No reply may ping anyone: model text can contain @everyone or user mentions.
+        options.setdefault("allowed_mentions", discord.AllowedMentions.none())
+        super().__init__(intents=intents, **options)
+        self.adapter = adapter
+        self.tree = build_tree(self, adapter)
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Every message the bot can see (content only with the intent, or when mentioned / DMed)."""
+        await self.adapter.on_message(message)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Button clicks are routed by custom_id (slash commands and modals go through the tree)."""
+        if interaction.type is discord.InteractionType.component:
+            await self.adapter.on_component(interaction)

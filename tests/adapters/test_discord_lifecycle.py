@@ -1,0 +1,273 @@
+"""Tokens that expire, destinations rebuilt from saved extras, the command tree and its sync."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from discord import app_commands
+from pydantic import BaseModel
+
+from adapters.discord.adapter import DiscordAdapter
+from adapters.discord.sync import run_sync, sync_commands
+from bot.app import TokenBot
+from bot.commands.alltoken_family import alltoken_family
+from bot.commands.context import HandlerContext
+from bot.family import CommandFamily
+from bot.messages import Destination, FormField, FormRequest, Notice, Text
+from bot.router import RouterContext
+from bot.sim.alltoken import AllTokenSim
+from bot.store import Owner
+from tests.conftest import make_settings
+from tests.fakes.discord import EPHEMERAL, LOADING, DiscordWorld, FakeInteraction, discord_world
+
+CHANNEL_EDIT = "/channels/{channel_id}/messages/{message_id}"
+CHANNEL_POST = "/channels/{channel_id}/messages"
+WEBHOOK = "/webhooks/{application_id}/{token}"
+
+
+class EchoCommand(BaseModel):
+    """What a stand-in family receives: its slash command's text, untouched."""
+
+    kind: Literal["echo"] = "echo"
+    family: str
+    text: str
+
+
+def stand_in_family(slash: str) -> CommandFamily:
+    """A family with one free-text slash command (as OpenMarlin and OpenClaw Token have)."""
+    name = slash.lstrip("/")
+
+    def parse(text: str, ctx: RouterContext) -> BaseModel | None:
+        return None
+
+    def parse_slash(command: str, text: str, ctx: RouterContext) -> BaseModel | None:
+        return EchoCommand(family=name, text=text) if command.lstrip("/") == name else None
+
+    async def handle(cmd: EchoCommand, ctx: HandlerContext) -> None:
+        if cmd.text == "dm":  # answers only by direct message
+            await ctx.conversation.direct([Text(markdown="a private link")])
+            return
+        if cmd.text == "quiet":  # says nothing visible at all
+            return
+        if cmd.text == "login":  # like `/openclaw-token auth login --email`: a private form
+            await ctx.conversation.request_form(
+                FormRequest(
+                    form_id=f"{name}.login",
+                    title="Sign in",
+                    fields=[FormField(name="password", label="Password")],
+                )
+            )
+            return
+        await ctx.conversation.say([Text(markdown=f"{cmd.family} got: {cmd.text}")])
+
+    async def login(ctx: HandlerContext, values: dict[str, str]) -> bool:
+        await ctx.conversation.whisper([Text(markdown=f"{len(values['password'])} characters")])
+        return True
+
+    def attach(bot: TokenBot) -> None:
+        bot.forms[f"{name}.login"] = login
+
+    return CommandFamily(
+        name=name.replace("-", "_"),
+        parse=parse,
+        parse_slash=parse_slash,
+        slash_commands=(slash,),
+        handlers={EchoCommand: handle},
+        attach=attach,
+    )
+
+
+@pytest.fixture
+async def world(sim: AllTokenSim, tmp_path: Path) -> AsyncIterator[DiscordWorld]:
+    families = [
+        alltoken_family(),
+        stand_in_family("/openmarlin"),
+        stand_in_family("/openclaw-token"),
+    ]
+    async with discord_world(sim, tmp_path / "data", families=families) as w:
+        owner = Owner(platform="discord", workspace=str(w.fake.guild_id), user=w.fake.alice["id"])
+        await w.bot.store.put_credential(owner, "alltoken", sim.issue_key(10.0))
+        yield w
+
+
+def content(message: dict[str, Any] | None) -> str:
+    return "" if message is None else str(message["content"])
+
+
+async def test_a_job_outliving_the_interaction_token_finishes_through_the_channel(
+    world: DiscordWorld, sim: AllTokenSim
+) -> None:
+    fake = world.fake
+    sim.config.video_seconds = 0.5
+    i = await fake.slash("alltoken-video", prompt="waves")
+    await fake.wait_until(lambda: "Video" in content(fake.original(i)), what="progress")
+    # Fifteen minutes pass: the adapter's clock jumps and Discord refuses the token.
+    world.adapter.clock = lambda: time.time() + 16 * 60
+    fake.expire(i)
+    webhook_calls = len([c for c in fake.calls if c.route.startswith("/webhooks/")])
+    await fake.wait_until(lambda: "Video ready" in content(fake.original(i)), 10, what="done")
+    edits = fake.calls_to("PATCH", CHANNEL_EDIT)
+    assert edits and edits[-1].params["message_id"] == str(i.original_id)
+    assert len([c for c in fake.calls if c.route.startswith("/webhooks/")]) == webhook_calls
+    assert (fake.original(i) or {}).get("components") == []
+
+
+async def test_a_saved_destination_with_an_expired_token_posts_in_the_channel_or_by_dm(
+    world: DiscordWorld,
+) -> None:
+    fake = world.fake
+    extras = {
+        "interaction_id": "123",
+        "application_id": str(fake.app_id),
+        "interaction_token": "gone",
+        "interaction_expires_at": "0",  # already expired
+    }
+    destination = Destination(
+        platform="discord",
+        workspace=str(fake.guild_id),
+        channel=str(fake.channel_id),
+        user=fake.alice["id"],
+        extras=extras,
+    )
+    conversation = world.bot.conversation_for(destination)
+    ref = await conversation.say([Notice(level="success", text="done at last")])
+    (post,) = fake.calls_to("POST", CHANNEL_POST)
+    assert post.params["channel_id"] == str(fake.channel_id)
+    await conversation.edit(ref, [Notice(level="success", text="done, edited")])
+    assert content(fake.messages[int(ref.id)]).endswith("done, edited")
+    # Where the bot may not post, the user gets a DM.
+    fake.forbidden_channels.add(fake.channel_id)
+    dm_ref = await world.bot.conversation_for(destination).say([Text(markdown="by DM")])
+    assert int(dm_ref.channel) == fake.dm_channels[int(fake.alice["id"])]
+
+
+async def test_a_saved_destination_with_a_live_token_uses_the_webhook(world: DiscordWorld) -> None:
+    fake = world.fake
+    i = await fake.slash("alltoken-help")
+    await fake.wait_until(lambda: "/alltoken-chat" in content(fake.original(i)), what="help")
+    saved = next(
+        c for c in fake.calls if c.route.startswith("/interactions/")
+    )  # the defer, to read the token the fake issued
+    extras = {
+        "interaction_id": str(i.id),
+        "application_id": str(fake.app_id),
+        "interaction_token": saved.params["token"],
+        "interaction_expires_at": str(time.time() + 600),
+    }
+    destination = Destination(
+        platform="discord",
+        workspace=str(fake.guild_id),
+        channel=str(fake.channel_id),
+        user=fake.alice["id"],
+        extras=extras,
+    )
+    # A new adapter process would have no live session: build one from the extras alone.
+    world.adapter.sessions = type(world.adapter.sessions)()
+    await world.bot.conversation_for(destination).say([Text(markdown="after a restart")])
+    assert any("after a restart" in content(m) for m in fake.replies(i))
+    assert fake.calls_to("POST", CHANNEL_POST) == []
+    # A token Discord refuses falls back to the channel.
+    fake.expire(i)
+    await world.bot.conversation_for(destination).say([Text(markdown="refused token")])
+    assert fake.calls_to("POST", CHANNEL_POST)
+
+
+async def test_free_text_family_commands_pass_their_text_untouched(world: DiscordWorld) -> None:
+    fake = world.fake
+    for name, text in (
+        ("openmarlin", "run --model=x summarise this"),
+        ("openclaw-token", "credits"),
+    ):
+        i = await fake.slash(name, text=text)
+
+        def settled(i: FakeInteraction = i) -> bool:
+            return not int((fake.original(i) or {"flags": LOADING})["flags"]) & LOADING
+
+        await fake.wait_until(settled, what=name)
+        assert content(fake.original(i)) == f"{name} got: {text}"
+        assert i.response_type == 5
+
+
+async def test_a_form_asked_for_after_the_defer_opens_from_a_private_button(
+    world: DiscordWorld,
+) -> None:
+    fake = world.fake
+    i = await fake.slash("openclaw-token", text="login")
+    offer = await fake.wait_until(
+        lambda: [m for m in fake.replies(i) if m["components"]], what="the button"
+    )
+    assert int(offer[0]["flags"]) & EPHEMERAL  # only the requester sees the button
+    button = offer[0]["components"][0]["components"][0]
+    bob_click = await fake.click(button["custom_id"], int(offer[0]["id"]), user=fake.bob)
+    await fake.wait_until(lambda: bob_click.callbacks, what="a refusal")
+    assert bob_click.response_type == 4  # someone else's form does not open
+    click = await fake.click(button["custom_id"], int(offer[0]["id"]))
+    await fake.wait_until(lambda: click.callbacks, what="the modal")
+    assert click.response_type == 9
+    modal = click.callbacks[0]["data"]
+    field_id = modal["components"][0]["component"]["custom_id"]
+    submit = await fake.submit_modal(modal["custom_id"], {field_id: "hunter2!"})
+    await fake.wait_until(
+        lambda: "8 characters" in content(fake.original(submit)), what="the form's answer"
+    )
+    assert not any("hunter2!" in c.text() for c in fake.calls)
+
+
+async def test_thinking_never_hangs_when_a_command_answers_by_dm_or_not_at_all(
+    world: DiscordWorld,
+) -> None:
+    fake = world.fake
+    world.adapter.settle_after_s = 0.05
+    dm = await fake.slash("openmarlin", text="dm")
+    await fake.wait_until(lambda: "direct message" in content(fake.original(dm)), what="settled")
+    dm_channel = fake.dm_channels[int(fake.alice["id"])]
+    assert [m["content"] for m in fake.messages_in(dm_channel)] == ["a private link"]
+    quiet = await fake.slash("openmarlin", text="quiet")
+    await fake.wait_until(lambda: content(fake.original(quiet)) == "✅ Done.", what="settled")
+
+
+async def test_the_tree_has_every_family_command(tmp_path: Path, sim: AllTokenSim) -> None:
+    bot = await TokenBot.create(make_settings(tmp_path / "data", sim))  # this build's families
+    try:
+        adapter = DiscordAdapter(bot)
+        tree = adapter.client.tree
+        names = [c.name for c in tree.get_commands()]
+        assert names == [s.lstrip("/") for s in bot.slash_commands]
+        for command in tree.get_commands():
+            assert isinstance(command, app_commands.Command)
+            if not command.name.startswith("alltoken-"):
+                assert [p.name for p in command.parameters] == ["text"]
+        video = tree.get_command("alltoken-video")
+        assert isinstance(video, app_commands.Command)
+        duration = next(p for p in video.parameters if p.name == "duration")
+        assert (duration.min_value, duration.max_value) == (-1, 60)
+        await adapter.client.close()
+    finally:
+        await bot.aclose()
+
+
+async def test_sync_puts_only_when_the_tree_changed(
+    world: DiscordWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake, settings = world.fake, world.bot.settings
+    first = await sync_commands(world.bot, settings)
+    assert first.synced and first.commands == 10
+    assert [c["name"] for c in fake.commands["global"]][-2:] == ["openmarlin", "openclaw-token"]
+    again = await sync_commands(world.bot, settings)
+    assert not again.synced and again.digest == first.digest
+    assert len(fake.calls_to("PUT", "/applications/{application_id}/commands")) == 1
+    guild = await sync_commands(world.bot, settings, guild_id=fake.guild_id)
+    assert guild.synced and len(fake.commands[str(fake.guild_id)]) == 10
+    # A bot with one family fewer has another tree: it is sent again.
+    smaller = await TokenBot.create(settings.model_copy(), [alltoken_family()])
+    try:
+        changed = await sync_commands(smaller, settings)
+    finally:
+        await smaller.aclose()
+    assert changed.synced and changed.commands == 8 and changed.digest != first.digest
+    assert await run_sync(settings, guild_id=None, force=True) == 0
+    assert "synced" in capsys.readouterr().out
