@@ -14,7 +14,7 @@ import sys
 
 Row = tuple[str, str, str, float, str, bool]
 
-MODULES = ("bench.bench_router", "bench.bench_chat")
+MODULES = ("bench.bench_router", "bench.bench_chat", "bench.bench_slack", "bench.bench_discord")
 
 
 def _format(row: Row) -> str:

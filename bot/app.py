@@ -21,6 +21,8 @@ from bot.commands.alltoken import HandledFailure
 from bot.commands.alltoken_family import alltoken_family
 from bot.commands.context import KEY_HINTS, HandlerContext, MissingKey
 from bot.commands.keys import SERVICE_NAMES
+from bot.commands.openclaw_family import openclaw_token_family
+from bot.commands.openmarlin_family import openmarlin_family
 from bot.failures import render_failure
 from bot.family import ActionHandler, CommandFamily, FormHandler, Handler
 from bot.jobs import JobRunner
@@ -52,7 +54,7 @@ def _explicit(inbound: Inbound) -> bool:
         return True
     lowered = inbound.text.lower()
     return any(
-        marker in lowered for marker in ("alltoken-", "/alltoken", "/openmarlin", "openclaw-token")
+        marker in lowered for marker in ("alltoken-", "/alltoken", "openmarlin", "openclaw-token")
     )
 
 
@@ -67,7 +69,7 @@ class Services:
 
 def default_families() -> list[CommandFamily]:
     """Every command family this build has."""
-    return [alltoken_family()]
+    return [alltoken_family(), openmarlin_family(), openclaw_token_family()]
 
 
 class TokenBot:
@@ -379,7 +381,8 @@ class TokenBot:
                 Failure(
                     code="key_exposed",
                     message=f"Your message contained what looks like an API key ({shown}); {where}.{not_stored}",
-                    hint="Rotate that key now at its provider, then store the new one with `/alltoken-key` (a private form).",
+                    hint="Rotate that key now at its provider, then store the new one privately "
+                    "(`/alltoken-key`, `/openmarlin key`, `/openclaw-token auth login` open private forms).",
                 )
             ],
         )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from pydantic import ValidationError
 
+from bot.key_shapes import redact
 from bot.log_setup import configure_logging
 from bot.settings import Settings, load_settings
 
@@ -67,6 +68,9 @@ async def _console(args: argparse.Namespace) -> int:
                 "  /alltoken-video waves on a pier --duration=4\n"
                 "  /alltoken-search what happened in tech this week\n"
                 "  /alltoken-models --type=video   ·   how much did that cost   ·   /alltoken-help\n"
+                "  use openmarlin to say hello   ·   use openmarlin to generate a video of a plane\n"
+                "  /openmarlin balance   ·   /openmarlin register (opens a sign-in page)   ·   /openmarlin help\n"
+                "  /openclaw-token credits balance   ·   /openclaw-token keys list   ·   /openclaw-token help\n"
                 "Ctrl-D to quit.",
                 flush=True,
             )
@@ -121,19 +125,36 @@ async def _run(args: argparse.Namespace) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
-        for start in platform_starters(settings):
-            running.append(await start(bot, settings))
+        for name, start in platform_starters(settings):
+            try:
+                running.append(await start(bot, settings))
+            except Exception as exc:
+                # A wrong token or an unreachable platform: say so plainly, no traceback.
+                reason = redact(str(exc)) or type(exc).__name__
+                print(f"tokenbot: could not start {name}: {reason}", file=sys.stderr)
+                return 1
         port = await web_server.start(settings.http_host, settings.http_port)
         logging.getLogger(__name__).info("health and metrics on port %d", port)
         await bot.start()
         await stop.wait()
         return 0
     finally:
+        # Jobs first: a job posting during shutdown must find its platform still connected,
+        # and stopped jobs stay unfinished in the DB, so the next start resumes them.
+        await bot.jobs.aclose()
         for runner in reversed(running):
             with contextlib.suppress(Exception):
                 await runner.aclose()
         await web_server.aclose()
         await bot.aclose()
+
+
+async def _discord_sync(args: argparse.Namespace) -> int:
+    from adapters.discord.sync import run_sync
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.data_dir)
+    return await run_sync(settings, guild_id=args.guild, force=args.force)
 
 
 class PlatformRunner(Protocol):
@@ -146,17 +167,17 @@ class PlatformRunner(Protocol):
 PlatformStarter = Callable[["TokenBot", Settings], Awaitable[PlatformRunner]]
 
 
-def platform_starters(settings: Settings) -> list[PlatformStarter]:
+def platform_starters(settings: Settings) -> list[tuple[str, PlatformStarter]]:
     """The adapters to start for these settings (Slack and Discord may run in one process)."""
-    starters: list[PlatformStarter] = []
+    starters: list[tuple[str, PlatformStarter]] = []
     if settings.slack_bot_token:
         from adapters.slack.runner import start_slack
 
-        starters.append(start_slack)
+        starters.append(("Slack", start_slack))
     if settings.discord_token:
         from adapters.discord.runner import start_discord
 
-        starters.append(start_discord)
+        starters.append(("Discord", start_discord))
     return starters
 
 
@@ -180,13 +201,22 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("sim", help="run the backend simulators until interrupted")
     sim.add_argument("--alltoken-port", type=int, default=0)
     sub.add_parser("run", help="connect to Slack and/or Discord")
+    discord_sync = sub.add_parser(
+        "discord-sync", help="register the Discord slash commands (skipped when unchanged)"
+    )
+    discord_sync.add_argument(
+        "--guild", type=int, default=None, help="sync to one guild (instant) instead of globally"
+    )
+    discord_sync.add_argument("--force", action="store_true", help="sync even when unchanged")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `tokenbot` script."""
     args = build_parser().parse_args(argv)
-    runner = {"console": _console, "sim": _sim, "run": _run}[args.cmd]
+    runner = {"console": _console, "sim": _sim, "run": _run, "discord-sync": _discord_sync}[
+        args.cmd
+    ]
     try:
         return asyncio.run(runner(args))
     except KeyboardInterrupt:

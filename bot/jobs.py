@@ -76,6 +76,13 @@ class JobContext:
                 self.job = refreshed
         return ok
 
+    async def cancel_requested(self) -> bool:
+        """Whether the owner asked to cancel (recorded in the row by the Cancel action)."""
+        fresh = await self.runner.store.get_job(self.job.id)
+        if fresh is not None:
+            self.job = fresh
+        return bool(self.job.state.get("cancel_requested"))
+
     async def poll_slot(self) -> None:
         """Wait for a slot in the process-wide poll budget."""
         await self.runner.budget.acquire()
@@ -212,6 +219,11 @@ class JobRunner:
                 await ctx.conversation.say([failure])
             except Exception:
                 log.exception("could not tell the user about job %s", ctx.job.id)
+
+    def is_running(self, job_id: str) -> bool:
+        """Whether this process is working on the job right now."""
+        task = self._tasks.get(job_id)
+        return task is not None and not task.done()
 
     async def cancel_local(self, job_id: str) -> None:
         """Stop this process's task for a job (the caller records the cancellation)."""

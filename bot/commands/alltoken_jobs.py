@@ -218,7 +218,7 @@ class ImageJob(_PollingJob):
                     str(st["idempotency_key"]),
                 )
             except BackendError as exc:
-                raise JobFailed(render_failure(exc)) from None
+                raise JobFailed(render_failure(exc, command="image")) from None
             await ctx.save(task_id=task_id)
         task_id = str(ctx.state["task_id"])
         deadline = self._deadline(ctx)
@@ -392,7 +392,7 @@ class VideoJob(_PollingJob):
                         ),
                     )
                 except BackendError as exc:
-                    raise JobFailed(render_failure(exc)) from None
+                    raise JobFailed(render_failure(exc, command="video")) from None
             await ctx.save(task_id=task_id)
         task_id = str(ctx.state["task_id"])
         deadline = self._deadline(ctx)
@@ -400,8 +400,8 @@ class VideoJob(_PollingJob):
         last_status = "queued"
         started = time.monotonic()
         while True:
-            if ctx.state.get("cancel_requested"):
-                raise JobCancelled()
+            if await ctx.cancel_requested():
+                await self._cancel_at_backend(ctx, key, task_id, prompt)
             if time.monotonic() > deadline:
                 raise JobFailed(
                     Failure(
@@ -480,6 +480,20 @@ class VideoJob(_PollingJob):
         await _show(ctx, parts)
         await self._record(ctx, "video", str(st["model"]), status.usage, task_id)
         await ctx.set_status("done")
+
+    async def _cancel_at_backend(
+        self, ctx: JobContext, key: str, task_id: str, prompt: str
+    ) -> None:
+        """Honour a Cancel clicked before the task id was known."""
+        try:
+            await self.service.cancel_video(key, task_id)
+        except BackendError as exc:
+            if exc.status != 409:  # 409: it already finished; deliver it instead
+                raise JobFailed(render_failure(exc, command="video")) from None
+            await ctx.save(cancel_requested=False)
+            return
+        await _show(ctx, [Notice(level="warning", text=f"🎬 Video cancelled — _{_clip(prompt)}_")])
+        raise JobCancelled()
 
     async def _adopt(self, ctx: JobContext, key: str) -> str | None:
         """After a crash mid-submit, find the task we may already have started."""
@@ -560,6 +574,13 @@ async def cancel_video(
         return
     key = await bot.store.get_credential(actor, "alltoken")
     task_id = job.state.get("task_id")
+    if not task_id and job.state.get("submit_started") and bot.jobs.is_running(job_id):
+        # The POST may be in flight: let the job cancel the task as soon as it has its id,
+        # rather than stopping here and leaving a paid video running at AllToken.
+        await bot.store.update_job(job_id, state={"cancel_requested": True})
+        await tell("Cancelling as soon as AllToken confirms the video…")
+        await audit("requested", job_id)
+        return
     if key and task_id:
         try:
             await bot.services.alltoken.cancel_video(key, str(task_id))

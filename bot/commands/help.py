@@ -21,6 +21,9 @@ HELP_TEXT = "\n".join(
         "You can also write it in words: _ask alltoken with model claude-sonnet-4-6 …_, "
         "_draw with alltoken …_, _make a video on alltoken …_, _find with alltoken …_, "
         "_what alltoken models are available_, _how much did that cost_.",
+        "",
+        "More: `/openmarlin help` (agent runs, long tasks, billing) and "
+        "`/openclaw-token help` (credits, provisioned keys, the AllToken fallback).",
     ]
 )
 

@@ -309,3 +309,21 @@ async def test_top_level_request_id_reaches_the_user(alice: Chat, sim: AllTokenS
     await alice.send("/alltoken-chat hello")
     failures = [p for e in alice.conv.events for p in e.parts if isinstance(p, Failure)]
     assert failures[-1].request_id
+
+
+async def test_cancel_clicked_while_the_submit_is_in_flight_cancels_at_alltoken(
+    alice: Chat, bot: TokenBot, sim: AllTokenSim
+) -> None:
+    sim.config.video_seconds = 30
+    await add_fault(sim, method="POST", path="/v1/videos/generations", latency_ms=800, times=1)
+    await alice.send("/alltoken-video a slow start")
+    [job] = await bot.store.jobs_for(alice.owner)
+    await _wait_state(bot, job.id, "submit_started")
+    await bot.handle_action(alice.inbound("click"), CANCEL_ACTION, job.id, alice.conv)
+    assert "as soon as" in alice.conv.of("whisper")[-1].text
+    assert await bot.jobs.wait_idle(10)
+    job = await bot.store.get_job(job.id)  # type: ignore[assignment]
+    assert job is not None and job.status == "cancelled"
+    key = await bot.store.get_credential(alice.owner, "alltoken")
+    status = await bot.services.alltoken.poll_video(key or "", job.state["task_id"])
+    assert status.status == "cancelled"
