@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, Literal
 
+import aiohttp
 import httpx
 
 Backend = Literal["alltoken", "openmarlin", "openclaw_token"]
@@ -109,7 +111,19 @@ def _default_message(response: httpx.Response, raw: bytes) -> str:
 
 def transport_error(backend: Backend, exc: Exception) -> BackendError:
     """A timeout or connection failure, as a BackendError with status 0."""
-    if isinstance(exc, httpx.TimeoutException):
+    cause = exc.__cause__
+    # The aiohttp transport reports a dropped connection as ConnectTimeout; its cause says what
+    # really happened, so a reset mid-stream is not called a time-out.
+    if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(
+        cause, asyncio.TimeoutError
+    ):
+        return BackendError(
+            backend,
+            0,
+            "connection_error",
+            f"the connection to {backend} was lost: {type(cause).__name__}",
+        )
+    if isinstance(exc, httpx.TimeoutException) or isinstance(cause, asyncio.TimeoutError):
         return BackendError(backend, 0, "timeout", f"{backend} did not answer in time")
     return BackendError(
         backend, 0, "connection_error", f"could not reach {backend}: {type(exc).__name__}"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from httpx_aiohttp import HttpxAiohttpClient
 
 from bot.services.errors import BackendError
 
@@ -15,8 +16,13 @@ from bot.services.errors import BackendError
 def build_http_client(
     timeout_s: float = 60.0, event_hooks: dict[str, list[Callable[..., Any]]] | None = None
 ) -> httpx.AsyncClient:
-    """The shared AsyncClient: pooled, generous limits (hundreds of concurrent chats)."""
-    return httpx.AsyncClient(
+    """The shared AsyncClient: pooled, generous limits (hundreds of concurrent chats).
+
+    The httpx API over aiohttp's connection pool (httpx-aiohttp): with hundreds of concurrent
+    streams httpcore's pool spent most of the time (bench: 500 chats took 4.2 s instead of
+    1.4 s); aiohttp is already a dependency of both platform SDKs.
+    """
+    return HttpxAiohttpClient(
         event_hooks=event_hooks,
         timeout=httpx.Timeout(timeout_s, connect=10.0),
         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),

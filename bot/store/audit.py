@@ -58,21 +58,20 @@ class Audit:
 
     async def add(self, entry: AuditEntry) -> None:
         """Append `entry`, with every text field redacted of key-shaped strings."""
-        async with self._db.write() as conn:
-            await conn.execute(
-                "INSERT INTO audit (platform, workspace, user, command, outcome, detail,"
-                " request_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.owner.platform,
-                    entry.owner.workspace,
-                    entry.owner.user,
-                    redact(entry.command),
-                    redact(entry.outcome),
-                    _redact_opt(entry.detail),
-                    _redact_opt(entry.request_id),
-                    iso(entry.created_at),
-                ),
-            )
+        self._db.append(
+            "INSERT INTO audit (platform, workspace, user, command, outcome, detail,"
+            " request_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.owner.platform,
+                entry.owner.workspace,
+                entry.owner.user,
+                redact(entry.command),
+                redact(entry.outcome),
+                _redact_opt(entry.detail),
+                _redact_opt(entry.request_id),
+                iso(entry.created_at),
+            ),
+        )
 
     async def recent(self, owner: Owner | None, limit: int = 20) -> list[AuditEntry]:
         """Newest entries first, for one owner or (None) for everyone."""
@@ -83,6 +82,7 @@ class Audit:
             params += [owner.platform, owner.workspace, owner.user]
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
         params.append(max(0, limit))
+        await self._db.flush()  # read our own queued appends
         async with self._db.read() as conn:
             async with conn.execute(sql, params) as cur:
                 rows = await cur.fetchall()

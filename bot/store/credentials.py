@@ -32,6 +32,9 @@ class Credentials:
     def __init__(self, db: Database, box: SecretBox) -> None:
         self._db = db
         self._box = box
+        # Every command reads its caller's key; this process is the only writer (SQLite),
+        # so a cache kept in step by put/delete saves a database round trip per command.
+        self._cache: dict[tuple[str, str, str, str], str | None] = {}
 
     async def check_master_key(self) -> None:
         """Seal a canary on first use; SecretBoxError if the master key changed since.
@@ -89,10 +92,14 @@ class Credentials:
             )
             row = await _select_info(conn, owner, service)
         assert row is not None  # just written in the same transaction
+        self._cache[_cache_key(owner, service)] = secret
         return row
 
     async def get(self, owner: Owner, service: str) -> str | None:
         """The decrypted secret, or None; SecretBoxError if the master key changed."""
+        key = _cache_key(owner, service)
+        if key in self._cache:
+            return self._cache[key]
         async with self._db.read() as conn:
             async with conn.execute(
                 "SELECT ciphertext FROM credentials"
@@ -100,9 +107,9 @@ class Credentials:
                 (owner.platform, owner.workspace, owner.user, service),
             ) as cur:
                 row = await cur.fetchone()
-        if row is None:
-            return None
-        return self._box.decrypt(bytes(row["ciphertext"]))
+        secret = None if row is None else self._box.decrypt(bytes(row["ciphertext"]))
+        self._cache[key] = secret
+        return secret
 
     async def info(self, owner: Owner, service: str) -> CredentialInfo | None:
         """What may be shown about the stored secret (no decryption involved)."""
@@ -122,6 +129,7 @@ class Credentials:
 
     async def delete(self, owner: Owner, service: str) -> bool:
         """Forget the secret; True if there was one."""
+        self._cache.pop(_cache_key(owner, service), None)
         async with self._db.write() as conn:
             cur = await conn.execute(
                 "DELETE FROM credentials"
@@ -132,6 +140,10 @@ class Credentials:
 
 
 _INFO_COLUMNS = "service, fingerprint, meta, created_at, updated_at"
+
+
+def _cache_key(owner: Owner, service: str) -> tuple[str, str, str, str]:
+    return (owner.platform, owner.workspace, owner.user, service)
 
 
 async def _select_info(

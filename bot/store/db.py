@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -97,6 +98,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 
 SCHEMA_VERSION = len(MIGRATIONS)
 # How long a statement waits for another process's write lock before failing (ms).
+log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 5000
 
 
@@ -117,6 +119,11 @@ class Database:
         self._conn: aiosqlite.Connection | None = conn
         self.path = path
         self._lock = asyncio.Lock()
+        self._pending: list[tuple[str, Sequence[object]]] = []
+        self._submitted = 0
+        self._committed = 0
+        self._progress = asyncio.Condition()
+        self._writer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -143,6 +150,8 @@ class Database:
 
     async def close(self) -> None:
         """Close the connection; later calls raise StoreError."""
+        if self._conn is not None and (self._pending or (self._writer and not self._writer.done())):
+            await self.flush()
         conn, self._conn = self._conn, None
         if conn is not None:
             async with self._lock:
@@ -178,6 +187,42 @@ class Database:
                 with contextlib.suppress(sqlite3.OperationalError):
                     await conn.execute("ROLLBACK")
                 raise
+
+    def append(self, sql: str, params: Sequence[object]) -> None:
+        """Queue an append or upsert (usage, last call, audit) for the next batch.
+
+        Every command writes three or four such rows; one transaction per batch, with one
+        executemany per statement, instead of three round trips to aiosqlite's thread per row
+        (with 500 concurrent chats that was a third of the bot's CPU). Reads of those tables
+        call `flush()` first, so callers still read their own writes.
+        """
+        self._pending.append((sql, params))
+        self._submitted += 1
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_batches(), name="store-append-writer")
+
+    async def flush(self) -> None:
+        """Wait until everything appended so far is committed."""
+        target = self._submitted
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._committed >= target)
+
+    async def _write_batches(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            grouped: dict[str, list[Sequence[object]]] = {}
+            for sql, params in batch:
+                grouped.setdefault(sql, []).append(params)
+            try:
+                async with self.write() as conn:
+                    for sql, rows in grouped.items():
+                        await conn.executemany(sql, rows)
+            except Exception:
+                # Never leave flush() waiting; the rows are logged as lost (counts only).
+                log.exception("could not write %d queued rows", len(batch))
+            async with self._progress:
+                self._committed += len(batch)
+                self._progress.notify_all()
 
     async def schema_version(self) -> int:
         """The highest migration applied to this database."""

@@ -18,30 +18,30 @@ class Usage:
 
     async def record(self, rec: UsageRecord) -> None:
         """Append one call to the ledger."""
-        async with self._db.write() as conn:
-            await conn.execute(
-                "INSERT INTO usage (platform, workspace, user, service, command, model,"
-                " prompt_tokens, completion_tokens, cost_usd, request_id, conversation_key,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    rec.owner.platform,
-                    rec.owner.workspace,
-                    rec.owner.user,
-                    rec.service,
-                    rec.command,
-                    rec.model,
-                    rec.prompt_tokens,
-                    rec.completion_tokens,
-                    # str(Decimal) keeps every digit as given ("0.0000188000" stays so).
-                    None if rec.cost_usd is None else str(rec.cost_usd),
-                    rec.request_id,
-                    rec.conversation_key,
-                    iso(rec.created_at),
-                ),
-            )
+        self._db.append(
+            "INSERT INTO usage (platform, workspace, user, service, command, model,"
+            " prompt_tokens, completion_tokens, cost_usd, request_id, conversation_key,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                rec.owner.platform,
+                rec.owner.workspace,
+                rec.owner.user,
+                rec.service,
+                rec.command,
+                rec.model,
+                rec.prompt_tokens,
+                rec.completion_tokens,
+                # str(Decimal) keeps every digit as given ("0.0000188000" stays so).
+                None if rec.cost_usd is None else str(rec.cost_usd),
+                rec.request_id,
+                rec.conversation_key,
+                iso(rec.created_at),
+            ),
+        )
 
     async def recent(self, owner: Owner, limit: int = 20) -> list[UsageRecord]:
         """`owner`'s most recent calls, newest first."""
+        await self._db.flush()  # read our own queued appends
         async with self._db.read() as conn:
             async with conn.execute(
                 "SELECT * FROM usage WHERE platform = ? AND workspace = ? AND user = ?"
@@ -53,25 +53,25 @@ class Usage:
 
     async def set_last_call(self, owner: Owner, conversation_key: str, call: LastCall) -> None:
         """Remember `call` as `owner`'s latest in this conversation (replacing the previous)."""
-        async with self._db.write() as conn:
-            await conn.execute(
-                "INSERT INTO last_calls (platform, workspace, user, conversation_key, call,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (platform, workspace, user, conversation_key) DO UPDATE SET"
-                " call = excluded.call, updated_at = excluded.updated_at",
-                (
-                    owner.platform,
-                    owner.workspace,
-                    owner.user,
-                    conversation_key,
-                    # JSON keeps Decimals as strings, so prices round-trip exactly.
-                    call.model_dump_json(),
-                    iso(utcnow()),
-                ),
-            )
+        self._db.append(
+            "INSERT INTO last_calls (platform, workspace, user, conversation_key, call,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (platform, workspace, user, conversation_key) DO UPDATE SET"
+            " call = excluded.call, updated_at = excluded.updated_at",
+            (
+                owner.platform,
+                owner.workspace,
+                owner.user,
+                conversation_key,
+                # JSON keeps Decimals as strings, so prices round-trip exactly.
+                call.model_dump_json(),
+                iso(utcnow()),
+            ),
+        )
 
     async def get_last_call(self, owner: Owner, conversation_key: str) -> LastCall | None:
         """`owner`'s latest call in this conversation, if any."""
+        await self._db.flush()  # read our own queued appends
         async with self._db.read() as conn:
             async with conn.execute(
                 "SELECT call FROM last_calls"

@@ -628,3 +628,43 @@ async def test_many_concurrent_coroutines(store: Store) -> None:
         assert len(await store.list_usage(o)) == 1
         assert [j.id for j in await store.jobs_for(o)] == [f"job-{o.user}"]
     assert len(await store.unfinished_jobs()) == 25
+
+
+async def test_batched_appends_are_read_back_and_survive_close(
+    db_path: Path, box: SecretBox
+) -> None:
+    store = await Store.open(db_path, box)
+    await asyncio.gather(
+        *(
+            store.record_usage(
+                UsageRecord(owner=ALICE, service="alltoken", command="chat", prompt_tokens=i)
+            )
+            for i in range(300)
+        )
+    )
+    await asyncio.gather(
+        *(store.audit(AuditEntry(owner=ALICE, command=f"c{i}", outcome="ok")) for i in range(50))
+    )
+    assert len(await store.list_usage(ALICE, limit=1000)) == 300  # reads see queued appends
+    await store.set_last_call(ALICE, "conv", LastCall(command="chat", model="m1"))
+    await store.set_last_call(ALICE, "conv", LastCall(command="chat", model="m2"))
+    last = await store.get_last_call(ALICE, "conv")
+    assert last is not None and last.model == "m2"  # upserts keep their order
+    await store.record_usage(UsageRecord(owner=ALICE, service="alltoken", command="late"))
+    await store.close()  # flushes what is still queued
+    reopened = await Store.open(db_path, box)
+    try:
+        assert len(await reopened.list_usage(ALICE, limit=1000)) == 301
+        assert len(await reopened.list_audit(ALICE, limit=100)) == 50
+    finally:
+        await reopened.close()
+
+
+async def test_credential_cache_follows_put_and_delete(store: Store) -> None:
+    assert await store.get_credential(ALICE, "alltoken") is None
+    await store.put_credential(ALICE, "alltoken", "sk-at-first-000000000000")
+    assert await store.get_credential(ALICE, "alltoken") == "sk-at-first-000000000000"
+    await store.put_credential(ALICE, "alltoken", "sk-at-second-00000000000")
+    assert await store.get_credential(ALICE, "alltoken") == "sk-at-second-00000000000"
+    await store.delete_credential(ALICE, "alltoken")
+    assert await store.get_credential(ALICE, "alltoken") is None
