@@ -49,8 +49,8 @@ Continuation = Callable[[str], BaseModel]
 
 
 def _explicit(inbound: Inbound) -> bool:
-    """A slash command, a DM, or text that spells a command out (`/alltoken-…`, `alltoken-…`)."""
-    if inbound.command or inbound.is_direct:
+    """A slash command, a DM, a reply in the bot's thread, or text that spells a command out."""
+    if inbound.command or inbound.is_direct or inbound.continues_thread:
         return True
     lowered = inbound.text.lower()
     return any(
@@ -230,12 +230,18 @@ class TokenBot:
             command = family.parse(inbound.text, context)
             if command is not None:
                 return command
-        if inbound.continues_thread:
+        if inbound.continues_thread and inbound.text.strip():
+            if len(inbound.text.strip()) > catalog.MAX_PROMPT_CHARS:
+                # The same limit as a spelled-out prompt, before anything reaches a backend.
+                raise UsageError(
+                    "chat",
+                    f"that message is too long ({len(inbound.text.strip()):,} characters; "
+                    f"the limit is {catalog.MAX_PROMPT_CHARS:,})",
+                )
             continuation = self._threads.get(inbound.conversation_key)
-            if continuation is not None and inbound.text.strip():
+            if continuation is not None:
                 return continuation(inbound.text)
-            if inbound.text.strip():
-                return ChatCommand(prompt=inbound.text.strip())
+            return ChatCommand(prompt=inbound.text.strip())
         return None
 
     async def handle(self, inbound: Inbound, conversation: Conversation) -> bool:

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from bot.app import TokenBot
-from bot.messages import Destination, Inbound
+from bot.messages import Conversation, Destination, Inbound
 from bot.settings import Settings
 from bot.sim.alltoken import AllTokenSim, AllTokenSimConfig
 from bot.store import Owner
+from tests import leaks
 from tests.fakes.conversation import RecordingConversation
 
 FAST_SIM = AllTokenSimConfig(
@@ -22,8 +23,25 @@ FAST_SIM = AllTokenSimConfig(
 )
 
 
-# Every AllToken key any simulator of this session knew; scanned for after the whole suite.
-SEEN_KEYS: set[str] = set()
+def _record_form_secrets() -> None:
+    """Every form submitted in any suite (directly, as a Slack modal or a Discord modal) goes
+    through `TokenBot.submit_form`: remember its password and key fields for the final scan."""
+    original = TokenBot.submit_form
+
+    async def submit_form(
+        self: TokenBot,
+        inbound: Inbound,
+        form_id: str,
+        values: dict[str, str],
+        conversation: Conversation,
+    ) -> bool:
+        leaks.form_secrets(values)
+        return await original(self, inbound, form_id, values, conversation)
+
+    TokenBot.submit_form = submit_form  # type: ignore[method-assign]
+
+
+_record_form_secrets()
 
 
 @pytest.fixture
@@ -34,29 +52,20 @@ async def sim() -> AsyncIterator[AllTokenSim]:
     try:
         yield s
     finally:
-        SEEN_KEYS.update(s._balances)  # the keys it issued (demo key included)
+        for key in s._balances:  # the keys it issued (demo key included)
+            leaks.secret(key)
         await s.stop()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """After the suite: no stored key may appear in plain text in any DB, log or file it left."""
+    """After the suite: no secret (stored key, password, anything key-shaped) may appear in
+    any log, DB or other file any suite left under basetemp, nor in any reply the bot sent."""
     factory = getattr(session.config, "_tmp_path_factory", None)
-    if factory is None or not SEEN_KEYS:
-        return
-    base = factory.getbasetemp()
-    leaks = []
-    needles = [k.encode() for k in SEEN_KEYS]
-    for path in base.rglob("*"):
-        if not path.is_file() or path.stat().st_size > 50_000_000:
-            continue
-        data = path.read_bytes()
-        leaks += [f"{path}: …{k[-6:].decode()}" for k in needles if k in data]
-    if leaks:
+    base = factory.getbasetemp() if factory is not None else None
+    found = leaks.scan(base)
+    if found:
         session.exitstatus = 1
-        print(
-            "\nSECRET LEAK: stored keys found in plain text after the suite:\n"
-            + "\n".join(leaks[:20])
-        )
+        print("\nSECRET LEAK: secrets found after the suite:\n" + "\n".join(found[:20]))
 
 
 def make_settings(data_dir: Path, sim: AllTokenSim, **extra: object) -> Settings:

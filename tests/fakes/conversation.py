@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters.console.render import render
 from bot.messages import Destination, FormRequest, Image, Limits, MessageRef, Part
+from tests import leaks
+
+# Events only the requesting user sees.
+_PRIVATE = frozenset({"whisper", "direct", "form"})
 
 
 @dataclass
@@ -54,6 +59,8 @@ class RecordingConversation:
 
     def record(self, event: Event) -> None:
         self.events.append(event)
+        parts = json.dumps([p.model_dump(mode="json") for p in event.parts])
+        leaks.reply("conversation", f"{event.text}\n{parts}", private=event.kind in _PRIVATE)
         self.changed.set()
 
     def _ref(self) -> MessageRef:

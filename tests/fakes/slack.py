@@ -27,12 +27,16 @@ import aiohttp
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
+from tests import leaks
+
 TEAM = "T0TEAM"
 BOT_USER = "UBOT"
 BOT_ID = "BBOT"
 SIGNING_SECRET = "test-signing-secret"
 APP_TOKEN = "xapp-1-test"
 BOT_TOKEN = "xoxb-test"
+# Web API methods whose content only the requesting user sees (ephemerals and modals).
+_PRIVATE_METHODS = frozenset({"chat.postEphemeral", "views.open", "views.update", "views.push"})
 
 
 @dataclass
@@ -315,6 +319,9 @@ class FakeSlack:
         self.calls.append(
             Call(method, args, time.perf_counter(), auth.removeprefix("Bearer ") or None)
         )
+        channel = str(args.get("channel") or args.get("channel_id") or "")
+        private = method in _PRIVATE_METHODS or channel.startswith("D")
+        leaks.reply(f"slack {method}", json.dumps(args, default=str), private=private)
         self._changed.set()
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
@@ -349,7 +356,10 @@ class FakeSlack:
         if uses >= self.response_url_uses:
             return web.json_response({"ok": False, "error": "used_url"}, status=404)
         self._response_counts[url_id] = uses + 1
-        self.responses.append(Response(url_id, await request.json(), time.perf_counter()))
+        payload = await request.json()
+        self.responses.append(Response(url_id, payload, time.perf_counter()))
+        private = payload.get("response_type") != "in_channel"
+        leaks.reply("slack response_url", json.dumps(payload), private=private)
         self._changed.set()
         return web.json_response({"ok": True})
 
