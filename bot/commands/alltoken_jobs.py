@@ -450,7 +450,8 @@ class VideoJob(_PollingJob):
                     ],
                 )
             await asyncio.sleep(next_delay(status))
-        if not await ctx.claim_delivery():
+        # Resumed in "delivering": a crash hit between the claim and the delivery; finish it.
+        if ctx.job.status != "delivering" and not await ctx.claim_delivery():
             return
         expires = status.expires_at()
         details = " · ".join(

@@ -450,7 +450,8 @@ class TaskJob(_MarlinJob):
         return status
 
     async def _deliver(self, ctx: JobContext, status: TaskStatus, prompt: str) -> None:
-        if not await ctx.claim_delivery():
+        # Resumed in "delivering": a crash hit between the claim and the delivery; finish it.
+        if ctx.job.status != "delivering" and not await ctx.claim_delivery():
             return
         if not status.artifact_url and not status.output:
             raise JobFailed(
@@ -544,7 +545,8 @@ class TopUpJob(_MarlinJob):
             await asyncio.sleep(self.timing.poll_s)
 
     async def _credited(self, ctx: JobContext, key: str, shown: str) -> None:
-        if not await ctx.claim_delivery():
+        # Resumed in "delivering": a crash hit between the claim and the delivery; finish it.
+        if ctx.job.status != "delivering" and not await ctx.claim_delivery():
             return
         parts: list[Part] = [Notice(level="success", text=f"💳 Top-up of {shown}: credit_applied.")]
         try:

@@ -29,6 +29,7 @@ from aiohttp import web
 from bot.app import TokenBot
 from bot.settings import Settings
 from bot.sim.alltoken import AllTokenSim
+from tests import leaks
 
 API_PREFIX = "/api/v10"
 DISCORD_EPOCH_MS = 1_420_070_400_000
@@ -716,12 +717,20 @@ class FakeDiscord:
         return {**self.alice, "id": str(int(self.alice["id"]) + 1000 + k), "username": f"u{k}"}
 
     async def _control_burst(self, request: web.Request) -> web.Response:
-        """Dispatch n slash commands at once, each from its own user; `{k}` in options is k."""
+        """Dispatch n slash commands at once, each from its own user; `{k}` in options is k.
+
+        Mixed load: `commands` ([{name, options}, …]) is cycled through instead of one
+        name, and `users` (optional) reuses that many users (the k-th is user k % users).
+        """
         body = await request.json()
-        name, n = str(body["name"]), int(body["n"])
-        options: dict[str, Any] = dict(body.get("options") or {})
+        n = int(body["n"])
+        mix: list[dict[str, Any]] = list(body.get("commands") or []) or [
+            {"name": str(body["name"]), "options": body.get("options") or {}}
+        ]
+        users = int(body.get("users") or n)
 
         def options_for(k: int) -> dict[str, Any]:
+            options: dict[str, Any] = dict(mix[k % len(mix)].get("options") or {})
             return {
                 key: v.replace("{k}", str(k)) if isinstance(v, str) else v
                 for key, v in options.items()
@@ -729,7 +738,14 @@ class FakeDiscord:
 
         self.burst = list(
             await asyncio.gather(
-                *(self.slash(name, user=self.burst_user(k), **options_for(k)) for k in range(n))
+                *(
+                    self.slash(
+                        str(mix[k % len(mix)]["name"]),
+                        user=self.burst_user(k % users),
+                        **options_for(k),
+                    )
+                    for k in range(n)
+                )
             )
         )
         return _json({"dispatched": len(self.burst)})
@@ -777,6 +793,8 @@ class FakeDiscord:
             at=time.perf_counter(),
         )
         self.calls.append(call)
+        if call.method in ("POST", "PATCH", "PUT"):
+            leaks.reply(f"discord {call.route}", call.text(), private=self._is_private(call))
         request[CALL] = call
         try:
             fault = self._take_fault(call)
@@ -795,6 +813,22 @@ class FakeDiscord:
         call.status = response.status
         self._changed.set()
         return response
+
+    def _is_private(self, call: Call) -> bool:
+        """Whether only the interacting user sees what this call sends (ephemeral or a DM)."""
+        body = call.json if isinstance(call.json, dict) else {}
+        data = body.get("data") if isinstance(body.get("data"), dict) else body
+        if int(data.get("flags") or 0) & EPHEMERAL:
+            return True
+        channel = call.params.get("channel_id", "")
+        if channel.isdigit() and int(channel) in self.dm_channels.values():
+            return True
+        message_id = call.params.get("message_id", "")
+        interaction = self._by_token.get(call.params.get("token", ""))
+        if message_id == "@original" and interaction is not None:
+            message_id = str(interaction.original_id)
+        message = self.messages.get(int(message_id)) if message_id.isdigit() else None
+        return message is not None and bool(int(message.get("flags") or 0) & EPHEMERAL)
 
     def _take_fault(self, call: Call) -> Fault | None:
         for fault in self.faults:
