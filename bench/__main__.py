@@ -14,7 +14,13 @@ import sys
 
 Row = tuple[str, str, str, float, str, bool]
 
-MODULES = ("bench.bench_router", "bench.bench_chat", "bench.bench_slack", "bench.bench_discord")
+MODULES = (
+    "bench.bench_router",
+    "bench.bench_chat",
+    "bench.bench_slack",
+    "bench.bench_discord",
+    "bench.bench_load",
+)
 
 
 def _format(row: Row) -> str:
