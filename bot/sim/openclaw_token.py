@@ -103,6 +103,10 @@ class _Fault:
     status: int
     code: str
     times: int
+    retry_after: float | None = None
+    latency_ms: float = 0.0
+    # error | malformed_json | malformed_sse | reset_mid_stream
+    mode: str = "error"
 
 
 def _plain(value: float) -> float | int:
@@ -228,10 +232,43 @@ class OpenClawTokenSim:
         self.device.find(user_code).script.extend(answers)
 
     def fail_next(
-        self, method: str, path: str, status: int, code: str = "INTERNAL_ERROR", times: int = 1
+        self,
+        method: str,
+        path: str,
+        status: int,
+        code: str = "INTERNAL_ERROR",
+        times: int = 1,
+        *,
+        retry_after: float | None = None,
+        latency_ms: float = 0.0,
+        mode: str = "error",
     ) -> None:
-        """Answer the next `times` requests to method+path with an error."""
-        self._faults.append(_Fault(method.upper(), path, status, code, times))
+        """Answer the next `times` requests to method+path with an error (after `latency_ms`).
+
+        `mode` other than "error" sends a broken answer instead: unreadable JSON, an unreadable
+        event stream, or an event stream whose connection drops mid-answer.
+        """
+        self._faults.append(
+            _Fault(method.upper(), path, status, code, times, retry_after, latency_ms, mode)
+        )
+
+    async def _fault_response(self, request: web.Request, fault: _Fault) -> web.StreamResponse:
+        """The broken answer of a non-"error" fault."""
+        if fault.mode == "malformed_json":
+            return web.Response(status=200, body=b"{not json", content_type="application/json")
+        resp = web.StreamResponse(
+            status=200, headers={"Content-Type": "text/event-stream; charset=utf-8"}
+        )
+        await resp.prepare(request)
+        if fault.mode == "malformed_sse":
+            await resp.write(b"data: {oops\n\ndata: [DONE]\n\n")
+            await resp.write_eof()
+            return resp
+        chunk = {"choices": [{"index": 0, "delta": {"content": "This answer "}}]}
+        await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        if request.transport is not None:
+            request.transport.close()  # dropped mid-answer: an incomplete chunked body
+        return resp
 
     def _take_fault(self, request: web.Request) -> _Fault | None:
         for fault in self._faults:
@@ -250,8 +287,13 @@ class OpenClawTokenSim:
         resource = request.match_info.route.resource
         template = resource.canonical if resource is not None else request.path
         self.stats[f"{request.method} {template}"] += 1
+        fault: _Fault | None = None
         try:
             fault = None if request.path.startswith("/_sim/") else self._take_fault(request)
+            if fault is not None and fault.latency_ms:
+                await asyncio.sleep(fault.latency_ms / 1000)
+            if fault is not None and fault.mode != "error":
+                return await self._fault_response(request, fault)
             if fault is not None:
                 raise SimError(fault.status, fault.code, "Injected failure (simulator).")
             response = await handler(request)
@@ -260,6 +302,8 @@ class OpenClawTokenSim:
             response = web.json_response(
                 {"error": {"code": exc.code, "message": exc.message}}, status=exc.status
             )
+            if fault is not None and fault.retry_after is not None:
+                response.headers["Retry-After"] = f"{fault.retry_after:g}"
         except web.HTTPRequestEntityTooLarge:
             response = web.json_response(
                 {"error": {"code": "PAYLOAD_TOO_LARGE", "message": "The body exceeds 1 MB."}},

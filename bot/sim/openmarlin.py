@@ -101,7 +101,7 @@ class OpenMarlinFault(BaseModel):
     times: int | None = Field(1, ge=1)  # None = forever
     latency_ms: float = Field(0.0, ge=0)
     retry_after: float | None = Field(None, ge=0)
-    mode: Literal["error", "malformed_json", "drop_stream"] = "error"
+    mode: Literal["error", "malformed_json", "malformed_sse", "drop_stream"] = "error"
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -234,6 +234,12 @@ class OpenMarlinSim:
             fault.hits += 1
             if fault.mode == "malformed_json":
                 return web.Response(status=200, body=b"{nope", content_type="application/json")
+            if fault.mode == "malformed_sse":
+                resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                await resp.prepare(request)
+                await resp.write(b"event: execution.chunk\ndata: {nope\n\n")
+                await resp.write_eof()
+                return resp
             if fault.mode == "error":
                 response = self._error(
                     ApiError(fault.status, fault.error, fault.message or "injected fault")
