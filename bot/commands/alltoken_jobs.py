@@ -209,14 +209,22 @@ class ImageJob(_PollingJob):
                     )
                 ],
             )
+            request = ImageRequest(
+                prompt=prompt, model=st["model"], size=st["size"], quality=st["quality"]
+            )
             try:
-                task_id = await self.service.submit_image(
-                    key,
-                    ImageRequest(
-                        prompt=prompt, model=st["model"], size=st["size"], quality=st["quality"]
-                    ),
-                    str(st["idempotency_key"]),
-                )
+                try:
+                    task_id = await self.service.submit_image(
+                        key, request, str(st["idempotency_key"])
+                    )
+                except BackendError as exc:
+                    if exc.status != 0:
+                        raise
+                    # Timed out or dropped before an answer: the same Idempotency-Key makes a
+                    # resend safe (AllToken answers 409 with the first task's id if it started).
+                    task_id = await self.service.submit_image(
+                        key, request, str(st["idempotency_key"])
+                    )
             except BackendError as exc:
                 raise JobFailed(render_failure(exc, command="image")) from None
             await ctx.save(task_id=task_id)
@@ -392,7 +400,19 @@ class VideoJob(_PollingJob):
                         ),
                     )
                 except BackendError as exc:
-                    raise JobFailed(render_failure(exc, command="video")) from None
+                    # No answer (time-out, dropped connection): the video may have started
+                    # anyway, and a resend could bill twice, so look for it instead.
+                    found = await self._adopt(ctx, key) if exc.status == 0 else None
+                    if found is None:
+                        failure = render_failure(exc, command="video")
+                        if exc.status == 0:
+                            failure.hint = (
+                                "AllToken did not answer, and no new video of yours shows up "
+                                "there yet. Wait a minute before trying again, so you are not "
+                                "billed twice."
+                            )
+                        raise JobFailed(failure) from None
+                    task_id = found
             await ctx.save(task_id=task_id)
         task_id = str(ctx.state["task_id"])
         deadline = self._deadline(ctx)
