@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.app import build_app
 from adapters.slack.errors import error_code
 from adapters.slack.platform import SlackIdentity, SlackPlatform, build_client
+from adapters.slack.supervisor import AckFirst
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -93,11 +94,20 @@ class SlackRunner:
             await self.platform.session.close()
 
 
-def events_handler(app: AsyncApp) -> Callable[[web.Request], Awaitable[web.Response]]:
+def events_handler(
+    app: AsyncApp, gate: AckFirst | None = None
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The aiohttp handler of /slack/events: bolt verifies, dispatches and acks."""
 
     async def handle(request: web.Request) -> web.Response:
-        return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
+        if gate is not None:
+            gate.enter()
+        try:
+            bolt_request = await to_bolt_request(request)
+            return await to_aiohttp_response(await app.async_dispatch(bolt_request))
+        finally:
+            if gate is not None:
+                gate.leave()
 
     return handle
 
@@ -186,7 +196,7 @@ async def _serve_http(
     bot: TokenBot, platform: SlackPlatform, app: AsyncApp, settings: Settings
 ) -> SlackRunner:
     """HTTP mode: /slack/events on the bot's own HTTP server, or on a server of our own."""
-    handler = events_handler(app)
+    handler = events_handler(app, platform.supervisor.gate)
     if bot.web_server is not None:
         # `tokenbot run` serves health and metrics on TOKENBOT_HTTP_PORT and starts after us.
         bot.web_server.app.router.add_post(EVENTS_PATH, handler)
