@@ -28,6 +28,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check bot adapters tests bench
 	$(BIN)/ruff format --check bot adapters tests bench
+	$(BIN)/mypy bot adapters
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache tokenbot-out
