@@ -60,6 +60,7 @@ from bot.sim.alltoken_tasks import (
     fake_mp4,
     iso,
 )
+from bot.sim.listener import Listener
 from bot.sim.png import gradient_png
 
 __all__ = ["AllTokenSim", "AllTokenSimConfig", "Fault", "SimApiError", "SimStats", "create_app"]
@@ -237,30 +238,19 @@ class AllTokenSim:
         self._png_cache: dict[str, bytes] = {}
         self._videos: dict[str, VideoTask] = {}
         self._idempotency: dict[tuple[str, str], tuple[str, float]] = {}
-        self._runner: web.AppRunner | None = None
         self.app = create_app(self)
+        self._listener = Listener(self.app)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on host:port (0 = a free port); returns the base URL without trailing slash."""
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        # A deep backlog so hundreds of clients connecting at once are not dropped.
-        site = web.TCPSite(runner, host, port, backlog=2048)
-        await site.start()
-        self._runner = runner
-        bound = runner.addresses[0]
-        shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
-        shown = f"[{shown}]" if ":" in shown else shown
-        self.base_url = f"http://{shown}:{bound[1]}"
+        self.base_url = await self._listener.start(host, port)
         return self.base_url
 
     async def stop(self) -> None:
-        """Stop serving (open streams are cut after a short grace period)."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        """Stop serving."""
+        await self._listener.stop()
 
     def now(self) -> float:
         """The simulator's clock (unix seconds); injectable for tests."""

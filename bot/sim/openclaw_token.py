@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from bot.services.openclaw_token import MIN_PURCHASE, platform_fee
 from bot.sim import openclaw_proxy
+from bot.sim.listener import Listener
 from bot.sim.openclaw_device import DeviceFlow, DeviceSession, flat_error, require_device_code
 from bot.sim.openclaw_state import (
     DEMO_EMAIL,
@@ -145,31 +146,22 @@ class OpenClawTokenSim:
         self._access_tokens: dict[str, str] = {}  # gho_… -> email
         self._idempotency: dict[tuple[str, str], tuple[Decimal, dict[str, Any], float]] = {}
         self._faults: list[_Fault] = []
-        self._runner: web.AppRunner | None = None
         if self.config.seed_demo:
             demo = demo_account(self.now())
             self.accounts[demo.email] = demo
         self.app = self._build_app()
+        self._listener = Listener(self.app)
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve on host:port (0 = a free port); returns the base URL."""
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, backlog=1024)
-        await site.start()
-        self._runner = runner
-        port_bound = runner.addresses[0][1]
-        shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
-        self.base_url = f"http://{shown}:{port_bound}"
+        """Serve on host:port (0 = a free port); returns the base URL without trailing slash."""
+        self.base_url = await self._listener.start(host, port)
         return self.base_url
 
     async def stop(self) -> None:
         """Stop serving."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._listener.stop()
 
     def now(self) -> float:
         """The simulator's clock (unix seconds)."""

@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, ValidationError
 # The referral path is unpublished; the client and this stand-in share its one constant.
 from bot.services.openmarlin import REFERRAL_PATH
 from bot.sim.alltoken_tasks import fake_mp4
+from bot.sim.listener import Listener
 from bot.sim.openmarlin_pages import (
     callback_landing_page,
     checkout_page,
@@ -135,30 +136,21 @@ class OpenMarlinSim:
         self._by_state: dict[str, str] = {}
         self._tasks: dict[str, Task] = {}
         self._topups: dict[str, TopUp] = {}
-        self._runner: web.AppRunner | None = None
         for secret, balance in self.config.demo_keys.items():
             self.issue_key(balance, secret=secret, slug="demo")
         self.app = create_app(self)
+        self._listener = Listener(self.app)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve on host:port (0 = a free port); returns the base URL."""
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        self._runner = runner
-        bound = runner.addresses[0]
-        shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
-        self.base_url = f"http://{shown}:{bound[1]}"
+        """Serve on host:port (0 = a free port); returns the base URL without trailing slash."""
+        self.base_url = await self._listener.start(host, port)
         return self.base_url
 
     async def stop(self) -> None:
         """Stop serving."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._listener.stop()
 
     def now(self) -> float:
         """The simulator's clock (unix seconds)."""
