@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable
 
 from bot import catalog
@@ -109,3 +110,17 @@ def render_failure(
     else:
         hint = None
     return Failure(code=code, message=message, request_id=error.request_id, hint=hint)
+
+
+def new_error_ref() -> str:
+    """A short reference that ties a user's "something went wrong" reply to the logged error."""
+    return secrets.token_hex(4)
+
+
+def unexpected_failure(ref: str) -> Failure:
+    """What a user reads when tokenbot itself failed: no traceback, a ref the operator can grep."""
+    return Failure(
+        code="internal_error",
+        message=f"Something went wrong (ref {ref}).",
+        hint="Try again; if it keeps happening, give the bot's operator this ref.",
+    )
