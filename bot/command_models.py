@@ -1,7 +1,13 @@
-"""Typed commands: what the router produces from text and the handlers consume."""
+"""Typed commands: what the router produces from text and the handlers consume.
+
+Also the flag spelling all three command families share (`normalise_flag_token`).
+"""
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from collections.abc import Collection
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -20,6 +26,46 @@ USAGE: dict[str, str] = {
     "key": "/alltoken-key set <key> | remove | status",
     "help": "/alltoken-help",
 }
+
+
+# Flag spelling. Chat clients slip invisible characters into "--size=auto" (a zero-width space
+# pasted along), autocorrect turns "--" into an em dash and CJK keyboards type a fullwidth "＝";
+# unmatched, each would silently move the flag into the prompt. Shared by all three families.
+
+_ZERO_WIDTH_CHARS = "\u200b\u200c\u200d\u2060\ufeff"
+_ZERO_WIDTH = re.compile(f"[{_ZERO_WIDTH_CHARS}]")
+# What a flag can start with once zero-width characters are gone: "-", an en or em dash, or the
+# fullwidth hyphen-minus (NFKC makes it "-").
+_FLAG_STARTS = frozenset("-\u2013\u2014\uff0d")
+_FLAG_EQUALS = re.compile("[=\uff1d]")
+_FLAG_HEAD = re.compile(r"(?P<dash>--|[\u2013\u2014])(?P<name>[A-Za-z][A-Za-z0-9_-]*)")
+_NON_SPACE = re.compile(r"\S+")
+
+
+def normalise_flag_token(token: str, known: Collection[str] | None = None) -> str:
+    """`token` spelled as a plain flag ("--size=auto") when it is one, else unchanged.
+
+    Zero-width characters around the name go, the name and "=" are NFKC-normalised, and an em
+    or en dash counts as "--" when the name is in `known` (any name when `known` is None).
+    """
+    if token.lstrip(_ZERO_WIDTH_CHARS)[:1] not in _FLAG_STARTS:
+        return token  # the common case: a plain word
+    sep = _FLAG_EQUALS.search(token)
+    head = token[: sep.start()] if sep else token
+    m = _FLAG_HEAD.fullmatch(unicodedata.normalize("NFKC", _ZERO_WIDTH.sub("", head)))
+    if m is None:
+        return token
+    name = m.group("name")
+    if m.group("dash") != "--" and known is not None and name.lower() not in known:
+        return token  # "—this" in prose is not an option
+    if sep is None:
+        return "--" + name
+    return f"--{name}={token[sep.end() :].strip(_ZERO_WIDTH_CHARS)}"
+
+
+def normalise_flags(text: str, known: Collection[str] | None = None) -> str:
+    """`text` with every flag-shaped word normalised by `normalise_flag_token`."""
+    return _NON_SPACE.sub(lambda m: normalise_flag_token(m.group(), known), text)
 
 
 class UsageError(ValueError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Final, Literal
 
 from pydantic import SecretStr, ValidationError
@@ -29,9 +30,15 @@ from bot.command_models import (
     SearchCommand,
     UsageError,
     VideoCommand,
+    normalise_flag_token,
 )
+from bot.outbound_text import scrub_surrogates
 
 __all__ = ["DEFAULT_CONTEXT", "RouterContext", "parse", "parse_slash"]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class RouterContext:
     video_durations: Mapping[str, DurationRange] = field(default_factory=dict)
     # The previous bot action in this conversation was an AllToken call ("how much did that cost").
     last_call_was_alltoken: bool = False
+    # The clock for checks such as "that expiry date is already past"; tests pin it.
+    now: Callable[[], datetime] = _utc_now
 
 
 DEFAULT_CONTEXT: Final = RouterContext()
@@ -236,18 +245,19 @@ def _parse_flags(command: str, text: str, allowed: tuple[str, ...]) -> tuple[str
     them) count only for known names, since "—this" in prose is not an option.
     """
     words = list(_WORD.finditer(text))
+    tokens = [normalise_flag_token(w.group(), allowed) for w in words]
     flags: dict[str, str] = {}
     cuts: list[tuple[int, int]] = []
     i = 0
     while i < len(words):
         word = words[i]
-        m = _FLAG.fullmatch(word.group())
+        m = _FLAG.fullmatch(tokens[i])
         if m is None:
             i += 1
             continue
         name = m.group("name").lower()
         if name not in allowed:
-            if not word.group().startswith("--"):
+            if not tokens[i].startswith("--"):
                 i += 1
                 continue
             options = ", ".join(f"--{a}" for a in allowed)
@@ -257,7 +267,7 @@ def _parse_flags(command: str, text: str, allowed: tuple[str, ...]) -> tuple[str
         value = m.group("value")
         end = word.end()
         if value is None:
-            following = words[i + 1].group() if i + 1 < len(words) else ""
+            following = tokens[i + 1] if i + 1 < len(words) else ""
             if following and not following.startswith("--"):
                 value = following
                 end = words[i + 1].end()
@@ -296,6 +306,7 @@ def _count(value: str, what: str) -> int:
 def _leading_model(body: str, ctx: RouterContext) -> tuple[str, str]:
     """(model, prompt) for a chat body whose first word may name the model."""
     first, after = _split_first(body)
+    first = normalise_flag_token(first, ("model",))
     flag = _FLAG.fullmatch(first) if first.startswith("--") else None
     if flag is not None and flag.group("name").lower() == "model":
         # Not in the seed syntax, but a natural slip; accepted only at the very front.
@@ -588,6 +599,8 @@ def parse(text: str, ctx: RouterContext = DEFAULT_CONTEXT) -> Command | None:
     # "how much did that cost", which only counts right after an AllToken call.
     if "alltoken" not in lowered and not (ctx.last_call_was_alltoken and "cost" in lowered):
         return None
+    # Undecodable input (lone surrogates) must not reach a backend's JSON encoder.
+    text = scrub_surrogates(text)
     for m in _TRIGGER.finditer(text):
         command = _dispatch(m, text, ctx)
         if command is not None:
@@ -601,8 +614,8 @@ def parse_slash(name: str, text: str, ctx: RouterContext = DEFAULT_CONTEXT) -> C
     `text` is the command's argument string. With the umbrella name its first word picks the
     command ("/alltoken chat hi"); bare "/alltoken" is help. Other names -> None.
     """
-    text = text or ""
-    name = name.strip()
+    text = scrub_surrogates(text or "")
+    name = scrub_surrogates(name).strip()
     m = _SLASH_NAME.fullmatch(name)
     if m is not None:
         word, rest = m.group("word").lower(), text

@@ -14,7 +14,14 @@ from bot.command_models import (
     SearchCommand,
     VideoCommand,
 )
-from bot.commands.alltoken_logic import cost_table, models_reply, usage_line
+from bot.commands.alltoken_logic import (
+    MEDIA_KINDS,
+    cost_table,
+    media_cost,
+    models_reply,
+    reported_cost,
+    usage_line,
+)
 from bot.commands.context import HandlerContext
 from bot.commands.openclaw_fallback import chat_fallback, search_fallback
 from bot.failures import render_failure, suggest_alternatives
@@ -22,7 +29,7 @@ from bot.messages import Failure, Notice, Text
 from bot.pricing import Prices, cost_of, prices_from_cost_line
 from bot.services.alltoken import ChatMessage, ChatResult
 from bot.services.errors import BackendError
-from bot.store import LastCall, UsageRecord
+from bot.store import JobRecord, LastCall, UsageRecord
 
 log = logging.getLogger(__name__)
 
@@ -181,11 +188,68 @@ async def models(cmd: ModelsCommand, ctx: HandlerContext) -> None:
     await ctx.conversation.say([models_reply(cmd.type, found, cmd.filter)])
 
 
+async def _latest_media_job(ctx: HandlerContext) -> JobRecord | None:
+    """The caller's newest image or video job started from this conversation."""
+    for job in await ctx.bot.store.jobs_for(ctx.owner, limit=20):
+        if job.kind in MEDIA_KINDS and job.state.get("conversation_key") == (
+            ctx.inbound.conversation_key
+        ):
+            return job
+    return None
+
+
+async def _media_cost(ctx: HandlerContext, last: LastCall | None) -> bool:
+    """Answer "how much did that cost" when "that" is an image or video; False if it is not.
+
+    An image or video job newer than the last recorded call is "that" even while it runs (its
+    call is recorded only on delivery). Catalog token prices never apply to media.
+    """
+    job = await _latest_media_job(ctx)
+    if job is not None and (
+        last is None or last.command in MEDIA_KINDS or job.created_at > last.at
+    ):
+        state = job.state
+        task_id = state.get("task_id")
+        usage = state.get("usage") if isinstance(state.get("usage"), dict) else None
+        cost = reported_cost(usage)
+        if cost is None and last is not None and last.request_id == task_id:
+            cost = last.cost_usd
+        if usage is None and last is not None and last.request_id == task_id:
+            usage = {"total_tokens": last.prompt_tokens + last.completion_tokens}
+        await ctx.conversation.say(
+            media_cost(
+                job.kind,
+                state,
+                status=job.status,
+                request_id=str(task_id) if task_id else None,
+                usage=usage,
+                cost=cost,
+            )
+        )
+        return True
+    if last is not None and last.command in MEDIA_KINDS:
+        # The job row is gone (or too old to list); the last call still says what it was.
+        await ctx.conversation.say(
+            media_cost(
+                last.command,
+                {"model": last.model},
+                status="done",
+                request_id=last.request_id,
+                usage={"total_tokens": last.prompt_tokens + last.completion_tokens},
+                cost=last.cost_usd,
+            )
+        )
+        return True
+    return False
+
+
 async def cost(cmd: CostCommand, ctx: HandlerContext) -> None:
     """Cost of explicit token counts (catalog prices) or of the last AllToken call here."""
     svc = ctx.bot.services.alltoken
     if cmd.model is None:
         last = await ctx.bot.store.get_last_call(ctx.owner, ctx.inbound.conversation_key)
+        if await _media_cost(ctx, last):
+            return
         if last is None or last.model is None:
             await ctx.conversation.whisper(
                 [

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
-from bot.messages import Fields, Notice, Text
+from bot.messages import Fields, Notice, Part, Text
 from bot.pricing import Prices, format_usd
 from bot.services.alltoken import ModelInfo, Usage
+
+MEDIA_KINDS = ("image", "video")
+# What describes each kind of media call, in the order shown.
+_MEDIA_SETTINGS = {"image": ("size", "quality"), "video": ("duration", "ratio", "resolution")}
 
 
 def usage_line(
@@ -57,3 +63,56 @@ def cost_table(
     rows.append(("total cost", format_usd(cost)))
     rows.append(("source", source))
     return Fields(title="AllToken cost", rows=rows)
+
+
+def reported_cost(usage: Mapping[str, Any] | None) -> Decimal | None:
+    """A cost AllToken put in a media task's `usage`, if it did (the contract promises none)."""
+    for name in ("cost", "cost_usd", "total_cost"):
+        raw = (usage or {}).get(name)
+        if raw is None or isinstance(raw, bool):
+            continue
+        try:
+            value = Decimal(str(raw))
+        except InvalidOperation:
+            continue
+        if value.is_finite() and value >= 0:
+            return value
+    return None
+
+
+def media_cost(
+    kind: str,
+    details: Mapping[str, Any],
+    *,
+    status: str,
+    request_id: str | None,
+    usage: Mapping[str, Any] | None,
+    cost: Decimal | None,
+) -> list[Part]:
+    """The answer to "how much did that cost" for an image or video call.
+
+    The reported cost when there is one; otherwise an explicit "not priced" with what is known.
+    """
+    noun = "images" if kind == "image" else "videos"
+    rows: list[tuple[str, str]] = [("model", str(details.get("model") or "unknown"))]
+    for name in _MEDIA_SETTINGS.get(kind, ()):
+        value = details.get(name)
+        if value not in (None, ""):
+            rows.append((name, f"{value} s" if name == "duration" else str(value)))
+    tokens = (usage or {}).get("total_tokens")
+    if isinstance(tokens, int) and not isinstance(tokens, bool):
+        rows.append(("tokens", f"{tokens:,}"))
+    if status != "done":
+        rows.append(("status", status))
+    rows.append(("request id", request_id or "not known yet"))
+    if cost is not None:
+        rows.append(("total cost", format_usd(cost)))
+        rows.append(("source", "reported by AllToken"))
+        return [Fields(title=f"AllToken cost ({kind})", rows=rows)]
+    rows.append(("total cost", "not priced"))
+    what = ", ".join(label for label, _ in rows if label not in ("status", "total cost"))
+    note = f"AllToken did not report a price for {noun}; here is what is known ({what})."
+    if status not in ("done", "failed", "cancelled"):
+        note = f"The {kind} is still {status}, and AllToken reports no price for {noun}; "
+        note += f"here is what is known ({what})."
+    return [Notice(level="info", text=note), Fields(title=f"AllToken cost ({kind})", rows=rows)]

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from bot.command_models import UsageError
-from bot.services.openclaw_token import HistoryType, LimitReset
+from bot.services.openclaw_token import MIN_PURCHASE, HistoryType, LimitReset
 
 PREFIX = "/openclaw-token"
+
+# The models repeat the parser's ranges so a command built any other way is held to them too;
+# the parser checks first, with messages that name the flag.
+_USD = Decimal("9999999.99")
+Usd = Annotated[Decimal, Field(gt=0, le=_USD, decimal_places=2)]
+KeyHash = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
 
 # Usage lines by "group subcommand" (and "group" for the group's summary).
 USAGE: dict[str, str] = {
@@ -120,15 +126,15 @@ class CreditsBuy(_Command):
     """A quote (amount, fee, total) with a Confirm button."""
 
     kind: Literal["openclaw.credits.buy"] = "openclaw.credits.buy"
-    amount: Decimal
+    amount: Annotated[Decimal, Field(ge=MIN_PURCHASE, le=_USD, decimal_places=2)]
 
 
 class CreditsHistory(_Command):
     """One page of transactions."""
 
     kind: Literal["openclaw.credits.history"] = "openclaw.credits.history"
-    limit: int = 20
-    offset: int = 0
+    limit: int = Field(20, ge=1, le=100)
+    offset: int = Field(0, ge=0, le=1_000_000)
     type: HistoryType | None = None
 
 
@@ -137,8 +143,8 @@ class CreditsAutoTopup(_Command):
 
     kind: Literal["openclaw.credits.auto_topup"] = "openclaw.credits.auto_topup"
     action: Literal["show", "enable", "disable"] = "show"
-    threshold: Decimal | None = None
-    amount: Decimal | None = None
+    threshold: Usd | None = None
+    amount: Usd | None = None
 
 
 class KeyFilter(BaseModel):
@@ -164,8 +170,8 @@ class KeysCreate(_Command):
     """Provision a key; the value is shown once, privately."""
 
     kind: Literal["openclaw.keys.create"] = "openclaw.keys.create"
-    name: str
-    credit_limit: Decimal | None = None
+    name: str = Field(min_length=1, max_length=64)
+    credit_limit: Usd | None = None
     limit_reset: LimitReset | None = None
     expires_at: str | None = None
 
@@ -183,17 +189,17 @@ class KeysInfo(_Command):
     """One key's settings and usage breakdown."""
 
     kind: Literal["openclaw.keys.info"] = "openclaw.keys.info"
-    hash: str
+    hash: KeyHash
 
 
 class KeysUpdate(_Command):
     """Change a key's limit, reset period or disabled flag (only the options given)."""
 
     kind: Literal["openclaw.keys.update"] = "openclaw.keys.update"
-    hash: str
+    hash: KeyHash
     # `set_*` says whether the option was given at all ("--limit none" clears the limit).
     set_limit: bool = False
-    credit_limit: Decimal | None = None
+    credit_limit: Usd | None = None
     set_reset: bool = False
     limit_reset: LimitReset | None = None
     disabled: bool | None = None
@@ -214,7 +220,7 @@ class KeysRotate(_Command):
     """A new value for a key (confirm button unless --yes)."""
 
     kind: Literal["openclaw.keys.rotate"] = "openclaw.keys.rotate"
-    hash: str
+    hash: KeyHash
     yes: bool = False
 
 
@@ -222,7 +228,7 @@ class KeysRevoke(_Command):
     """Revoke one key for good (confirm button unless --yes)."""
 
     kind: Literal["openclaw.keys.revoke"] = "openclaw.keys.revoke"
-    hash: str
+    hash: KeyHash
     yes: bool = False
 
 
@@ -237,9 +243,9 @@ class KeysUsage(_Command):
     """A usage snapshot, or (--watch) one message updated every `interval` s for 10 min."""
 
     kind: Literal["openclaw.keys.usage"] = "openclaw.keys.usage"
-    hash: str
+    hash: KeyHash
     watch: bool = False
-    interval: int = 5
+    interval: int = Field(5, ge=1, le=300)
 
 
 class Integrate(_Command):
@@ -247,9 +253,9 @@ class Integrate(_Command):
 
     kind: Literal["openclaw.integrate"] = "openclaw.integrate"
     action: Literal["set", "status", "remove"] = "set"
-    hash: str | None = None
-    name: str = "tokenbot-fallback"
-    credit_limit: Decimal | None = None
+    hash: KeyHash | None = None
+    name: str = Field("tokenbot-fallback", min_length=1, max_length=64)
+    credit_limit: Usd | None = None
     limit_reset: LimitReset | None = None
 
 
@@ -257,5 +263,5 @@ class AuditShow(_Command):
     """Recent operations: the caller's own, or (admins, --all) everyone's."""
 
     kind: Literal["openclaw.audit.show"] = "openclaw.audit.show"
-    limit: int = 20
+    limit: int = Field(20, ge=1, le=200)
     everyone: bool = False

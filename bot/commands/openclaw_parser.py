@@ -18,9 +18,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from bot import key_shapes
+from bot.command_models import normalise_flag_token
 from bot.commands.openclaw_models import (
     AuditShow,
     AuthLogin,
@@ -47,7 +48,8 @@ from bot.commands.openclaw_models import (
     OpenClawUsageError,
     PasswordInChat,
 )
-from bot.router import RouterContext
+from bot.outbound_text import scrub_surrogates
+from bot.router import DEFAULT_CONTEXT, RouterContext
 from bot.services.openclaw_token import MIN_PURCHASE, HistoryType, LimitReset
 
 __all__ = ["GROUPS", "SLASH_NAME", "parse", "parse_slash"]
@@ -75,21 +77,23 @@ SORT_FIELDS = {
 }
 MAX_INTERVAL_S = 300
 MAX_AUDIT = 200
+MAX_USD = Decimal("9999999.99")
+LATEST_EXPIRY = "9999-12-31T23:59:59Z"
 
 # A trigger at the start of the text or after whitespace, so URLs ("…/openclaw-token") don't count.
 _TRIGGER = re.compile(r"(?:^|(?<=\s))/?openclaw-token(?=\s|$)", re.IGNORECASE)
 _SMART_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'"})
-# Autocorrect turns "--name" into "—name"; only at the start of a word.
-_DASH_FLAG = re.compile(r"(?:^|(?<=\s))[—–](?=[A-Za-z])")
 _FLAG = re.compile(r"--?(?P<name>[A-Za-z][A-Za-z0-9_-]*)(?:=(?P<value>.*))?", re.DOTALL)
 _PASSWORD_FLAGS = frozenset({"password", "pass", "passwd", "pwd", "pw", "p"})
 _HASH = re.compile(r"[0-9a-fA-F]{16}")
-_MONEY = re.compile(r"\$?(?P<units>[0-9]{1,7})(?:\.(?P<cents>[0-9]{1,2}))?")
+_MONEY = re.compile(r"\$?(?P<units>[0-9]+)(?:\.(?P<cents>[0-9]*))?")
 _USAGE_FILTER = re.compile(
     r"usage\s*(?P<op>>=|<=|>|<|==?)\s*\$?(?P<value>[0-9]{1,7}(?:\.[0-9]{1,6})?)", re.IGNORECASE
 )
 _EMAIL = re.compile(r"[^\s@]{1,64}@[^\s@]{1,189}\.[^\s@]{1,63}")
 _NO_VALUE = frozenset({"none", "off", "unlimited", "null", "clear"})
+# Invisible characters that would make a key's name print differently from what it is.
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def _show(value: str) -> str:
@@ -102,11 +106,12 @@ def _show(value: str) -> str:
 
 
 def _tokens(command: str, text: str) -> list[str]:
-    text = _DASH_FLAG.sub("--", text.translate(_SMART_QUOTES))
     try:
-        return shlex.split(text)
+        words = shlex.split(text.translate(_SMART_QUOTES))
     except ValueError:
         raise OpenClawUsageError(command, "unbalanced quotes") from None
+    # "—name" (autocorrect), "--name\u200b", "--ｎａｍｅ＝x" are all "--name".
+    return [normalise_flag_token(w) for w in words]
 
 
 @dataclass
@@ -168,21 +173,33 @@ def _split(
 
 
 def _money(command: str, flag: str, raw: str, minimum: Decimal) -> Decimal:
-    m = _MONEY.fullmatch(raw.strip().replace(",", ""))
+    text = raw.strip().replace(",", "")
+    accepted = f"${minimum:.2f} to ${MAX_USD:,.2f}"
+    if text.startswith(("-", "$-")):
+        raise OpenClawUsageError(command, f"--{flag} must be {accepted}, not negative")
+    m = _MONEY.fullmatch(text)
     if m is None:
         raise OpenClawUsageError(
-            command, f"--{flag} must be an amount in USD such as 25 or 14.50 (got {_show(raw)})"
+            command,
+            f"--{flag} must be an amount in USD such as 25 or 14.50, {accepted} (got {_show(raw)})",
         )
-    amount = Decimal(f"{m.group('units')}.{m.group('cents') or '0'}")
-    if amount < minimum:
+    if len(m.group("cents") or "") > 2:
         raise OpenClawUsageError(
-            command, f"--{flag} must be at least ${minimum:.2f} (got ${amount:.2f})"
+            command, f"--{flag} has at most 2 decimals (whole cents) (got {_show(raw)})"
         )
+    # The length check keeps Decimal away from absurd digit strings.
+    if len(m.group("units").lstrip("0")) > 7:
+        raise OpenClawUsageError(command, f"--{flag} must be {accepted} (got {_show(raw)})")
+    amount = Decimal(f"{m.group('units')}.{m.group('cents') or '0'}")
+    if not minimum <= amount <= MAX_USD:
+        raise OpenClawUsageError(command, f"--{flag} must be {accepted} (got ${amount:.2f})")
     return amount
 
 
 def _int(command: str, flag: str, raw: str, low: int, high: int) -> int:
-    if not raw.isdecimal() or len(raw) > 6 or not low <= int(raw) <= high:
+    # ASCII digits only: isdecimal() also accepts "٣" and "５", which nobody means here.
+    digits = raw.isascii() and raw.isdigit()
+    if not digits or len(raw.lstrip("0")) > 7 or not low <= int(raw) <= high:
         raise OpenClawUsageError(
             command, f"--{flag} must be a whole number {low}-{high} (got {_show(raw)})"
         )
@@ -212,20 +229,38 @@ def _hash(command: str, args: _Args) -> str:
     return raw.lower()
 
 
-def _expires(command: str, raw: str) -> str:
+def _expires(command: str, raw: str, now: datetime) -> str:
+    """`raw` as an ISO UTC time; it must lie after `now` (a key born expired is useless)."""
     text = raw.strip()
     try:
         if len(text) == 10:
             # A bare date means "valid through that day" (UTC).
-            return f"{date.fromisoformat(text).isoformat()}T23:59:59Z"
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            day = date.fromisoformat(text)
+            moment = datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            # Overflows for times whose UTC form leaves years 1-9999 (9999-12-31T23:59-12:00).
+            moment = moment.astimezone(UTC)
     except ValueError:
         raise OpenClawUsageError(
-            command, f"--expires must be a date (YYYY-MM-DD) or an ISO time (got {_show(raw)})"
+            command,
+            "--expires must be a date (YYYY-MM-DD) or an ISO time such as "
+            f"2027-01-31T18:00:00+01:00 (got {_show(raw)})",
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    except OverflowError:
+        raise OpenClawUsageError(
+            command, f"--expires must be between now and {LATEST_EXPIRY} (got {_show(raw)})"
+        ) from None
+    stamp = moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    if moment <= now:
+        raise OpenClawUsageError(
+            command,
+            f"--expires {stamp} is already past, so the key would be born expired; "
+            f"give a time between now and {LATEST_EXPIRY}",
+        )
+    return stamp
 
 
 def _filter(command: str, raw: str) -> KeyFilter:
@@ -254,7 +289,11 @@ def _sort(command: str, raw: str) -> KeySort:
 def _name(command: str, raw: str) -> str:
     name = " ".join(raw.split())
     if not name or len(name) > 64:
-        raise OpenClawUsageError(command, "--name must be 1-64 characters")
+        raise OpenClawUsageError(command, f"--name must be 1-64 characters (got {len(name):,})")
+    if _UNSAFE_NAME.search(name):
+        raise OpenClawUsageError(
+            command, "--name must not contain control or text-direction characters"
+        )
     if key_shapes.contains_key(name):
         raise OpenClawUsageError(command, "--name must not contain a key")
     return name
@@ -358,7 +397,7 @@ def _credits_auto_topup(command: str, words: list[str]) -> BaseModel:
     )
 
 
-def _keys_create(command: str, words: list[str]) -> BaseModel:
+def _keys_create(command: str, words: list[str], now: datetime) -> BaseModel:
     args = _split(
         command, words, {"name": True, "limit": True, "limit-reset": True, "expires": True}
     )
@@ -370,7 +409,7 @@ def _keys_create(command: str, words: list[str]) -> BaseModel:
         name=_name(command, raw_name),
         credit_limit=_money(command, "limit", limit, Decimal("0.01")) if limit else None,
         limit_reset=_limit_reset(command, reset) if reset else None,
-        expires_at=_expires(command, expires) if expires else None,
+        expires_at=_expires(command, expires, now) if expires else None,
     )
 
 
@@ -478,7 +517,6 @@ _BUILDERS: dict[str, Builder] = {
     "credits buy": _credits_buy,
     "credits history": _credits_history,
     "credits auto-topup": _credits_auto_topup,
-    "keys create": _keys_create,
     "keys list": _keys_list,
     "keys info": _keys_info,
     "keys update": _keys_update,
@@ -494,9 +532,15 @@ _BUILDERS: dict[str, Builder] = {
 # --- dispatch ------------------------------------------------------------------------------
 
 
-def _command(text: str) -> BaseModel:
+def _build(command: str, words: list[str], now: datetime) -> BaseModel:
+    if command == "keys create":
+        return _keys_create(command, words, now)  # the one builder that needs the clock
+    return _BUILDERS[command](command, words)
+
+
+def _command(text: str, ctx: RouterContext | None) -> BaseModel:
     """Arguments after `/openclaw-token` -> a command (help when empty)."""
-    words = _tokens("", text)
+    words = _tokens("", scrub_surrogates(text))
     as_json = "--json" in words
     wants_help = any(w in ("--help", "-h") for w in words)
     words = [w for w in words if w not in ("--json", "--help", "-h")]
@@ -529,7 +573,13 @@ def _command(text: str) -> BaseModel:
         command, rest = f"{group} {sub}", words[2:]
     if wants_help:
         return OpenClawHelp(topic=group)
-    model = _BUILDERS[command](command, rest)
+    try:
+        model = _build(command, rest, (ctx or DEFAULT_CONTEXT).now())
+    except ValidationError as exc:
+        # Defensive: the builders validate first, so this is a gap in them; still bad input.
+        raise OpenClawUsageError(
+            command, f"invalid arguments ({exc.error_count()} problem(s))"
+        ) from None
     if as_json and "as_json" in type(model).model_fields:
         model = model.model_copy(update={"as_json": True})
     return model
@@ -544,16 +594,16 @@ def parse(text: str, ctx: RouterContext | None = None) -> BaseModel | None:
         return None
     rest = text[m.end() :]
     if m.group().startswith("/"):
-        return _command(rest)  # spelled as the slash command: as explicit as one
+        return _command(rest, ctx)  # spelled as the slash command: as explicit as one
     # Otherwise only a known group after the trigger (global flags aside) makes it a command.
     first = next((w for w in rest.split() if not w.startswith(("-", "—", "–"))), "")
     if first.lower() not in GROUPS:
         return None
-    return _command(rest)
+    return _command(rest, ctx)
 
 
 def parse_slash(name: str, text: str, ctx: RouterContext | None = None) -> BaseModel | None:
     """A platform slash command; None unless it is `/openclaw-token`."""
     if name.strip().lstrip("/").lower() != SLASH_NAME.lstrip("/"):
         return None
-    return _command(text or "")
+    return _command(text or "", ctx)

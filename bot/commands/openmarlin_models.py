@@ -14,11 +14,17 @@ USAGE: dict[str, str] = {
     "openmarlin": "/openmarlin <what to do> "
     + ROUTING_HINT
     + " | register | status | models | balance | activity | top up <amount> | referral link"
-    " | task status <id> | key | help",
+    " | task status <id> | key | help"
+    " (a request that starts with one of these words is that command; write `to` first to run"
+    " it as a paid instruction: /openmarlin to status report …)",
     "openmarlin.execute": "use openmarlin to <instruction> " + ROUTING_HINT,
     "openmarlin.task": "use openmarlin to generate a video of <prompt> "
     "[--duration=5s] [--aspect-ratio=16:9|9:16|1:1] [--sync to run it as an execution]",
     "openmarlin.register": "/openmarlin register [browser]",
+    "openmarlin.status": "/openmarlin status",
+    "openmarlin.balance": "/openmarlin balance",
+    "openmarlin.activity": "/openmarlin activity",
+    "openmarlin.referral": "/openmarlin referral link",
     "openmarlin.models": "/openmarlin models [filter]",
     "openmarlin.topup": "/openmarlin top up <amount>",
     "openmarlin.task_status": "/openmarlin task status <task id>",

@@ -4,17 +4,23 @@ Pure and synchronous. `parse` returns None when the message is not for OpenMarli
 OpenMarlinUsageError for a recognised command with bad input, and otherwise returns a command.
 Free-form requests go to `/v1/tasks` when they speak of video, rendering, long-running,
 background or async work (unless the user asks for it synchronously), else to `/v1/executions`.
+
+Free-form requests are paid, so a request whose first word is a subcommand word ("balance",
+"status", "models", "key", "task", …) is that subcommand: "balance please" is the balance and
+"status report of Q3" is a usage error. Only a leading "to" ("use openmarlin to status report
+…") makes such a request an instruction; exact subcommand phrasings stay subcommands anyway.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from pydantic import SecretStr, ValidationError
 
 from bot import key_shapes
+from bot.command_models import normalise_flags
 from bot.commands.openmarlin_models import (
     OMActivity,
     OMBalance,
@@ -31,12 +37,15 @@ from bot.commands.openmarlin_models import (
     OpenMarlinCommand,
     OpenMarlinUsageError,
 )
+from bot.outbound_text import scrub_surrogates
 from bot.router import DEFAULT_CONTEXT, RouterContext
 
 __all__ = ["parse", "parse_slash"]
 
 MAX_INSTRUCTION_CHARS = 8000
 MAX_LABELS = 20
+MAX_TOPUP = Decimal(100_000)
+TOPUP_DECIMALS = 6
 
 # "use openmarlin …", "ask openmarlin …", "/openmarlin …", and the seed's "register OpenMarlin",
 # "check OpenMarlin balance". Not "/openmarlin" inside a URL path, not "myopenmarlin".
@@ -49,7 +58,36 @@ _TRIGGER = re.compile(
 )
 _SLASH_NAME = re.compile(r"/?openmarlin", re.IGNORECASE)
 _LEADING = re.compile(r"^(?:\s|[:,;]|[—–-](?=\s))*(?:(?:to|and|please)\s+)*", re.IGNORECASE)
-_TRAILING = re.compile(r"[\s?!.,;:…]+$")
+# What opens a request: separators, politeness, and the optional "to" that marks an instruction.
+_OPENING = re.compile(
+    r"(?:\s|[:,;]|[—–-](?=\s))*(?:(?:and|please)\s+)*(?:(?P<to>to)(?:\s+|$)(?:please\s+)*)?",
+    re.IGNORECASE,
+)
+_TRAILING_CHARS = "?!.,;:…"
+# Politeness at the end of a subcommand is not an argument ("balance please", "status now").
+_FILLER_END = re.compile(
+    r"(?<!\S)(?:please|pls|plz|thanks|thank\s+you|thx|ty|now|asap)$", re.IGNORECASE
+)
+# Flag names an em/en dash may stand in for ("—sync" typed by autocorrect).
+_FLAG_NAMES = frozenset(
+    {
+        "model",
+        "provider",
+        "label",
+        "labels",
+        "duration",
+        "aspect-ratio",
+        "aspect_ratio",
+        "aspectratio",
+        "aspect",
+        "ratio",
+        "sync",
+        "async",
+        "task",
+        "browser",
+        "callback",
+    }
+)
 
 # Intents: the whole remaining text must match (after trailing punctuation is dropped), so
 # "use openmarlin to check the balance sheet of ACME" stays a free-form request.
@@ -75,15 +113,17 @@ _BALANCE = re.compile(
     re.IGNORECASE,
 )
 _ACTIVITY = re.compile(
-    r"(?:(?:show|check|get)\s+)?(?:my\s+)?(?:recent\s+)?(?:billing\s+)?(?:activity|usage)",
+    r"(?:(?:show|check|get)\s+)?(?:my\s+)?(?:recent\s+)?(?:billing\s+)?"
+    r"(?:activity|usage|ledger)",
     re.IGNORECASE,
 )
 _TOPUP = re.compile(r"top[\s-]?up\b(?P<rest>.*)", re.IGNORECASE | re.DOTALL)
 _AMOUNT = re.compile(
     r"(?:(?:my\s+)?(?:account|balance|workspace)\s+)?(?:(?:with|by)\s+)?"
-    r"\$?\s*(?P<n>[0-9]{1,9}(?:\.[0-9]{1,6})?)(?:\s*credits?)?",
+    r"\$?\s*(?P<n>\S+?)(?:\s*credits?)?",
     re.IGNORECASE,
 )
+_NUMBER = re.compile(r"(?P<units>[0-9]+)(?:\.(?P<decimals>[0-9]+))?")
 _REFERRAL = re.compile(
     r"(?:(?:get|show)\s+)?(?:my\s+|a\s+)?(?:referral|invite)(?:\s+(?:link|code))?",
     re.IGNORECASE,
@@ -142,6 +182,25 @@ def _show(value: str) -> str:
     return repr(safe if len(safe) <= 40 else safe[:37] + "...")
 
 
+def _strip_trailing(text: str) -> str:
+    """`text` without trailing space and punctuation (a loop, not a regex: linear on any input)."""
+    end = len(text)
+    while end and (text[end - 1].isspace() or text[end - 1] in _TRAILING_CHARS):
+        end -= 1
+    return text[:end]
+
+
+def _drop_filler(text: str) -> str:
+    """`text` without trailing punctuation and politeness ("balance please!" -> "balance")."""
+    text = _strip_trailing(text)
+    for _ in range(4):  # "status now please, thanks" at most; bounded so it stays linear
+        m = _FILLER_END.search(text, max(0, len(text) - 40))
+        if m is None:
+            break
+        text = _strip_trailing(text[: m.start()])
+    return text
+
+
 def _strip_token(value: str) -> str:
     return value.strip("`'\"<>()[]").rstrip(".,;:!?")
 
@@ -181,12 +240,15 @@ def _duration_ms(raw: str) -> int:
     m = _DURATION.fullmatch(raw.strip())
     if m is None:
         raise OpenMarlinUsageError(
-            "openmarlin.task", f"--duration takes seconds such as 5s (got {_show(raw)})"
+            "openmarlin.task",
+            f"--duration takes seconds such as 5s, from 1 s to 600 s (got {_show(raw)})",
         )
     n = Decimal(m.group("n"))
     ms = n if (m.group("u") or "").lower() == "ms" else n * 1000
     if not 1000 <= ms <= 600_000:
-        raise OpenMarlinUsageError("openmarlin.task", "--duration must be 1 s to 10 min")
+        raise OpenMarlinUsageError(
+            "openmarlin.task", f"--duration must be 1 s to 10 min (600 s) (got {_show(raw)})"
+        )
     return int(ms)
 
 
@@ -254,9 +316,12 @@ def _free_form(text: str) -> OMExecute | OMTask:
         )
     if wants_task:
         aspect = _strip_token(aspect_raw) if aspect_raw is not None else None
-        if aspect is not None and not _ASPECT.fullmatch(aspect):
+        if aspect is not None and (
+            not _ASPECT.fullmatch(aspect) or "0" in (aspect.split(":")[0], aspect.split(":")[1])
+        ):
             raise OpenMarlinUsageError(
-                "openmarlin.task", f"--aspect-ratio looks like 16:9 (got {_show(aspect)})"
+                "openmarlin.task",
+                f"--aspect-ratio looks like 16:9, each side 1-99 (got {_show(aspect)})",
             )
         ignored = tuple(
             f"{name} {value}"
@@ -284,13 +349,28 @@ def _topup(rest: str) -> OMTopUp:
             "give the amount of credits, e.g. top up 10"
             + (f" (got {_show(rest.strip())})" if rest.strip() else ""),
         )
-    try:
-        amount = Decimal(m.group("n"))
-    except InvalidOperation:  # pragma: no cover - the pattern only admits decimals
-        raise OpenMarlinUsageError("openmarlin.topup", "the amount is not a number") from None
-    if not 0 < amount <= 100_000:
+    raw = m.group("n").replace(",", "")
+    accepted = f"above 0 and at most {MAX_TOPUP}"
+    if raw.startswith("-"):
         raise OpenMarlinUsageError(
-            "openmarlin.topup", "the amount must be above 0 and at most 100000"
+            "openmarlin.topup", f"the amount must be {accepted} (got {_show(raw)})"
+        )
+    number = _NUMBER.fullmatch(raw)
+    if number is None:
+        raise OpenMarlinUsageError(
+            "openmarlin.topup",
+            f"the amount must be a number of credits such as 10 or 2.5 (got {_show(raw)})",
+        )
+    if len(number.group("decimals") or "") > TOPUP_DECIMALS:
+        raise OpenMarlinUsageError(
+            "openmarlin.topup",
+            f"the amount has at most {TOPUP_DECIMALS} decimals (got {_show(raw)})",
+        )
+    # The length check keeps Decimal away from absurd digit strings.
+    amount = Decimal(raw) if len(number.group("units").lstrip("0")) <= 6 else MAX_TOPUP + 1
+    if not 0 < amount <= MAX_TOPUP:
+        raise OpenMarlinUsageError(
+            "openmarlin.topup", f"the amount must be {accepted} (got {_show(raw)})"
         )
     return OMTopUp(amount=amount)
 
@@ -334,7 +414,7 @@ def _key(action: str | None, rest: str) -> OMKey:
 
 def _intent(rest: str) -> OpenMarlinCommand | None:
     """A named intent when the whole text is one, else None (free-form)."""
-    text = _TRAILING.sub("", rest.strip())
+    text = _drop_filler(rest.strip())
     if not text or _HELP.fullmatch(text):
         return OMHelp()
     if m := _REGISTER.fullmatch(text):
@@ -349,19 +429,81 @@ def _intent(rest: str) -> OpenMarlinCommand | None:
         return OMActivity()
     if _REFERRAL.fullmatch(text):
         return OMReferral()
-    if m := _TOPUP.fullmatch(rest.strip()):
-        return _topup(_TRAILING.sub("", m.group("rest")))
-    if m := _TASK_STATUS.fullmatch(rest.strip()):
-        return _task_status(_TRAILING.sub("", m.group("rest")))
-    if m := _KEY.fullmatch(rest.strip()):
+    if m := _TOPUP.fullmatch(text):
+        return _topup(m.group("rest"))
+    if m := _TASK_STATUS.fullmatch(text):
+        return _task_status(m.group("rest"))
+    if m := _KEY.fullmatch(text):
         return _key(m.group("action"), m.group("rest") or "")
     return None
 
 
+# Words that start a subcommand, with the usage to show and what the subcommand accepts.
+_SUBCOMMAND_WORDS: dict[str, tuple[str, str]] = {
+    **dict.fromkeys(
+        ("register", "signup", "sign-up", "signin", "sign-in", "login", "log-in"),
+        ("openmarlin.register", "takes only `browser`"),
+    ),
+    **dict.fromkeys(
+        ("sign up", "sign in", "log in"), ("openmarlin.register", "takes only `browser`")
+    ),
+    "status": ("openmarlin.status", "takes no arguments"),
+    "models": ("openmarlin.models", "takes at most one filter word"),
+    "balance": ("openmarlin.balance", "takes no arguments"),
+    **dict.fromkeys(("activity", "ledger"), ("openmarlin.activity", "takes no arguments")),
+    "usage": ("openmarlin", "is the command list; `activity` shows recent usage"),
+    **dict.fromkeys(("referral", "invite"), ("openmarlin.referral", "takes no arguments")),
+    **dict.fromkeys(
+        ("topup", "top-up", "top up"), ("openmarlin.topup", "takes an amount such as 10")
+    ),
+    **dict.fromkeys(("task", "tasks"), ("openmarlin.task_status", "is `task status <task id>`")),
+    **dict.fromkeys(
+        ("key", "keys"),
+        ("openmarlin.key", "is `key`, `key set <key>`, `key remove` or `key status`"),
+    ),
+    "cancel": ("openmarlin", "is not a command: tokenbot cannot cancel OpenMarlin work"),
+}
+_HELP_WORDS = frozenset({"help", "commands"})
+
+
+def _subcommand_word(text: str) -> tuple[str, str]:
+    """(the subcommand word or pair the text starts with, or "", what follows it)."""
+    parts = text.split(maxsplit=2)
+    words = [p.lower().rstrip(_TRAILING_CHARS) for p in parts[:2]]
+    if len(words) == 2 and f"{words[0]} {words[1]}" in _SUBCOMMAND_WORDS:
+        return f"{words[0]} {words[1]}", parts[2] if len(parts) > 2 else ""
+    if words and (words[0] in _SUBCOMMAND_WORDS or words[0] in _HELP_WORDS):
+        return words[0], text.split(maxsplit=1)[1] if len(parts) > 1 else ""
+    return "", text
+
+
+def _near_miss(text: str) -> OpenMarlinCommand | None:
+    """Refuse a subcommand word with words it does not take, rather than run it as paid work."""
+    word, extra = _subcommand_word(text)
+    if not word:
+        return None
+    if word in _HELP_WORDS:
+        return OMHelp()  # "help me with …" is still a request for help, and free
+    command, accepts = _SUBCOMMAND_WORDS[word]
+    got = f" (got {_show(extra.strip())})" if extra.strip() else ""
+    raise OpenMarlinUsageError(
+        command,
+        f"`{word}` {accepts}{got}; to run it as a paid instruction, start with `to`: "
+        f"`use openmarlin to {word} …`",
+    )
+
+
 def _route(rest: str) -> OpenMarlinCommand:
-    rest = _LEADING.sub("", rest)
+    # Lone surrogates would fail later in a backend's JSON encoder; odd flag spellings
+    # ("--\u200bsync", "—sync") would silently become part of a paid instruction.
+    rest = normalise_flags(scrub_surrogates(rest), _FLAG_NAMES)
+    opening = _OPENING.match(rest)
+    text = rest[opening.end() :] if opening else rest
     try:
-        return _intent(rest) or _free_form(rest)
+        command = _intent(text)
+        if command is None and not (opening and opening.group("to")):
+            command = _near_miss(text)
+        return command or _free_form(text)
     except ValidationError as exc:
         # Defensive: the builders validate first; report a gap in them as bad input.
         raise OpenMarlinUsageError(

@@ -57,12 +57,12 @@ def slash(text: str) -> BaseModel | None:
         ("credits auto-topup --disable", CreditsAutoTopup(action="disable")),
         ("credits auto-topup", CreditsAutoTopup()),
         (
-            'keys create --name "my agent" --limit 10 --limit-reset monthly --expires 2026-12-31',
+            'keys create --name "my agent" --limit 10 --limit-reset monthly --expires 2099-12-31',
             KeysCreate(
                 name="my agent",
                 credit_limit=Decimal(10),
                 limit_reset="monthly",
-                expires_at="2026-12-31T23:59:59Z",
+                expires_at="2099-12-31T23:59:59Z",
             ),
         ),
         (
@@ -131,7 +131,7 @@ def test_autocorrected_dashes_and_smart_quotes() -> None:
         ("credits buy --amount 4.99", "minimum purchase is $5.00"),
         ("credits buy", "missing --amount"),
         ("credits buy --amount lots", "--amount must be an amount"),
-        ("credits buy --amount 5.555", "--amount must be an amount"),
+        ("credits buy --amount 5.555", "--amount has at most 2 decimals"),
         ("credits history --limit 0", "--limit must be a whole number 1-100"),
         ("credits history --type gift", "--type must be one of"),
         ("credits auto-topup --threshold 5", "go with --enable"),
