@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -33,9 +35,61 @@ def _settings(**overrides: object) -> Settings:
         raise SystemExit(f"tokenbot: bad configuration: {msgs}") from None
 
 
+class StartupError(Exception):
+    """tokenbot cannot start; the message is one line saying what, where and what to do."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _os_message(exc: OSError, data_dir: Path) -> str:
+    where = exc.filename or data_dir
+    if exc.errno == errno.ENOSPC:
+        return f"cannot write {where}: the disk is full; free space on it and start again"
+    return (
+        f"cannot use the data dir {data_dir} ({exc.strerror or exc}: {where}); make it a "
+        "directory this user can write, or point TOKENBOT_DATA_DIR at one"
+    )
+
+
+@contextlib.asynccontextmanager
+async def _starting(settings: Settings) -> AsyncIterator[None]:
+    """Turn the known start-up failures into one clear line (StartupError), not a traceback."""
+    from bot.store import SecretBoxError, StoreError
+
+    try:
+        yield
+    except (StoreError, SecretBoxError) as exc:
+        raise StartupError(_one_line(str(exc))) from None
+    except sqlite3.Error as exc:
+        raise StartupError(
+            _one_line(
+                f"cannot open the database {settings.db_path} ({exc}); restore it from a backup"
+            )
+        ) from None
+    except OSError as exc:
+        raise StartupError(_one_line(_os_message(exc, settings.data_dir))) from None
+
+
+async def _create_bot(settings: Settings, new_store: bool) -> TokenBot:
+    from bot.app import TokenBot
+
+    if new_store:
+        settings = settings.model_copy(update={"allow_new_store": True})
+    async with _starting(settings):
+        bot = await TokenBot.create(settings)
+    if settings.allow_new_store:
+        logging.getLogger(__name__).warning(
+            "accepted store %s at %s as this data dir's store (--new-store)",
+            bot.store.store_id,
+            settings.db_path,
+        )
+    return bot
+
+
 async def _console(args: argparse.Namespace) -> int:
     from adapters.console.run import ConsoleAdapter
-    from bot.app import TokenBot
     from bot.sim.cluster import SimCluster
     from bot.store import Owner
 
@@ -49,12 +103,22 @@ async def _console(args: argparse.Namespace) -> int:
             # The simulators forget everything on exit, so the demo's data does too.
             tmp = tempfile.TemporaryDirectory(prefix="tokenbot-demo-")
             overrides["data_dir"] = Path(tmp.name)
-    settings = _settings(**overrides)
-    configure_logging(
-        settings.log_level if args.verbose else "WARNING", settings.data_dir, stderr=args.verbose
-    )
+    try:
+        settings = _settings(**overrides)
+        async with _starting(settings):
+            configure_logging(
+                settings.log_level if args.verbose else "WARNING",
+                settings.data_dir,
+                stderr=args.verbose,
+            )
+        bot = await _create_bot(settings, args.new_store)
+    except BaseException:
+        if cluster is not None:
+            await cluster.stop()
+        if tmp is not None:
+            tmp.cleanup()
+        raise
     user = args.user or ("demo" if args.sim else os.environ.get("USER", "you"))
-    bot = await TokenBot.create(settings)
     try:
         if cluster is not None:
             owner = Owner(platform="console", workspace="console", user=user)
@@ -101,10 +165,9 @@ async def _sim(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from bot.app import TokenBot
-
     settings = _settings()
-    configure_logging(settings.log_level, settings.data_dir)
+    async with _starting(settings):
+        configure_logging(settings.log_level, settings.data_dir)
     if not settings.slack_bot_token and not settings.discord_token:
         print(
             "tokenbot: no chat platform configured. Set SLACK_BOT_TOKEN (+ SLACK_APP_TOKEN or "
@@ -114,7 +177,7 @@ async def _run(args: argparse.Namespace) -> int:
         return 2
     from bot.http_server import HttpServer
 
-    bot = await TokenBot.create(settings)
+    bot = await _create_bot(settings, args.new_store)
     # Adapters with HTTP routes (Slack's HTTP mode) add them to this app before it starts.
     web_server = HttpServer(bot)
     bot.web_server = web_server
@@ -135,7 +198,8 @@ async def _run(args: argparse.Namespace) -> int:
                 return 1
         port = await web_server.start(settings.http_host, settings.http_port)
         logging.getLogger(__name__).info("health and metrics on port %d", port)
-        await bot.start()
+        async with _starting(settings):
+            await bot.start()
         await stop.wait()
         return 0
     finally:
@@ -181,6 +245,12 @@ def platform_starters(settings: Settings) -> list[tuple[str, PlatformStarter]]:
     return starters
 
 
+_NEW_STORE_HELP = (
+    "accept an empty or different database where the data dir had a store "
+    "(same as TOKENBOT_ALLOW_NEW_STORE=1)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
@@ -198,9 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="tokenbot-out", help="where images are saved (default ./tokenbot-out)"
     )
     console.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    console.add_argument("--new-store", action="store_true", help=_NEW_STORE_HELP)
     sim = sub.add_parser("sim", help="run the backend simulators until interrupted")
     sim.add_argument("--alltoken-port", type=int, default=0)
-    sub.add_parser("run", help="connect to Slack and/or Discord")
+    run = sub.add_parser("run", help="connect to Slack and/or Discord")
+    run.add_argument("--new-store", action="store_true", help=_NEW_STORE_HELP)
     discord_sync = sub.add_parser(
         "discord-sync", help="register the Discord slash commands (skipped when unchanged)"
     )
@@ -221,3 +293,6 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(runner(args))
     except KeyboardInterrupt:
         return 130
+    except StartupError as exc:
+        print(f"tokenbot: cannot start: {exc}", file=sys.stderr)
+        return 2

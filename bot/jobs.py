@@ -14,9 +14,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
+from bot.commands.keys import unreadable_key_failure
 from bot.messages import Conversation, Destination, Failure
 from bot.poll_budget import PollBudget
-from bot.store import JobRecord, Owner, Store
+from bot.store import CredentialUnreadableError, JobRecord, Owner, Store
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +92,11 @@ class JobContext:
 
 
 class JobKind(Protocol):
-    """One kind of long work."""
+    """One kind of long work.
+
+    A kind may also define `check_state(state) -> None`, raising ValueError for saved state
+    it cannot resume from; such rows are quarantined at start-up instead of run.
+    """
 
     kind: str
 
@@ -101,6 +108,11 @@ class JobKind(Protocol):
 
 
 ConversationFactory = Callable[[Destination], Conversation]
+
+
+def _new_ref() -> str:
+    # Short enough to read out, long enough to find the one log line.
+    return uuid.uuid4().hex[:8]
 
 
 class JobRunner:
@@ -154,13 +166,99 @@ class JobRunner:
         return job
 
     async def resume(self) -> int:
-        """Restart every unfinished job of a registered kind; returns how many."""
-        jobs = await self.store.unfinished_jobs(set(self._kinds))
+        """Restart every unfinished job; returns how many.
+
+        A row that cannot be resumed (does not decode, unknown kind, state its kind cannot
+        load) is quarantined and its owner told, so one bad row never stops the others.
+        """
+        jobs, unreadable = await self.store.load_unfinished_jobs()
+        for bad in unreadable:
+            await self._quarantine(bad.id, bad.kind, bad.reason, bad.destination)
+        resumed = 0
         for job in jobs:
-            if job.id not in self._tasks:
-                log.info("resuming job %s (%s, %s)", job.id, job.kind, job.status)
-                self._spawn(job)
-        return len(jobs)
+            if job.id in self._tasks:
+                resumed += 1
+                continue
+            problem = self._unresumable(job)
+            if problem is not None:
+                await self._quarantine(job.id, job.kind, problem, job.destination)
+                continue
+            destination = Destination.model_validate(job.destination)
+            try:
+                self.conversation_for(destination)
+            except LookupError as exc:
+                # Not this row's fault: its platform is just not running in this process.
+                log.warning("not resuming job %s (%s) here: %s", job.id, job.kind, exc)
+                continue
+            log.info("resuming job %s (%s, %s)", job.id, job.kind, job.status)
+            self._spawn(job)
+            resumed += 1
+        return resumed
+
+    def _unresumable(self, job: JobRecord) -> str | None:
+        """Why this decoded row cannot be run by this process, or None."""
+        kind = self._kinds.get(job.kind)
+        if kind is None:
+            known = ", ".join(sorted(self._kinds)) or "none"
+            return f"unknown job kind {job.kind!r} (this tokenbot runs: {known})"
+        try:
+            Destination.model_validate(job.destination)
+        except ValidationError as exc:
+            return f"its destination does not decode ({exc.error_count()} error(s))"
+        check = getattr(kind, "check_state", None)
+        if check is not None:
+            try:
+                check(job.state)
+            except (ValueError, TypeError, KeyError) as exc:
+                return f"its saved state cannot be loaded by the {job.kind} job ({exc})"
+        return None
+
+    async def _quarantine(
+        self, job_id: str, kind: str, reason: str, destination: dict[str, Any] | None
+    ) -> None:
+        try:
+            marked = await self.store.quarantine_job(job_id, reason)
+        except Exception:
+            log.exception("could not quarantine job %s", job_id)
+            return
+        if not marked:
+            return
+        told = await self._tell_not_resumed(job_id, kind, destination)
+        log.error(
+            "job %s (%s) quarantined and not resumed: %s; %s",
+            job_id,
+            kind,
+            reason,
+            "its owner was told" if told else "its owner could not be told",
+        )
+
+    async def _tell_not_resumed(
+        self, job_id: str, kind: str, destination: dict[str, Any] | None
+    ) -> bool:
+        if destination is None:
+            return False
+        try:
+            conversation = self.conversation_for(Destination.model_validate(destination))
+            await conversation.say(
+                [
+                    Failure(
+                        code="job_not_resumed",
+                        message=(
+                            f"tokenbot restarted and could not resume your {kind} job "
+                            f"(ref {job_id}): its saved progress could not be read."
+                        ),
+                        hint=(
+                            "Run the command again. For a paid image or video, check your "
+                            "backend dashboard first so you are not billed twice, and give the "
+                            f"bot's operator the ref {job_id}."
+                        ),
+                    )
+                ]
+            )
+        except Exception as exc:
+            log.warning("could not tell the owner of job %s it was not resumed: %s", job_id, exc)
+            return False
+        return True
 
     def _spawn(self, job: JobRecord) -> None:
         self._idle.clear()
@@ -175,9 +273,16 @@ class JobRunner:
             self._idle.set()
 
     async def _supervise(self, job: JobRecord) -> None:
-        kind = self._kinds[job.kind]
-        destination = Destination.model_validate(job.destination)
-        ctx = JobContext(self, job, self.conversation_for(destination))
+        try:
+            kind = self._kinds[job.kind]
+            destination = Destination.model_validate(job.destination)
+            ctx = JobContext(self, job, self.conversation_for(destination))
+        except Exception:
+            # Nowhere to report to; resume() checks these before spawning, start() too.
+            ref = _new_ref()
+            log.exception("job %s (%s) could not start [ref %s]", job.id, job.kind, ref)
+            await self._finish_row(job.id, "failed", f"could not start (ref {ref})")
+            return
         try:
             if job.status == "pending":
                 await ctx.set_status("running", attempts=job.attempts + 1)
@@ -194,15 +299,28 @@ class JobRunner:
             log.warning("job %s failed: %s", job.id, exc)
             await self._finish(ctx, "failed", exc.failure.code)
             await self._report(kind, ctx, exc.failure)
+        except CredentialUnreadableError as exc:
+            log.warning("job %s: the owner's %s key does not decrypt", job.id, exc.service)
+            failure = unreadable_key_failure(exc.service)
+            await self._finish(ctx, "failed", failure.code)
+            await self._report(kind, ctx, failure)
         except Exception as exc:
-            log.exception("job %s crashed", job.id)
+            ref = _new_ref()
+            log.exception("job %s (%s) crashed [ref %s]", job.id, job.kind, ref)
             failure = Failure(
                 code="internal_error",
-                message="tokenbot hit an unexpected error while working on this.",
-                hint=f"Reference job {job.id} if you report it; try the command again.",
+                message=f"Something went wrong while working on this (ref {ref}).",
+                hint=f"Try the command again; if it keeps happening, give the bot's operator "
+                f"the ref {ref}.",
             )
-            await self._finish(ctx, "failed", type(exc).__name__)
+            await self._finish(ctx, "failed", f"{type(exc).__name__} (ref {ref})")
             await self._report(kind, ctx, failure)
+
+    async def _finish_row(self, job_id: str, status: str, error: str) -> None:
+        try:
+            await self.store.update_job(job_id, status=status, error=error)
+        except Exception:
+            log.exception("could not record job %s as %s", job_id, status)
 
     async def _finish(self, ctx: JobContext, status: str, error: str | None) -> None:
         try:

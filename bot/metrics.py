@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -15,6 +16,13 @@ from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["PROMETHEUS_CONTENT_TYPE", "Metrics"]
+
+
+class _StoreHealth(Protocol):
+    @property
+    def queued_rows(self) -> int: ...
+    @property
+    def dropped_rows(self) -> int: ...
 
 
 class Metrics:
@@ -44,6 +52,16 @@ class Metrics:
             ["platform"],
             registry=self.registry,
         )
+        self.store_queued_rows = Gauge(
+            "tokenbot_store_queued_rows",
+            "Usage/audit/last-call rows waiting in memory because the store cannot write them.",
+            registry=self.registry,
+        )
+        self.store_dropped_rows = Gauge(
+            "tokenbot_store_dropped_rows",
+            "Usage/audit/last-call rows lost since start (the store failed and the queue was full).",
+            registry=self.registry,
+        )
         self._hosts: dict[str, str] = {}
 
     def name_backend(self, base_url: str, backend: str) -> None:
@@ -55,6 +73,11 @@ class Metrics:
     def track_jobs(self, active: Callable[[], int]) -> None:
         """Read the pending-jobs gauge from the runner when scraped."""
         self.jobs_pending.set_function(lambda: float(active()))
+
+    def track_store(self, health: Callable[[], _StoreHealth]) -> None:
+        """Read the store's queued and dropped row counts when scraped."""
+        self.store_queued_rows.set_function(lambda: float(health().queued_rows))
+        self.store_dropped_rows.set_function(lambda: float(health().dropped_rows))
 
     def http_hooks(self) -> dict[str, list[Callable[..., object]]]:
         """httpx event hooks timing every request from send to response headers."""

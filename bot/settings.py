@@ -93,6 +93,17 @@ class Settings(BaseSettings):
     http_port: int = Field(3000, validation_alias=_alias("TOKENBOT_HTTP_PORT", "http_port"))
     # Platform user ids allowed to run admin commands (comma-separated).
     admins: str = Field("", validation_alias=_alias("TOKENBOT_ADMINS", "admins"))
+    # Start on an empty or different database although the data dir's store.id says another
+    # store lived there (set it for one start, after deciding the old data is gone).
+    allow_new_store: bool = Field(
+        False, validation_alias=_alias("TOKENBOT_ALLOW_NEW_STORE", "allow_new_store")
+    )
+    # Usage/audit rows kept in memory while the store cannot write (disk full); then dropped.
+    store_max_queued_rows: int = Field(
+        10_000,
+        ge=0,
+        validation_alias=_alias("TOKENBOT_STORE_MAX_QUEUED_ROWS", "store_max_queued_rows"),
+    )
 
     @property
     def admin_ids(self) -> frozenset[str]:

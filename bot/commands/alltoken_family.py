@@ -16,7 +16,9 @@ from bot.command_models import (
     VideoCommand,
 )
 from bot.commands import alltoken as handlers
-from bot.commands.alltoken_jobs import CANCEL_ACTION, ImageJob, VideoJob, cancel_video
+from bot.commands.alltoken_image_job import ImageJob
+from bot.commands.alltoken_jobs import CANCEL_ACTION
+from bot.commands.alltoken_video_job import VideoJob, cancel_video
 from bot.commands.help import help_
 from bot.commands.keys import key, key_form_handler
 from bot.family import CommandFamily

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.messages import Conversation, Inbound
-from bot.store import Owner
+from bot.store import CredentialUnreadableError, Owner
 
 if TYPE_CHECKING:
     from bot.app import TokenBot
@@ -45,7 +45,13 @@ class HandlerContext:
 
     async def require_key(self, service: str) -> str:
         """The caller's own key for `service`, or MissingKey (answered privately by the app)."""
-        key = await self.bot.store.get_credential(self.owner, service)
+        try:
+            key = await self.bot.store.get_credential(self.owner, service)
+        except CredentialUnreadableError as exc:
+            # Stored but undecryptable: say so (and how to fix it), not internal_error.
+            from bot.commands.keys import report_unreadable_key
+
+            raise await report_unreadable_key(self, exc) from None
         if not key:
             raise MissingKey(service)
         return key

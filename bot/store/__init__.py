@@ -11,9 +11,24 @@ from pathlib import Path
 from typing import Any
 
 from bot.store.audit import Audit, redact
-from bot.store.credentials import Credentials, fingerprint
-from bot.store.db import SCHEMA_VERSION, Database, StoreError
-from bot.store.jobs import UNSET, JobNotFoundError, Jobs, Unset
+from bot.store.credentials import Credentials, CredentialUnreadableError, fingerprint
+from bot.store.db import (
+    SCHEMA_VERSION,
+    Database,
+    StoreCorruptError,
+    StoreError,
+    StoreHealth,
+)
+from bot.store.identity import (
+    MARKER_NAME,
+    StoreMismatchError,
+    StoreMissingError,
+    ensure_identity,
+    read_marker,
+    refuse_if_missing,
+    write_marker,
+)
+from bot.store.jobs import UNSET, JobNotFoundError, Jobs, UnreadableJob, Unset
 from bot.store.models import (
     JOB_STATUSES,
     UNFINISHED_STATUSES,
@@ -31,11 +46,13 @@ from bot.store.usage import Usage
 
 __all__ = [
     "JOB_STATUSES",
+    "MARKER_NAME",
     "SCHEMA_VERSION",
     "UNFINISHED_STATUSES",
     "UNSET",
     "AuditEntry",
     "CredentialInfo",
+    "CredentialUnreadableError",
     "JobNotFoundError",
     "JobRecord",
     "JobStatus",
@@ -44,7 +61,12 @@ __all__ = [
     "SecretBox",
     "SecretBoxError",
     "Store",
+    "StoreCorruptError",
     "StoreError",
+    "StoreHealth",
+    "StoreMismatchError",
+    "StoreMissingError",
+    "UnreadableJob",
     "UsageRecord",
     "fingerprint",
     "redact",
@@ -55,23 +77,33 @@ __all__ = [
 class Store:
     """Async facade over the database; one instance per process, safe for concurrent use."""
 
-    def __init__(self, db: Database, box: SecretBox) -> None:
+    def __init__(self, db: Database, box: SecretBox, store_id: str = "") -> None:
         self._db = db
+        self.store_id = store_id
         self._credentials = Credentials(db, box)
         self._usage = Usage(db)
         self._jobs = Jobs(db)
         self._audit = Audit(db)
 
     @classmethod
-    async def open(cls, path: Path, box: SecretBox) -> Store:
+    async def open(cls, path: Path, box: SecretBox, *, allow_new_store: bool = False) -> Store:
         """Open the database (creating its directory), migrate it, and check the master key.
 
-        Raises SecretBoxError if `box` is not the master key this database was used with.
+        Refuses (StoreMissingError, StoreMismatchError) to start on an empty or other database
+        where the data dir's marker says a store existed, unless `allow_new_store`; raises
+        StoreCorruptError for a damaged file or WAL, and SecretBoxError if `box` is not the
+        master key this database's credentials were stored with.
         """
-        db = await Database.open(Path(path))
-        store = cls(db, box)
+        path = Path(path)
+        marker = read_marker(path.parent)
+        if not allow_new_store:
+            refuse_if_missing(path, marker)
+        db = await Database.open(path)
         try:
+            store_id = await ensure_identity(db, marker, allow_new=allow_new_store)
+            store = cls(db, box, store_id)
             await store._credentials.check_master_key()
+            write_marker(path, store_id, marker)
         except BaseException:
             await db.close()
             raise
@@ -96,6 +128,23 @@ class Store:
         """The schema version of the open database."""
         return await self._db.schema_version()
 
+    def health(self) -> StoreHealth:
+        """Whether usage/audit/last-call rows are reaching the disk, and how many wait or were lost."""
+        return self._db.health()
+
+    async def writes_ok(self) -> bool:
+        """Readiness check: False while queued rows cannot be written (disk full, read-only)."""
+        return not self._db.health().degraded
+
+    @property
+    def max_queued_rows(self) -> int:
+        """How many unwritten usage/audit rows are kept in memory while writes fail."""
+        return self._db.max_queued_rows
+
+    @max_queued_rows.setter
+    def max_queued_rows(self, value: int) -> None:
+        self._db.max_queued_rows = max(0, int(value))
+
     # -- credentials ------------------------------------------------------------------------
 
     async def put_credential(
@@ -105,7 +154,10 @@ class Store:
         return await self._credentials.put(owner, service, secret, meta=meta)
 
     async def get_credential(self, owner: Owner, service: str) -> str | None:
-        """The decrypted secret, or None if `owner` has none for `service`."""
+        """The decrypted secret, or None if `owner` has none for `service`.
+
+        Raises CredentialUnreadableError when one is stored but no longer decrypts.
+        """
         return await self._credentials.get(owner, service)
 
     async def credential_info(self, owner: Owner, service: str) -> CredentialInfo | None:
@@ -179,8 +231,21 @@ class Store:
         return await self._jobs.transition(job_id, expected, new_status, **fields)
 
     async def unfinished_jobs(self, kinds: Collection[str] | None = None) -> list[JobRecord]:
-        """Jobs still pending, running or delivering (to resume after a restart), oldest first."""
+        """Jobs still pending, running or delivering (to resume after a restart), oldest first.
+
+        Rows that do not decode are skipped; `load_unfinished_jobs` returns them too.
+        """
         return await self._jobs.unfinished(kinds)
+
+    async def load_unfinished_jobs(
+        self, kinds: Collection[str] | None = None
+    ) -> tuple[list[JobRecord], list[UnreadableJob]]:
+        """Unfinished jobs that decode, and the unfinished rows that do not."""
+        return await self._jobs.load_unfinished(kinds)
+
+    async def quarantine_job(self, job_id: str, reason: str) -> bool:
+        """Set an unfinished job aside as 'quarantined' with `reason`; the row is kept."""
+        return await self._jobs.quarantine(job_id, reason)
 
     async def jobs_for(self, owner: Owner, limit: int = 20) -> list[JobRecord]:
         """`owner`'s most recent jobs, newest first."""

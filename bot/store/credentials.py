@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 
@@ -15,10 +16,22 @@ log = logging.getLogger(__name__)
 
 # Secrets shorter than this get no visible tail: four characters of a short secret is too much.
 _MIN_CHARS_FOR_TAIL = 12
-# A canary encrypted under the master key at first open; if it stops decrypting, the master
-# key changed and every stored credential is unreadable, so we say so at startup.
+# Older stores sealed a canary under the master key; newer ones record the key's fingerprint
+# (`SecretBox.fingerprint`). Either tells at start-up that the master key changed.
 _CANARY_KEY = "master_key_canary"
-_CANARY_TEXT = "tokenbot"
+_FINGERPRINT_KEY = "master_key_fingerprint"
+
+
+class CredentialUnreadableError(SecretBoxError):
+    """A stored credential exists but cannot be decrypted (master key changed, or damage)."""
+
+    def __init__(self, owner: Owner, service: str, source: str) -> None:
+        self.owner = owner
+        self.service = service
+        super().__init__(
+            f"the stored {service} credential cannot be decrypted with the current master key "
+            f"(from {source}); it must be set again"
+        )
 
 
 def fingerprint(secret: str) -> str:
@@ -37,28 +50,57 @@ class Credentials:
         self._cache: dict[tuple[str, str, str, str], str | None] = {}
 
     async def check_master_key(self) -> None:
-        """Seal a canary on first use; SecretBoxError if the master key changed since.
+        """Record the master key's fingerprint on first use; SecretBoxError if it changed since.
 
-        A changed key with no credentials stored loses nothing, so the canary is simply
-        re-sealed with the new key in that case.
+        A changed key with no credentials stored loses nothing, so the new key's fingerprint
+        is simply recorded in that case (with a warning).
         """
+        current = self._box.fingerprint()
         async with self._db.write() as conn:
-            async with conn.execute("SELECT value FROM meta WHERE key = ?", (_CANARY_KEY,)) as cur:
-                row = await cur.fetchone()
-            if row is not None:
-                try:
-                    self._box.decrypt(bytes(row["value"]))
-                    return
-                except SecretBoxError:
-                    async with conn.execute("SELECT COUNT(*) FROM credentials") as cur:
-                        count = await cur.fetchone()
-                    if count is not None and count[0] > 0:
-                        raise
-                    log.warning("master key changed but no credentials were stored; continuing")
+            recorded = await _meta(conn, _FINGERPRINT_KEY)
+            if recorded is not None:
+                same = hmac.compare_digest(bytes(recorded).decode("ascii", "replace"), current)
+            else:
+                canary = await _meta(conn, _CANARY_KEY)
+                same = canary is None or self._decrypts(bytes(canary))
+            if same and recorded is not None:
+                return
+            if not same:
+                async with conn.execute("SELECT COUNT(*) FROM credentials") as cur:
+                    count = await cur.fetchone()
+                stored = int(count[0]) if count is not None else 0
+                if stored > 0:
+                    raise SecretBoxError(self._changed_message(stored))
+                log.warning("master key changed but no credentials were stored; continuing")
             await conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                (_CANARY_KEY, self._box.encrypt(_CANARY_TEXT)),
+                (_FINGERPRINT_KEY, current.encode("ascii")),
             )
+
+    def _decrypts(self, token: bytes) -> bool:
+        try:
+            self._box.decrypt(token)
+        except SecretBoxError:
+            return False
+        return True
+
+    def _changed_message(self, stored: int) -> str:
+        path = self._db.path
+        if self._box.generated:
+            cause = (
+                f"{self._box.source} was missing, so a new master key was just generated there; "
+                f"stop tokenbot and restore the previous {self._box.source} from a backup over it"
+            )
+        else:
+            cause = (
+                f"the current key comes from {self._box.source}; restore the previous "
+                "TOKENBOT_MASTER_KEY or master.key"
+            )
+        return (
+            f"the master key changed: {path} holds {stored} stored key(s) encrypted with a "
+            f"different master key — {cause}. tokenbot will not start rather than make every "
+            "stored key unusable"
+        )
 
     async def put(
         self, owner: Owner, service: str, secret: str, *, meta: dict[str, str] | None = None
@@ -96,7 +138,7 @@ class Credentials:
         return row
 
     async def get(self, owner: Owner, service: str) -> str | None:
-        """The decrypted secret, or None; SecretBoxError if the master key changed."""
+        """The decrypted secret, or None; CredentialUnreadableError if it cannot be decrypted."""
         key = _cache_key(owner, service)
         if key in self._cache:
             return self._cache[key]
@@ -107,14 +149,22 @@ class Credentials:
                 (owner.platform, owner.workspace, owner.user, service),
             ) as cur:
                 row = await cur.fetchone()
-        secret = None if row is None else self._box.decrypt(bytes(row["ciphertext"]))
+        if row is None:
+            secret = None
+        else:
+            try:
+                secret = self._box.decrypt(bytes(row["ciphertext"]))
+            except SecretBoxError:
+                # Not cached: setting the key again (put) must be all it takes to recover.
+                raise CredentialUnreadableError(owner, service, self._box.source) from None
         self._cache[key] = secret
         return secret
 
     async def info(self, owner: Owner, service: str) -> CredentialInfo | None:
-        """What may be shown about the stored secret (no decryption involved)."""
+        """What may be shown about the stored secret, including whether it can be decrypted."""
         async with self._db.read() as conn:
-            return await _select_info(conn, owner, service)
+            info = await _select_info(conn, owner, service)
+        return None if info is None else await self._with_readability(owner, info)
 
     async def all_for(self, owner: Owner) -> list[CredentialInfo]:
         """Every credential `owner` has stored, by service name."""
@@ -125,7 +175,17 @@ class Credentials:
                 (owner.platform, owner.workspace, owner.user),
             ) as cur:
                 rows = await cur.fetchall()
-        return [_to_info(r) for r in rows]
+        infos = [_to_info(r) for r in rows]
+        return [await self._with_readability(owner, info) for info in infos]
+
+    async def _with_readability(self, owner: Owner, info: CredentialInfo) -> CredentialInfo:
+        if _cache_key(owner, info.service) in self._cache:
+            return info
+        try:
+            await self.get(owner, info.service)
+        except CredentialUnreadableError:
+            return info.model_copy(update={"readable": False})
+        return info
 
     async def delete(self, owner: Owner, service: str) -> bool:
         """Forget the secret; True if there was one."""
@@ -140,6 +200,12 @@ class Credentials:
 
 
 _INFO_COLUMNS = "service, fingerprint, meta, created_at, updated_at"
+
+
+async def _meta(conn: aiosqlite.Connection, key: str) -> bytes | None:
+    async with conn.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
+        row = await cur.fetchone()
+    return None if row is None else bytes(row["value"])
 
 
 def _cache_key(owner: Owner, service: str) -> tuple[str, str, str, str]:

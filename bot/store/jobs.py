@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any, Final
 
 import aiosqlite
@@ -33,8 +35,28 @@ UNSET: Final = Unset.UNSET
 _TRANSITION_FIELDS = frozenset({"state", "error", "next_run_at", "attempts"})
 
 
+log = logging.getLogger(__name__)
+# How much of a quarantine reason is kept in the row's `error` column.
+_MAX_REASON_CHARS = 500
+
+
 class JobNotFoundError(KeyError):
     """No job has this id."""
+
+
+@dataclass(frozen=True)
+class UnreadableJob:
+    """An unfinished job row that does not decode (bad JSON, invalid fields).
+
+    `owner` and `destination` are filled in when those parts still decode, so the owner can
+    be told that the job could not be resumed.
+    """
+
+    id: str
+    kind: str
+    reason: str
+    owner: Owner | None = None
+    destination: dict[str, Any] | None = None
 
 
 class Jobs:
@@ -129,20 +151,56 @@ class Jobs:
         return True
 
     async def unfinished(self, kinds: Collection[str] | None = None) -> list[JobRecord]:
-        """Jobs still pending/running/delivering (optionally of these kinds), oldest first."""
+        """Jobs still pending/running/delivering (optionally of these kinds), oldest first.
+
+        Rows that do not decode are left out (see `load_unfinished` to deal with them).
+        """
+        if kinds is not None and not kinds:
+            return []
+        jobs, bad = await self.load_unfinished(kinds)
+        for row in bad:
+            log.warning("skipping unreadable job %s (%s): %s", row.id, row.kind, row.reason)
+        return jobs
+
+    async def load_unfinished(
+        self, kinds: Collection[str] | None = None
+    ) -> tuple[list[JobRecord], list[UnreadableJob]]:
+        """Unfinished rows, oldest first: those that decode, and those that do not."""
         statuses = sorted(UNFINISHED_STATUSES)
         sql = f"SELECT * FROM jobs WHERE status IN ({_marks(statuses)})"
         params: list[Any] = list(statuses)
         if kinds is not None:
             if not kinds:
-                return []
+                return [], []
             sql += f" AND kind IN ({_marks(kinds)})"
             params.extend(sorted(kinds))
         sql += " ORDER BY created_at, id"
         async with self._db.read() as conn:
             async with conn.execute(sql, params) as cur:
                 rows = await cur.fetchall()
-        return [_to_job(r) for r in rows]
+        jobs: list[JobRecord] = []
+        bad: list[UnreadableJob] = []
+        for row in rows:
+            try:
+                jobs.append(_to_job(row))
+            except (ValueError, TypeError) as exc:  # JSON and validation errors are ValueErrors
+                bad.append(_unreadable(row, exc))
+        return jobs, bad
+
+    async def quarantine(self, job_id: str, reason: str) -> bool:
+        """Set an unfinished row aside (status 'quarantined', the reason in `error`).
+
+        Touches only status, error and updated_at, so it works on rows that do not decode;
+        nothing else in the row changes. False if the row is not unfinished (or absent).
+        """
+        statuses = sorted(UNFINISHED_STATUSES)
+        async with self._db.write() as conn:
+            cur = await conn.execute(
+                "UPDATE jobs SET status = 'quarantined', error = ?, updated_at = ?"
+                f" WHERE id = ? AND status IN ({_marks(statuses)})",
+                (reason[:_MAX_REASON_CHARS], iso(utcnow()), job_id, *statuses),
+            )
+            return cur.rowcount > 0
 
     async def for_owner(self, owner: Owner, limit: int = 20) -> list[JobRecord]:
         """`owner`'s most recent jobs, newest first."""
@@ -153,7 +211,14 @@ class Jobs:
                 (owner.platform, owner.workspace, owner.user, max(0, limit)),
             ) as cur:
                 rows = await cur.fetchall()
-        return [_to_job(r) for r in rows]
+        jobs: list[JobRecord] = []
+        for row in rows:
+            try:
+                jobs.append(_to_job(row))
+            except (ValueError, TypeError) as exc:
+                # One damaged row must not hide the owner's other jobs.
+                log.warning("job %s does not decode: %s", row["id"], _describe(exc))
+        return jobs
 
 
 def _marks(values: Collection[Any]) -> str:
@@ -211,7 +276,41 @@ async def _apply(
 async def _select(conn: aiosqlite.Connection, job_id: str) -> JobRecord | None:
     async with conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
         row = await cur.fetchone()
-    return _to_job(row) if row is not None else None
+    if row is None:
+        return None
+    try:
+        return _to_job(row)
+    except (ValueError, TypeError) as exc:
+        # Treated as absent (so a click on its button is refused, not crashed on); the row
+        # itself stays as it is for the operator.
+        log.warning("job %s does not decode: %s", job_id, _describe(exc))
+        return None
+
+
+def _describe(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def _unreadable(row: aiosqlite.Row, exc: Exception) -> UnreadableJob:
+    owner: Owner | None
+    try:
+        owner = Owner(platform=row["platform"], workspace=row["workspace"], user=row["user"])
+    except ValueError:
+        owner = None
+    destination: dict[str, Any] | None
+    try:
+        decoded = json.loads(row["destination"])
+        destination = decoded if isinstance(decoded, dict) else None
+    except (ValueError, TypeError):
+        destination = None
+    return UnreadableJob(
+        id=str(row["id"]),
+        kind=str(row["kind"]),
+        reason=f"the row does not decode ({_describe(exc)})",
+        owner=owner,
+        destination=destination,
+    )
 
 
 def _to_job(row: aiosqlite.Row) -> JobRecord:

@@ -8,7 +8,11 @@ from typing import Annotated, Any, Literal, Protocol, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-JobStatus = Literal["pending", "running", "delivering", "done", "failed", "cancelled"]
+# "quarantined": an unfinished row that could not be resumed (unreadable, unknown kind);
+# kept for the operator, never run.
+JobStatus = Literal[
+    "pending", "running", "delivering", "done", "failed", "cancelled", "quarantined"
+]
 JOB_STATUSES: frozenset[str] = frozenset(get_args(JobStatus))
 # A job in one of these states still has work to do (or to resume after a restart).
 UNFINISHED_STATUSES: frozenset[str] = frozenset({"pending", "running", "delivering"})
@@ -77,6 +81,9 @@ class CredentialInfo(_Row):
     created_at: UtcDatetime
     updated_at: UtcDatetime
     meta: dict[str, str] = Field(default_factory=dict)
+    # False when the stored ciphertext no longer decrypts (the master key changed): the
+    # credential exists but every use fails until it is set again.
+    readable: bool = True
 
 
 class UsageRecord(_Row):

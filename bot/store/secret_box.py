@@ -18,6 +18,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import hashlib
+import hmac
 import logging
 import os
 import re
@@ -41,6 +43,8 @@ PBKDF2_ITERATIONS = 600_000
 MIN_PASSPHRASE_CHARS = 16
 
 _FERNET_KEY = re.compile(r"[A-Za-z0-9_-]{43}=")
+# What the key fingerprint is an HMAC of; changing it changes every store's recorded fingerprint.
+_FINGERPRINT_LABEL = b"tokenbot/master-key-fingerprint/v1"
 
 
 class SecretBoxError(RuntimeError):
@@ -54,13 +58,22 @@ class _SecretLike(Protocol):
 class SecretBox:
     """Encrypts and decrypts short secrets (API keys) with the master key."""
 
-    def __init__(self, fernet_key: bytes, *, source: str = "a Fernet key") -> None:
+    def __init__(
+        self, fernet_key: bytes, *, source: str = "a Fernet key", generated: bool = False
+    ) -> None:
         try:
             self._fernet = Fernet(fernet_key)
         except (ValueError, TypeError) as exc:
-            raise SecretBoxError(f"the master key from {source} is not a valid Fernet key") from exc
+            raise SecretBoxError(
+                f"the master key from {source} is not a valid Fernet key; set "
+                "TOKENBOT_MASTER_KEY to the key (or passphrase) this store was created with"
+            ) from exc
+        # HMAC key of the fingerprint; kept instead of the text so repr/str can't show it.
+        self._fingerprint_key = base64.urlsafe_b64decode(fernet_key)
         # Where the key came from, for error messages; never the key itself.
         self.source = source
+        # True when this start wrote a brand-new master.key (the old one was missing).
+        self.generated = generated
 
     def __repr__(self) -> str:
         return f"SecretBox(source={self.source!r})"
@@ -83,12 +96,18 @@ class SecretBox:
                 )
             return cls(_derive_key(value), source="TOKENBOT_MASTER_KEY (passphrase)")
         path = Path(data_dir) / KEY_FILE_NAME
-        return cls(_load_or_create_key_file(path), source=str(path))
+        key, generated = _load_or_create_key_file(path)
+        return cls(key, source=str(path), generated=generated)
 
     @classmethod
     def generate(cls) -> SecretBox:
         """A box with a fresh random key (tests, throwaway demo stores)."""
         return cls(Fernet.generate_key(), source="a generated key")
+
+    def fingerprint(self) -> str:
+        """An HMAC of a constant under the key: tells keys apart, reveals nothing about them."""
+        digest = hmac.new(self._fingerprint_key, _FINGERPRINT_LABEL, hashlib.sha256)
+        return digest.hexdigest()[:32]
 
     def encrypt(self, plaintext: str) -> bytes:
         """Encrypt `plaintext` (UTF-8) into an authenticated Fernet token."""
@@ -115,7 +134,19 @@ def _derive_key(passphrase: str) -> bytes:
     return base64.urlsafe_b64encode(kdf.derive(passphrase.encode("utf-8")))
 
 
-def _load_or_create_key_file(path: Path) -> bytes:
+def _load_or_create_key_file(path: Path) -> tuple[bytes, bool]:
+    """The key in `path` (creating it when absent) and whether it was created just now."""
+    try:
+        return _create_or_read(path)
+    except OSError as exc:
+        # A read-only or full data dir: one clear line, not a traceback, at start-up.
+        raise SecretBoxError(
+            f"cannot read or create the master key file {path} ({exc.strerror or exc}); make "
+            f"{path.parent} writable by this user, or set TOKENBOT_MASTER_KEY"
+        ) from exc
+
+
+def _create_or_read(path: Path) -> tuple[bytes, bool]:
     path.parent.mkdir(parents=True, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
@@ -123,7 +154,7 @@ def _load_or_create_key_file(path: Path) -> bytes:
         # file and the other falls through to reading it. 0o600 from the first instant.
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
-        return _read_key_file(path)
+        return _read_key_file(path), False
     key = Fernet.generate_key()
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -139,7 +170,7 @@ def _load_or_create_key_file(path: Path) -> bytes:
         "generated a new master key at %s; back it up — without it stored keys are unreadable",
         path,
     )
-    return key
+    return key, True
 
 
 def _read_key_file(path: Path) -> bytes:

@@ -17,7 +17,10 @@ async def test_health_ready_and_metrics(bot: TokenBot, alice: Chat) -> None:
         async with httpx.AsyncClient() as client:
             assert (await client.get(f"{base}/healthz")).json() == {"status": "ok"}
             ready = await client.get(f"{base}/readyz")
-            assert ready.status_code == 200 and ready.json()["checks"] == {"store": True}
+            assert ready.status_code == 200 and ready.json()["checks"] == {
+                "store": True,
+                "store_writes": True,
+            }
 
             async def down() -> bool:
                 return False
