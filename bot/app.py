@@ -13,22 +13,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from bot import catalog
-from bot.command_models import ChatCommand, KeyCommand, UsageError
+from bot.command_models import ChatCommand, UsageError
 from bot.commands.alltoken import HandledFailure
 from bot.commands.alltoken_family import alltoken_family
 from bot.commands.context import KEY_HINTS, HandlerContext, MissingKey
-from bot.commands.keys import SERVICE_NAMES
+from bot.commands.keys import SERVICE_NAMES, UNREADABLE_CODE, unreadable_key_failure
 from bot.commands.openclaw_family import openclaw_token_family
 from bot.commands.openmarlin_family import openmarlin_family
-from bot.failures import render_failure
+from bot.failures import new_error_ref, render_failure, unexpected_failure
 from bot.family import ActionHandler, CommandFamily, FormHandler, Handler
 from bot.jobs import JobRunner
-from bot.key_shapes import find_keys, fingerprint
+from bot.key_shapes import find_keys, fingerprint, redact
 from bot.messages import Conversation, Destination, Failure, Inbound, Notice, Part
 from bot.metrics import Metrics
+from bot.outbound_text import scrub_surrogates
 from bot.poll_budget import PollBudget
 from bot.router import RouterContext
 from bot.services.alltoken import AllTokenService, ChatMessage
@@ -36,6 +37,7 @@ from bot.services.errors import BackendError
 from bot.services.http import build_http_client
 from bot.settings import Settings
 from bot.store import AuditEntry, Owner, SecretBox, Store
+from bot.store.credentials import CredentialUnreadableError
 
 if TYPE_CHECKING:
     from bot.http_server import HttpServer
@@ -56,6 +58,35 @@ def _explicit(inbound: Inbound) -> bool:
     return any(
         marker in lowered for marker in ("alltoken-", "/alltoken", "openmarlin", "openclaw-token")
     )
+
+
+def _typed_in_public(inbound: Inbound) -> bool:
+    """A message others in the channel can read (slash command text and DMs are not)."""
+    return not (inbound.is_direct or inbound.command is not None or inbound.platform == "console")
+
+
+def _command_name(command: BaseModel) -> str:
+    return str(getattr(command, "kind", type(command).__name__))
+
+
+def _carries_only(command: BaseModel, keys: list[str]) -> bool:
+    """Whether every key in the text is the one the command exists to store (`key set …`)."""
+    carried = getattr(command, "key", None)
+    if not isinstance(carried, SecretStr):
+        return False
+    value = carried.get_secret_value().strip()
+    return all(k == value for k in keys)
+
+
+def _cleaned(inbound: Inbound) -> Inbound:
+    """Undecodable input (lone surrogates) made encodable before anything parses or stores it."""
+    text = scrub_surrogates(inbound.text)
+    if text == inbound.text and not inbound.history:
+        return inbound
+    history = tuple(
+        turn.model_copy(update={"text": scrub_surrogates(turn.text)}) for turn in inbound.history
+    )
+    return inbound.model_copy(update={"text": text, "history": history})
 
 
 @dataclass
@@ -98,6 +129,10 @@ class TokenBot:
             store, self.conversation_for, PollBudget(settings.max_polls_per_second)
         )
         self.metrics.track_jobs(lambda: self.jobs.active)
+        # Store write health on /readyz and /metrics (a full disk degrades it, see Store.health).
+        self.store.max_queued_rows = settings.store_max_queued_rows
+        self.readiness["store_writes"] = self.store.writes_ok
+        self.metrics.track_store(self.store.health)
         self.actions: dict[str, ActionHandler] = {}
         self.forms: dict[str, FormHandler] = {}
         self.families = families if families is not None else default_families()
@@ -123,7 +158,7 @@ class TokenBot:
         """Open the store and build the services."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         box = SecretBox.from_settings(settings.master_key, settings.data_dir)
-        store = await Store.open(settings.db_path, box)
+        store = await Store.open(settings.db_path, box, allow_new_store=settings.allow_new_store)
         metrics = Metrics()
         http = build_http_client(settings.http_timeout_s, metrics.http_hooks())
         metrics.name_backend(settings.alltoken_base_url, "alltoken")
@@ -206,7 +241,8 @@ class TokenBot:
             if len(turn.text) > budget:
                 break
             budget -= len(turn.text)
-            kept.append(ChatMessage(role=turn.role, content=turn.text))
+            # An earlier message of the thread may hold a key someone pasted: never send it on.
+            kept.append(ChatMessage(role=turn.role, content=redact(turn.text)))
         kept.reverse()
         return kept
 
@@ -246,10 +282,25 @@ class TokenBot:
 
     async def handle(self, inbound: Inbound, conversation: Conversation) -> bool:
         """Handle one message; True when it was a command. Never raises to the adapter."""
+        try:
+            return await self._handle(_cleaned(inbound), conversation)
+        except Exception:
+            # Whatever a user typed, it must not end the process or go unanswered.
+            ref = new_error_ref()
+            log.exception("handling a message failed (ref %s)", ref)
+            await self._safe_whisper(conversation, [unexpected_failure(ref)])
+            return True
+
+    async def _handle(self, inbound: Inbound, conversation: Conversation) -> bool:
         owner = Owner.of(inbound)
+        keys = find_keys(inbound.text)
         try:
             command = self.parse(inbound)
         except UsageError as exc:
+            if keys:
+                # The usage problem may quote the key: say only that a key was refused.
+                await self._refuse_secret(inbound, conversation, keys, exc.command)
+                return True
             if not _explicit(inbound):
                 # "are the alltoken models any good?" in a channel is conversation, not a
                 # malformed command: only answer usage errors when the command was spelled out.
@@ -262,7 +313,14 @@ class TokenBot:
             await self._audit(owner, exc.command, "usage_error", exc.problem)
             self.metrics.commands.labels(exc.command, "usage_error").inc()
             return True
-        await self._warn_leaked_key(inbound, conversation, command)
+        if keys and command is not None and not _carries_only(command, keys):
+            await self._refuse_secret(inbound, conversation, keys, _command_name(command))
+            return True
+        if keys and command is None and (inbound.is_direct or _explicit(inbound)):
+            # Not a command, but a key sent to the bot: say what happened rather than stay silent.
+            await self._refuse_secret(inbound, conversation, keys, "message")
+            return True
+        await self._warn_leaked_key(inbound, conversation, command, keys)
         if command is None:
             return False
         handler = self._handlers.get(type(command))
@@ -271,7 +329,7 @@ class TokenBot:
             return False
         self.last_request_id = None
         ctx = HandlerContext(inbound=inbound, conversation=conversation, bot=self)
-        name = str(getattr(command, "kind", type(command).__name__))
+        name = _command_name(command)
         outcome, detail = "ok", None
         try:
             await handler(command, ctx)
@@ -289,26 +347,55 @@ class TokenBot:
             )
         except HandledFailure as exc:
             outcome, detail = "failed", exc.error.code
+        except CredentialUnreadableError as exc:
+            outcome, detail = "failed", UNREADABLE_CODE
+            await self._safe_whisper(conversation, [unreadable_key_failure(exc.service)])
         except BackendError as exc:
             outcome, detail = "failed", exc.code
             self.last_request_id = exc.request_id
             await self._safe_say(conversation, [render_failure(exc)])
         except Exception as exc:
-            outcome, detail = "failed", type(exc).__name__
-            log.exception("command %s failed", name)
-            await self._safe_say(
-                conversation,
-                [
-                    Failure(
-                        code="internal_error",
-                        message="tokenbot hit an unexpected error.",
-                        hint="Try again; if it keeps happening, tell the bot's operator the time it happened.",
-                    )
-                ],
-            )
+            ref = new_error_ref()
+            outcome, detail = "failed", f"{type(exc).__name__} (ref {ref})"
+            log.exception("command %s failed (ref %s)", name, ref)
+            await self._safe_say(conversation, [unexpected_failure(ref)])
         await self._audit(owner, name, outcome, detail, self.last_request_id)
         self.metrics.commands.labels(name, outcome).inc()
         return True
+
+    async def _refuse_secret(
+        self, inbound: Inbound, conversation: Conversation, keys: list[str], command: str
+    ) -> None:
+        """A key typed where it does not belong: nothing is sent, stored or echoed."""
+        deleted = False
+        if _typed_in_public(inbound):
+            deleted = await self._delete_inbound(conversation)
+        shown = ", ".join(fingerprint(k) for k in keys)
+        if deleted:
+            seen = " tokenbot deleted your message, but others may have seen it: rotate that key."
+        elif _typed_in_public(inbound):
+            seen = " Everyone in this channel can read your message: rotate that key."
+        else:
+            seen = ""
+        await self._safe_whisper(
+            conversation,
+            [
+                Failure(
+                    code="key_in_text",
+                    message=f"Your message contains what looks like an API key ({shown}), so "
+                    f"tokenbot did not run it: nothing was sent to a backend or stored.{seen}",
+                    hint="Keys go only through the private forms: `/alltoken-key`, "
+                    "`/openmarlin key`, `/openclaw-token auth login`. Leave keys out of prompts.",
+                )
+            ],
+        )
+        await self._audit(
+            Owner.of(inbound),
+            command,
+            "refused",
+            f"key in text {shown}" + (" (deleted)" if deleted else ""),
+        )
+        self.metrics.commands.labels(command, "refused").inc()
 
     async def submit_form(
         self, inbound: Inbound, form_id: str, values: dict[str, str], conversation: Conversation
@@ -322,21 +409,32 @@ class TokenBot:
                 [Notice(level="warning", text="That form has expired; run the command again.")],
             )
             return False
-        ctx = HandlerContext(inbound=inbound, conversation=conversation, bot=self)
-        try:
-            ok = await handler(ctx, values)
-        except Exception:
-            log.exception("form %s failed", form_id)
+        values = {name: scrub_surrogates(value) for name, value in values.items()}
+        stray = [k for name, value in values.items() if name != "key" for k in find_keys(value)]
+        if stray:
+            # Only a form's key field may hold a key; one pasted into a name, e-mail or password
+            # field would be sent to a backend as that field.
             await self._safe_whisper(
                 conversation,
                 [
                     Failure(
-                        code="internal_error",
-                        message="tokenbot could not process that form.",
-                        hint="Try again.",
+                        code="key_in_text",
+                        message="That form has what looks like an API key "
+                        f"({', '.join(fingerprint(k) for k in stray)}) in a field that is not "
+                        "for keys, so tokenbot did not send it.",
+                        hint="Run the command again and leave keys out of other fields.",
                     )
                 ],
             )
+            await self._audit(owner, f"form.{form_id}", "refused", "key in a non-key field")
+            return False
+        ctx = HandlerContext(inbound=inbound, conversation=conversation, bot=self)
+        try:
+            ok = await handler(ctx, values)
+        except Exception:
+            ref = new_error_ref()
+            log.exception("form %s failed (ref %s)", form_id, ref)
+            await self._safe_whisper(conversation, [unexpected_failure(ref)])
             ok = False
         await self._audit(owner, f"form.{form_id}", "ok" if ok else "failed")
         return ok
@@ -354,28 +452,23 @@ class TokenBot:
         try:
             await handler(self, inbound, value, conversation)
         except Exception:
-            log.exception("action %s failed", action_id)
-            await self._safe_whisper(
-                conversation,
-                [Failure(code="internal_error", message="That action failed.", hint="Try again.")],
-            )
+            ref = new_error_ref()
+            log.exception("action %s failed (ref %s)", action_id, ref)
+            await self._safe_whisper(conversation, [unexpected_failure(ref)])
 
     async def _warn_leaked_key(
-        self, inbound: Inbound, conversation: Conversation, command: BaseModel | None
+        self,
+        inbound: Inbound,
+        conversation: Conversation,
+        command: BaseModel | None,
+        keys: list[str],
     ) -> None:
         """A key pasted where others can read it must be rotated: delete it if possible, say so privately."""
-        if inbound.is_direct or inbound.command is not None or inbound.platform == "console":
+        if not keys or not _typed_in_public(inbound):
             return
-        keys = find_keys(inbound.text)
-        if not keys:
-            return
-        try:
-            deleted = await conversation.delete_inbound()
-        except Exception:
-            log.exception("could not delete a message containing a key")
-            deleted = False
+        deleted = await self._delete_inbound(conversation)
         shown = ", ".join(fingerprint(k) for k in keys)
-        not_stored = " It was not stored." if isinstance(command, KeyCommand) else ""
+        not_stored = " It was not stored." if command is not None else ""
         where = (
             "tokenbot deleted the message, but others may have seen it"
             if deleted
@@ -395,6 +488,14 @@ class TokenBot:
         await self._audit(
             Owner.of(inbound), "key.exposed", "deleted" if deleted else "warned", shown
         )
+
+    @staticmethod
+    async def _delete_inbound(conversation: Conversation) -> bool:
+        try:
+            return await conversation.delete_inbound()
+        except Exception:
+            log.exception("could not delete a message containing a key")
+            return False
 
     async def _audit(
         self,

@@ -58,7 +58,7 @@ from bot.commands.openmarlin_render import (
     when,
 )
 from bot.family import FormHandler
-from bot.key_shapes import fingerprint
+from bot.key_shapes import fingerprint, key_service
 from bot.messages import (
     Conversation,
     Failure,
@@ -453,6 +453,19 @@ def key_form() -> FormHandler:
         if not value:
             await ctx.conversation.whisper(
                 [Notice(level="info", text="Nothing entered; no key stored.")]
+            )
+            return False
+        if key_service(value) != "openmarlin":
+            # Checked before any request: a pasted paragraph is not a header value to send.
+            await ctx.conversation.whisper(
+                [
+                    Failure(
+                        code="usage",
+                        message="That is not an OpenMarlin key, so it was not stored.",
+                        hint="OpenMarlin keys start with claw_wsk_; "
+                        "or run `/openmarlin register` to get one.",
+                    )
+                ]
             )
             return False
         return await store_key(ctx, value)
