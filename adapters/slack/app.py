@@ -3,12 +3,18 @@
 Listeners: every slash command of the bot's families, app_mention and message events, block
 actions (buttons) and modal submissions. A global middleware drops repeated deliveries of
 an event (Slack retries with X-Slack-Retry-Num when an ack was slow or lost).
+
+Every listener and every piece of work after an ack is guarded: an exception that escapes is
+logged with a short ref and the person gets "something went wrong (ref …)" privately; bolt
+never sees it (it would answer Slack with HTTP 500).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from collections.abc import Coroutine
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -16,7 +22,9 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.response import BoltResponse
 
 from adapters.slack import inbound as mapping
+from adapters.slack.guard import log_crash, route_of, tell
 from adapters.slack.modals import FORM_CALLBACK, decode_metadata, submitted_values
+from adapters.slack.mrkdwn import escape
 from adapters.slack.platform import SlackPlatform, build_client
 from adapters.slack.render import LINK_ACTION
 from bot.key_shapes import find_keys
@@ -37,9 +45,42 @@ class SlackHandlers:
         self.platform = platform
         self.bot = platform.bot
 
-    def spawn(self, coro: Any, name: str) -> None:
-        """Run after the ack; failures are logged by the supervisor."""
-        self.platform.supervisor.spawn(coro, name)
+    def spawn(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        name: str,
+        body: dict[str, Any],
+        *,
+        secrets_inside: bool = False,
+    ) -> None:
+        """Run after the ack, guarded: whatever escapes is answered with a ref."""
+        self.platform.supervisor.spawn(
+            self.guarded(coro, name, body, secrets_inside=secrets_inside), name
+        )
+
+    async def guarded(
+        self,
+        work: Coroutine[Any, Any, Any],
+        what: str,
+        body: dict[str, Any],
+        *,
+        secrets_inside: bool = False,
+    ) -> None:
+        """Await `work`; an exception becomes a logged ref and a private reply with it."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            ref = log_crash(what, exc, secrets_inside=secrets_inside)
+            await tell(self.platform, route_of(body), ref)
+
+    def crashed(
+        self, what: str, body: Any, exc: Exception, *, secrets_inside: bool = False
+    ) -> None:
+        """A listener itself failed (before or after its ack): log and reply in the background."""
+        ref = log_crash(what, exc, secrets_inside=secrets_inside)
+        self.platform.supervisor.spawn(tell(self.platform, route_of(body), ref), f"{what} ref")
 
     async def command(self, body: dict[str, Any]) -> None:
         """A slash command."""
@@ -131,9 +172,17 @@ def build_app(platform: SlackPlatform, signing_secret: str | None) -> AsyncApp:
         await next()
         return None
 
+    def has_keys(text: Any) -> bool:
+        return isinstance(text, str) and bool(find_keys(text))
+
     async def on_command(ack: Any, body: dict[str, Any]) -> None:
-        await ack()
-        handlers.spawn(handlers.command(body), f"slack {body.get('command')}")
+        what = f"slack {body.get('command')}"
+        secret = has_keys(body.get("text"))
+        try:
+            await ack()
+            handlers.spawn(handlers.command(body), what, body, secrets_inside=secret)
+        except Exception as exc:
+            handlers.crashed(what, body, exc, secrets_inside=secret)
 
     for name in platform.bot.slash_commands:
         app.command(name)(on_command)
@@ -142,45 +191,68 @@ def build_app(platform: SlackPlatform, signing_secret: str | None) -> AsyncApp:
     async def on_other_command(ack: Any, body: dict[str, Any]) -> None:
         # A command the manifest declares but this build has no family for (Slack would
         # otherwise show the person "dispatch_failed").
-        await ack(
-            response_type="ephemeral",
-            text=f"`{body.get('command')}` isn't available in this tokenbot. Try `/alltoken-help`.",
-        )
+        try:
+            await ack(
+                response_type="ephemeral",
+                text=f"`{escape(str(body.get('command')))}` isn't available in this tokenbot. "
+                "Try `/alltoken-help`.",
+            )
+        except Exception as exc:
+            handlers.crashed("slack unknown command", body, exc)
 
     def team_of(body: dict[str, Any], event: dict[str, Any]) -> str:
         return str(body.get("team_id") or event.get("team") or identity.team_id)
 
     @app.event("app_mention")
     async def on_mention(body: dict[str, Any], event: dict[str, Any]) -> None:
-        if not mapping.is_user_post(event, identity):
-            return
-        if platform.messages.first_time((event.get("channel"), event.get("ts"))):
-            handlers.spawn(handlers.message(event, team_of(body, event), True), "slack mention")
+        secret = has_keys(event.get("text"))
+        try:
+            if not mapping.is_user_post(event, identity):
+                return
+            if platform.messages.first_time((event.get("channel"), event.get("ts"))):
+                work = handlers.message(event, team_of(body, event), True)
+                handlers.spawn(work, "slack mention", body, secrets_inside=secret)
+        except Exception as exc:
+            handlers.crashed("slack mention", body, exc, secrets_inside=secret)
 
     @app.event("message")
     async def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:
-        if not mapping.is_user_post(event, identity):
-            return
-        direct = event.get("channel_type") == "im"
-        if not direct and mapping.mentions_bot(event, identity):
-            return  # the app_mention event for the same message handles it
-        if platform.messages.first_time((event.get("channel"), event.get("ts"))):
-            handlers.spawn(handlers.message(event, team_of(body, event), direct), "slack message")
+        secret = has_keys(event.get("text"))
+        try:
+            if not mapping.is_user_post(event, identity):
+                return
+            direct = event.get("channel_type") == "im"
+            if not direct and mapping.mentions_bot(event, identity):
+                return  # the app_mention event for the same message handles it
+            if platform.messages.first_time((event.get("channel"), event.get("ts"))):
+                work = handlers.message(event, team_of(body, event), direct)
+                handlers.spawn(work, "slack message", body, secrets_inside=secret)
+        except Exception as exc:
+            handlers.crashed("slack message", body, exc, secrets_inside=secret)
 
     @app.action(re.compile(".+"))
     async def on_action(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        if action.get("url") or action.get("action_id") == LINK_ACTION:
-            return  # a link button: Slack opened the URL, nothing to do
-        handlers.spawn(handlers.action(body, action), f"slack action {action.get('action_id')}")
+        what = f"slack action {action.get('action_id')}"
+        try:
+            await ack()
+            if action.get("url") or action.get("action_id") == LINK_ACTION:
+                return  # a link button: Slack opened the URL, nothing to do
+            handlers.spawn(handlers.action(body, action), what, body)
+        except Exception as exc:
+            handlers.crashed(what, body, exc)
 
     @app.view(FORM_CALLBACK)
     async def on_form(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
-        await ack()  # closes the modal; the outcome is sent privately
-        meta = decode_metadata(str(view.get("private_metadata") or ""))
-        if not meta:
-            log.warning("a form submission without tokenbot metadata")
-            return
-        handlers.spawn(handlers.form(body, meta, submitted_values(view)), "slack form")
+        # The submitted values are secrets: an error's message is never logged.
+        try:
+            await ack()  # closes the modal; the outcome is sent privately
+            meta = decode_metadata(str(view.get("private_metadata") or ""))
+            if not meta:
+                log.warning("a form submission without tokenbot metadata")
+                return
+            work = handlers.form(body, meta, submitted_values(view))
+            handlers.spawn(work, "slack form", body, secrets_inside=True)
+        except Exception as exc:
+            handlers.crashed("slack form", body, exc, secrets_inside=True)
 
     return app

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk.errors import SlackApiError
 
 from adapters.slack.errors import EPHEMERAL_ERRORS, error_code, is_channel_error, wrap
+from adapters.slack.guard import crash_text, log_crash
 from adapters.slack.modals import closed_notice, form_view
 from adapters.slack.render import SlackMessage, render_messages
 from adapters.slack.streams import NativeStream, PostUpdateStream
@@ -28,6 +29,7 @@ from bot.messages import (
     Part,
     TextStream,
 )
+from bot.outbound_text import neutralise_controls
 
 if TYPE_CHECKING:
     from adapters.slack.platform import SlackPlatform
@@ -116,9 +118,22 @@ class SlackConversation:
                 return await self.post_elsewhere(message)
             raise wrap("chat.postMessage", exc) from exc
 
+    @staticmethod
+    def render(parts: Sequence[Part]) -> list[SlackMessage]:
+        """The parts as messages; a renderer failure becomes "something went wrong (ref …)".
+
+        Replies from jobs and handlers alike come through here, so no reply is ever lost to
+        a rendering bug without the person and the log learning of it.
+        """
+        try:
+            return render_messages(parts)
+        except Exception as exc:
+            ref = log_crash("rendering a reply", exc)
+            return [SlackMessage(blocks=[], text=crash_text(ref))]
+
     async def say(self, parts: Sequence[Part]) -> MessageRef:
         """Post the parts (several messages when they exceed one message's limits)."""
-        refs = [await self._post(message) for message in render_messages(parts)]
+        refs = [await self._post(message) for message in self.render(parts)]
         return refs[0]
 
     async def update_raw(self, ref: MessageRef, message: SlackMessage) -> None:
@@ -140,7 +155,7 @@ class SlackConversation:
 
     async def edit(self, ref: MessageRef, parts: Sequence[Part]) -> None:
         """Replace a message posted earlier (overflowing parts follow as new messages)."""
-        first, *rest = render_messages(parts)
+        first, *rest = self.render(parts)
         await self.update_raw(ref, first)
         for message in rest:
             await self._post(message)
@@ -164,7 +179,8 @@ class SlackConversation:
             raise ValueError(f"image of {len(data)} bytes is over Slack's upload limit")
         suffix = _SUFFIXES.get(image.mime, image.path.suffix or ".png")
         filename = image.path.stem + suffix
-        alt = image.alt[:_ALT_TEXT]
+        # The prompt is the alt text and title: no control characters in either.
+        alt = neutralise_controls(image.alt)[:_ALT_TEXT]
         title = alt[:_TITLE] or filename
         try:
             resp = await self.client.files_upload_v2(
@@ -201,7 +217,7 @@ class SlackConversation:
 
     async def whisper(self, parts: Sequence[Part]) -> None:
         """An ephemeral message; via response_url or DM where ephemerals can't go."""
-        for message in render_messages(parts):
+        for message in self.render(parts):
             try:
                 await self.client.chat_postEphemeral(
                     channel=self.destination.channel,
@@ -220,7 +236,7 @@ class SlackConversation:
 
     async def direct(self, parts: Sequence[Part]) -> None:
         """A direct message from the bot."""
-        for message in render_messages(parts):
+        for message in self.render(parts):
             await self._post_dm(message)
 
     async def request_form(self, request: FormRequest) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from adapters.slack.inert import inert_plain
 from adapters.slack.mrkdwn import to_mrkdwn
 from bot.messages import Destination, FormRequest
 
@@ -18,6 +19,10 @@ _TITLE = 24
 _LABEL = 2000
 _PLACEHOLDER = 150
 _METADATA = 3000
+
+
+def _plain(text: str, limit: int) -> dict[str, str]:
+    return {"type": "plain_text", "text": inert_plain(text)[:limit]}
 
 
 def form_view(request: FormRequest, destination: Destination) -> dict[str, Any]:
@@ -38,23 +43,20 @@ def form_view(request: FormRequest, destination: Destination) -> dict[str, Any]:
             "multiline": form_field.multiline,
         }
         if form_field.placeholder:
-            element["placeholder"] = {
-                "type": "plain_text",
-                "text": form_field.placeholder[:_PLACEHOLDER],
-            }
+            element["placeholder"] = _plain(form_field.placeholder, _PLACEHOLDER)
         blocks.append(
             {
                 "type": "input",
                 "block_id": form_field.name,
-                "label": {"type": "plain_text", "text": form_field.label[:_LABEL]},
+                "label": _plain(form_field.label, _LABEL),
                 "element": element,
             }
         )
     return {
         "type": "modal",
         "callback_id": FORM_CALLBACK,
-        "title": {"type": "plain_text", "text": request.title[:_TITLE] or "tokenbot"},
-        "submit": {"type": "plain_text", "text": request.submit_label[:_TITLE] or "Save"},
+        "title": _plain(request.title or "tokenbot", _TITLE),
+        "submit": _plain(request.submit_label or "Save", _TITLE),
         "close": {"type": "plain_text", "text": "Cancel"},
         "private_metadata": encode_metadata(request.form_id, destination),
         "blocks": blocks,

@@ -9,13 +9,26 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["escape", "from_slack", "strip_mention", "to_mrkdwn"]
+from bot.outbound_text import neutralise_controls
+
+__all__ = [
+    "escape",
+    "escape_url",
+    "from_slack",
+    "is_safe_url",
+    "link",
+    "strip_mention",
+    "to_mrkdwn",
+]
 
 _FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})[^\n]*\n(.*?)(?:^ {0,3}\2[ \t]*$|\Z)", re.M | re.S)
 _INLINE_CODE = re.compile(r"(`+)(.+?)\1", re.S)
 _IMAGE = re.compile(r"!\[([^\]\n]*)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 _LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
-_AUTOLINK = re.compile(r"<(https?://[^>\s]+)>")
+# The only link targets Slack may render: web and mail addresses. Anything else (`!channel`,
+# `@U123`, `#C1`, `javascript:`) would become a Slack entity or a trap, so it stays text.
+_SAFE_URL = re.compile(r"(?:https?://|mailto:)[^\s<>\x00-\x1f\x7f-\x9f]+", re.I)
+_AUTOLINK = re.compile(r"<(https?://[^>\s|<]+)>")
 _BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1", re.S)
 _ITALIC_STAR = re.compile(r"(?<![*\w])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![*\w])")
 _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~", re.S)
@@ -34,6 +47,31 @@ _SPECIAL = re.compile(r"<!(here|channel|everyone)(?:\|[^>]*)?>")
 def escape(text: str) -> str:
     """Escape the three characters Slack treats as control characters."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def is_safe_url(url: str) -> bool:
+    """Whether `url` may be the target of a Slack link (http, https or mailto, no spaces)."""
+    return _SAFE_URL.fullmatch(url) is not None
+
+
+def escape_url(url: str) -> str:
+    """A URL escaped for the target of `<url|label>`: `&<>` as entities, `|` percent-encoded."""
+    return escape(url).replace("|", "%7C")
+
+
+def _label(text: str) -> str:
+    # A `|` would end the target early in some clients; `¦` reads the same.
+    return escape(text).replace("|", "¦")
+
+
+def link(url: str, label: str) -> str:
+    """`<url|label>` for a web or mail address; any other target is shown as inert text."""
+    url, label = neutralise_controls(url), neutralise_controls(label)
+    if is_safe_url(url):
+        return f"<{escape_url(url)}|{_label(label or url)}>"
+    if not url or url == label:
+        return escape(label or url)
+    return f"{escape(label)} ({escape(url)})"
 
 
 def _unescape(text: str) -> str:
@@ -64,9 +102,12 @@ def to_mrkdwn(markdown: str) -> str:
     """Convert Markdown to Slack mrkdwn: `**b**` -> `*b*`, `*i*` -> `_i_`, links -> `<url|label>`.
 
     Code (fenced and inline) is kept verbatim apart from the fence's info string, which
-    mrkdwn would show as code; `&`, `<` and `>` are escaped everywhere else.
+    mrkdwn would show as code; `&`, `<` and `>` are escaped everywhere. Only web and mail
+    targets become links, so no text can produce a mention (`[x](!channel)` stays literal).
     """
     stash = _Stash()
+    # Control characters go; a stash marker typed by someone must not restore a piece.
+    markdown = neutralise_controls(markdown).replace(_STASH, "\ufffd")
 
     def fence(m: re.Match[str]) -> str:
         body = m.group(3).rstrip("\n")
@@ -74,16 +115,16 @@ def to_mrkdwn(markdown: str) -> str:
 
     text = _FENCE.sub(fence, markdown.replace("\r\n", "\n"))
     text = _INLINE_CODE.sub(lambda m: stash.put(f"`{escape(m.group(2))}`"), text)
-    text = _IMAGE.sub(
-        lambda m: stash.put(f"<{m.group(2)}|{escape(m.group(1) or m.group(2))}>"), text
-    )
 
-    def link(m: re.Match[str]) -> str:
-        label = escape(m.group(1)).replace("|", "¦")
-        return stash.put(f"<{m.group(2)}|{label}>")
+    def to_link(m: re.Match[str]) -> str:
+        target = m.group(2)
+        if not is_safe_url(target):
+            return m.group(0)  # escaped with the rest of the text: shown, never parsed
+        return stash.put(f"<{escape_url(target)}|{_label(m.group(1) or target)}>")
 
-    text = _LINK.sub(link, text)
-    text = _AUTOLINK.sub(lambda m: stash.put(f"<{m.group(1)}>"), text)
+    text = _IMAGE.sub(to_link, text)
+    text = _LINK.sub(to_link, text)
+    text = _AUTOLINK.sub(lambda m: stash.put(f"<{escape_url(m.group(1))}>"), text)
     text = escape(text)
     text = _HEADING.sub(lambda m: stash.put(f"*{m.group(1)}*"), text)
     text = _RULE.sub("──────────", text)

@@ -3,6 +3,11 @@
 Model text goes into `markdown` blocks (Slack renders CommonMark there); everything tokenbot
 writes itself (notices, failures, fields, links) becomes mrkdwn sections and context lines.
 Every message also gets a plain mrkdwn `text` for notifications and clients without blocks.
+
+Every string that came from a person, a model or a backend is made inert on its way in:
+control characters go (`neutralise_controls`), mrkdwn is escaped by `to_mrkdwn`/`escape`,
+markdown blocks by `inert_markdown`. The bot's own Slack constructs (dates, links to real
+URLs) are built here from explicit parts, never parsed out of text.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.slack.mrkdwn import escape, to_mrkdwn
+from adapters.slack.inert import inert_markdown, inert_plain
+from adapters.slack.mrkdwn import escape, is_safe_url, link, to_mrkdwn
 from bot.messages import Actions, Failure, Fields, Image, Link, Notice, Part, Text
+from bot.outbound_text import neutralise_controls
 from bot.text_split import split_markdown
 
 __all__ = [
@@ -57,12 +64,20 @@ def _mrkdwn(text: str) -> dict[str, str]:
 
 
 def _plain(text: str, limit: int) -> dict[str, Any]:
-    return {"type": "plain_text", "text": _clip(text, limit), "emoji": True}
+    return {"type": "plain_text", "text": _clip(inert_plain(text), limit), "emoji": True}
+
+
+def _esc(text: str) -> str:
+    """Text shown as is inside mrkdwn (a code, a label, a title)."""
+    return escape(neutralise_controls(text))
 
 
 def markdown_block(markdown: str) -> Block:
-    """A `markdown` block: Slack renders the Markdown itself (bold, code, fences, lists)."""
-    return {"type": "markdown", "text": markdown}
+    """A `markdown` block: Slack renders the Markdown itself (bold, code, fences, lists).
+
+    The text is made inert first: it can't mention anyone or hide a link target.
+    """
+    return {"type": "markdown", "text": inert_markdown(markdown)}
 
 
 def slack_date(moment: datetime) -> str:
@@ -82,20 +97,20 @@ def _context(text: str) -> Block:
 
 
 def _failure(part: Failure) -> list[Block]:
-    blocks = [_section(f"❌ *{escape(part.code)}* — {to_mrkdwn(part.message)}")]
+    blocks = [_section(f"❌ *{_esc(part.code)}* — {to_mrkdwn(part.message)}")]
     if part.hint:
         blocks.append(_section(f"💡 {to_mrkdwn(part.hint)}"))
     if part.request_id:
-        blocks.append(_context(f"request `{escape(part.request_id)}`"))
+        blocks.append(_context(f"request `{_esc(part.request_id)}`"))
     return blocks
 
 
 def _fields(part: Fields) -> list[Block]:
-    blocks: list[Block] = [_section(f"*{escape(part.title)}*")]
+    blocks: list[Block] = [_section(f"*{_esc(part.title)}*")]
     cells = [
         {
             "type": "mrkdwn",
-            "text": _clip(f"*{escape(label)}*\n{to_mrkdwn(value)}", FIELD_TEXT),
+            "text": _clip(f"*{_esc(label)}*\n{to_mrkdwn(value)}", FIELD_TEXT),
         }
         for label, value in part.rows
     ]
@@ -106,13 +121,14 @@ def _fields(part: Fields) -> list[Block]:
 
 
 def _link(part: Link) -> list[Block]:
-    section: Block = _section(f"🔗 *<{part.url}|{escape(part.label)}>*")
-    if len(part.url) <= SECTION_TEXT:
+    url = neutralise_controls(part.url)
+    section: Block = _section(f"🔗 *{link(url, part.label)}*")
+    if is_safe_url(url) and len(url) <= SECTION_TEXT:
         section["accessory"] = {
             "type": "button",
             "action_id": LINK_ACTION,
             "text": _plain("Open", BUTTON_LABEL),
-            "url": part.url,
+            "url": url,
         }
     blocks = [section]
     if part.expires_at is not None:
@@ -150,7 +166,7 @@ def blocks_for(part: Part) -> list[Block]:
     if isinstance(part, Actions):
         return _actions(part)
     if isinstance(part, Image):
-        return [_context(f"🖼 {escape(part.alt or part.path.name)}")]
+        return [_context(f"🖼 {_esc(part.alt or part.path.name)}")]
     return []
 
 
@@ -212,8 +228,13 @@ def _split_parts(parts: Sequence[Part]) -> list[Part]:
     """Long texts become several Text parts (fence-safe), so no block is over a limit."""
     out: list[Part] = []
     for part in parts:
-        if isinstance(part, Text) and len(part.markdown) > TEXT_CHUNK:
-            out.extend(Text(markdown=chunk) for chunk in split_markdown(part.markdown, TEXT_CHUNK))
+        if isinstance(part, Text):
+            # Controls first: a shown `[U+202E]` is longer than the character it replaces.
+            markdown = neutralise_controls(part.markdown)
+            if len(markdown) > TEXT_CHUNK:
+                out.extend(Text(markdown=chunk) for chunk in split_markdown(markdown, TEXT_CHUNK))
+            else:
+                out.append(Text(markdown=markdown))
         else:
             out.append(part)
     return out
@@ -236,7 +257,7 @@ def render_messages(parts: Sequence[Part]) -> list[SlackMessage]:
         blocks = blocks_for(part)
         if not blocks:
             continue
-        size = len(part.markdown) if isinstance(part, Text) else 0
+        size = sum(len(b["text"]) for b in blocks if b["type"] == "markdown")
         too_many = len(current.blocks) + len(blocks) > MAX_BLOCKS
         too_long = current.markdown_chars + size > MARKDOWN_BUDGET
         if current.blocks and (too_many or too_long):

@@ -16,12 +16,15 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.app import build_app
 from adapters.slack.errors import error_code
+from adapters.slack.guard import log_crash
 from adapters.slack.platform import SlackIdentity, SlackPlatform, build_client
+from adapters.slack.requests import RequestCheck
 from adapters.slack.supervisor import AckFirst
 from bot.settings import Settings
 
@@ -95,16 +98,36 @@ class SlackRunner:
 
 
 def events_handler(
-    app: AsyncApp, gate: AckFirst | None = None
+    app: AsyncApp, gate: AckFirst | None = None, signing_secret: str | None = None
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """The aiohttp handler of /slack/events: bolt verifies, dispatches and acks."""
+    """The aiohttp handler of /slack/events: check the request, then bolt dispatches and acks.
+
+    With `signing_secret`, every request is checked before anything reads it as JSON or a
+    form (see `adapters.slack.requests`): garbage costs one short log line, never a traceback.
+    """
+    check = RequestCheck(signing_secret) if signing_secret else None
 
     async def handle(request: web.Request) -> web.Response:
         if gate is not None:
             gate.enter()
         try:
-            bolt_request = await to_bolt_request(request)
-            return await to_aiohttp_response(await app.async_dispatch(bolt_request))
+            if check is None:
+                bolt_request = await to_bolt_request(request)
+                return await to_aiohttp_response(await app.async_dispatch(bolt_request))
+            verdict = await check.admit(request)
+            if isinstance(verdict, web.Response):
+                return verdict
+            try:
+                bolt_request = AsyncBoltRequest(
+                    body=verdict,
+                    query=request.query_string,
+                    headers=request.headers,  # type: ignore[arg-type]
+                )
+                return await to_aiohttp_response(await app.async_dispatch(bolt_request))
+            except Exception as exc:
+                # A signed request that bolt itself choked on: Slack must not retry it.
+                ref = log_crash("dispatching a Slack request", exc)
+                return web.Response(status=200, text="", headers={"X-Tokenbot-Ref": ref})
         finally:
             if gate is not None:
                 gate.leave()
@@ -184,7 +207,7 @@ async def start_slack(bot: TokenBot, settings: Settings) -> SlackRunner:
             runner = SlackRunner(bot, platform, app, socket=socket)
             bot.readiness["slack"] = runner.ready
             return runner
-        runner = await _serve_http(bot, platform, app, settings)
+        runner = await _serve_http(bot, platform, app, settings, secret or "")
         bot.readiness["slack"] = runner.ready
         return runner
     except BaseException:
@@ -193,10 +216,10 @@ async def start_slack(bot: TokenBot, settings: Settings) -> SlackRunner:
 
 
 async def _serve_http(
-    bot: TokenBot, platform: SlackPlatform, app: AsyncApp, settings: Settings
+    bot: TokenBot, platform: SlackPlatform, app: AsyncApp, settings: Settings, secret: str
 ) -> SlackRunner:
     """HTTP mode: /slack/events on the bot's own HTTP server, or on a server of our own."""
-    handler = events_handler(app, platform.supervisor.gate)
+    handler = events_handler(app, platform.supervisor.gate, secret)
     if bot.web_server is not None:
         # `tokenbot run` serves health and metrics on TOKENBOT_HTTP_PORT and starts after us.
         bot.web_server.app.router.add_post(EVENTS_PATH, handler)

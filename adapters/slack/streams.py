@@ -6,6 +6,10 @@
 - `NativeStream`: Slack's chat streaming API (startStream / appendStream / stopStream) for
   replies in a thread. If the API fails, or the text outgrows one streamed message, the rest
   continues as a PostUpdateStream in the same thread, reopening an open code fence.
+
+Streamed text is model output: it is made inert like every markdown block. A native stream
+is sent in pieces, so each piece is the inert form of the whole text sent so far minus what
+Slack already has; the tail whose meaning the next characters could change is held back.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from typing import TYPE_CHECKING
 from slack_sdk.errors import SlackApiError
 
 from adapters.slack.errors import error_code, is_channel_error, retry_after, wrap
+from adapters.slack.inert import inert_markdown, settled_length
 from adapters.slack.limits import TokenBucket
 from adapters.slack.mrkdwn import to_mrkdwn
 from adapters.slack.render import SlackMessage, markdown_block, markdown_of, trailer_blocks
 from bot.messages import MessageRef, Part
+from bot.outbound_text import neutralise_controls
 from bot.streaming import ThrottledStream
 from bot.text_split import open_fence
 
@@ -113,7 +119,7 @@ class PostUpdateStream:
 
     async def append(self, text: str) -> None:
         """Add text (shown at once the first time, then at most once a second)."""
-        await self.stream.append(text)
+        await self.stream.append(neutralise_controls(text))
 
     async def finish(self, trailer: Sequence[Part] = ()) -> None:
         """Show the rest and the trailer; deliver collected text where the bot can't post."""
@@ -142,7 +148,9 @@ class NativeStream:
         self._max_chars = max_chars
         self._ts: str | None = None
         self._sent = ""  # text Slack has accepted into the streamed message
+        self._sent_inert = ""  # … as it was sent: inert_markdown(self._sent)
         self._pending = ""
+        self._held = False  # the pending text waits for more before it can be sent
         self._last = -math.inf
         self._blocked_until = -math.inf
         self._fallback: PostUpdateStream | None = None
@@ -163,7 +171,8 @@ class NativeStream:
             raise RuntimeError("stream already finished")
         if not text:
             return
-        self._pending += text
+        self._pending += neutralise_controls(text)
+        self._held = False
         if self._fallback is not None:
             async with self._lock:  # the fallback throttles on its own
                 await self._pump()
@@ -191,14 +200,22 @@ class NativeStream:
         now = time.monotonic()
         if now < max(self._last + self._interval, self._blocked_until):
             return
+        try:
+            text, piece = self._next_piece(final=False)
+        except _Unstable:
+            await self._cut_over("earlier text changed meaning")
+            return
+        if not text:
+            self._held = True  # the timer stops; the next append sends it
+            return
         if not self._budget.try_take():
             self._blocked_until = now + 1 / max(self._budget.rate, 0.01)
             return
-        text, self._pending = self._pending, ""
+        self._pending = self._pending[len(text) :]
         self._last = now
         try:
             await self.conversation.client.chat_appendStream(
-                channel=self.conversation.destination.channel, ts=self._ts, markdown_text=text
+                channel=self.conversation.destination.channel, ts=self._ts, markdown_text=piece
             )
         except Exception as exc:
             self._pending = text + self._pending
@@ -212,18 +229,38 @@ class NativeStream:
             return
         self._failures = 0
         self._sent += text
+        self._sent_inert += piece
         self.appends += 1
         self.conversation.count_stream_edit()
 
+    def _next_piece(self, *, final: bool) -> tuple[str, str]:
+        """The raw text to send next and what to send for it (its inert form's new part).
+
+        ("", "") while the pending text can't be settled yet; `_Unstable` when appending
+        it would change how the text already sent reads (continue in a new message).
+        """
+        whole = self._sent + self._pending
+        end = len(whole) if final else max(settled_length(whole), len(self._sent))
+        if end <= len(self._sent):
+            return "", ""
+        inert = inert_markdown(whole[:end])
+        if not inert.startswith(self._sent_inert):
+            raise _Unstable
+        return whole[len(self._sent) : end], inert[len(self._sent_inert) :]
+
     async def _start(self) -> None:
         dest = self.conversation.destination
-        text, self._pending = self._pending, ""
+        text, piece = self._next_piece(final=False)  # nothing was sent: always stable
+        if not text:
+            self._held = True
+            return
+        self._pending = self._pending[len(text) :]
         self._last = time.monotonic()
         try:
             resp = await self.conversation.client.chat_startStream(
                 channel=dest.channel,
                 thread_ts=dest.thread or "",
-                markdown_text=text,
+                markdown_text=piece,
                 recipient_user_id=dest.user,
                 recipient_team_id=self.conversation.team,
             )
@@ -236,7 +273,7 @@ class NativeStream:
             self._fallback = PostUpdateStream(self.conversation)
             await self._pump()
             return
-        self._sent = text
+        self._sent, self._sent_inert = text, piece
         self.conversation.count_stream_edit()
         self.conversation.platform.note_answered(dest.channel, dest.thread)
 
@@ -263,7 +300,7 @@ class NativeStream:
             await self._fallback.append(reopen + text)
 
     def _arm(self) -> None:
-        if self._closing or self._fallback is not None or not self._pending:
+        if self._closing or self._fallback is not None or not self._pending or self._held:
             return
         if self._timer is None or self._timer.done():
             self._timer = asyncio.get_running_loop().create_task(
@@ -272,7 +309,7 @@ class NativeStream:
 
     async def _run_timer(self) -> None:
         failures = 0
-        while not self._closing and self._pending and self._fallback is None:
+        while not self._closing and self._pending and self._fallback is None and not self._held:
             due = max(self._last + self._interval, self._blocked_until)
             await asyncio.sleep(max(due - time.monotonic(), 0.01))
             async with self._lock:
@@ -308,13 +345,20 @@ class NativeStream:
                     await self._fallback.append(text)
                 await self._fallback.finish(trailer)
                 return
-            text, self._pending = self._pending, ""
+            try:
+                text, piece = self._next_piece(final=True)
+            except _Unstable:
+                await self._cut_over("earlier text changed meaning")
+                assert self._fallback is not None
+                await self._fallback.finish(trailer)
+                return
+            self._pending = ""
             blocks = trailer_blocks(trailer)
             try:
                 await self.conversation.client.chat_stopStream(
                     channel=self.conversation.destination.channel,
                     ts=self._ts,
-                    markdown_text=text or None,
+                    markdown_text=piece or None,
                     blocks=blocks or None,
                 )
             except Exception as exc:
@@ -327,4 +371,9 @@ class NativeStream:
                 await self._fallback.finish(trailer)
                 return
             self._sent += text
+            self._sent_inert += piece
             self.conversation.count_stream_edit()
+
+
+class _Unstable(Exception):
+    """Appending the pending text would change how the streamed text reads."""

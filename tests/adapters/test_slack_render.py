@@ -51,7 +51,8 @@ def test_mrkdwn_bold_italic_and_code() -> None:
 
 
 def test_mrkdwn_links_headings_lists_and_escapes() -> None:
-    assert to_mrkdwn("[docs](https://x.dev/a?b=1&c=2)") == "<https://x.dev/a?b=1&c=2|docs>"
+    # Slack decodes `&amp;` inside a link target too (its three escapes apply everywhere).
+    assert to_mrkdwn("[docs](https://x.dev/a?b=1&c=2)") == "<https://x.dev/a?b=1&amp;c=2|docs>"
     assert to_mrkdwn("# Title\n- one\n* two") == "*Title*\n• one\n• two"
     assert to_mrkdwn("a & b <c> ~~d~~") == "a &amp; b &lt;c&gt; ~d~"
     assert to_mrkdwn("2 * 3 * 4") == "2 * 3 * 4"
@@ -89,7 +90,7 @@ def test_link_with_expiry_is_a_slack_date() -> None:
     blocks = blocks_for(
         Link(url="https://cdn.example/v.mp4?sig=a&x=1", label="Download", expires_at=expires)
     )
-    assert "<https://cdn.example/v.mp4?sig=a&x=1|Download>" in blocks[0]["text"]["text"]
+    assert "<https://cdn.example/v.mp4?sig=a&amp;x=1|Download>" in blocks[0]["text"]["text"]
     assert blocks[0]["accessory"]["url"].startswith("https://cdn.example/v.mp4")
     assert blocks[0]["accessory"]["action_id"] == LINK_ACTION
     epoch = int(expires.timestamp())
