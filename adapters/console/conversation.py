@@ -19,6 +19,7 @@ from bot.messages import (
     Notice,
     Part,
 )
+from bot.outbound_text import neutralise_controls
 
 FormReader = Callable[[FormRequest, Destination], Awaitable[None]]
 
@@ -61,11 +62,15 @@ class ConsoleTextStream:
         self.started = False
 
     async def append(self, text: str) -> None:
-        """Print the delta."""
+        """Print the delta, without any control characters it carries.
+
+        Deltas are neutralised one by one: every ESC, BEL and C1 character is dropped on its
+        own, so a sequence split across deltas can't reassemble on the terminal.
+        """
         if not self.started:
             self.started = True
             self.printer.streaming = True
-        self.printer.write_delta(text)
+        self.printer.write_delta(neutralise_controls(text))
 
     async def finish(self, trailer: Sequence[Part] = ()) -> None:
         """End the line, then print the usage and cost line."""
@@ -122,8 +127,10 @@ class ConsoleConversation:
         target = self.out_dir / f"alltoken-image-{image.path.stem[:8]}{suffix}"
         await asyncio.to_thread(shutil.copyfile, image.path, target)
         size = target.stat().st_size
-        alt = f" — {image.alt}" if image.alt else ""
-        self.printer.write_block(f"🖼 saved {target} ({size:,} bytes){alt}")
+        alt = f" — {neutralise_controls(image.alt)}" if image.alt else ""
+        self.printer.write_block(
+            f"🖼 saved {neutralise_controls(str(target))} ({size:,} bytes){alt}"
+        )
         return self._ref()
 
     async def whisper(self, parts: Sequence[Part]) -> None:

@@ -1,4 +1,9 @@
-"""The console's one renderer: reply parts as terminal text. Pure."""
+"""The console's one renderer: reply parts as terminal text. Pure.
+
+The console is a terminal: every piece of user or backend text goes through
+`neutralise_controls`, so no escape sequence (colours, OSC 8 links, titles), bell or NUL it
+carries reaches stdout, and bidi overrides show as `[U+202E]`.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from bot.messages import Actions, Failure, Fields, Image, Link, Notice, Part, Text
+from bot.outbound_text import neutralise_controls as safe
 
 _ICONS = {"info": "ℹ", "success": "✔", "warning": "⚠", "progress": "…"}
 
 
 def render_failure(part: Failure) -> str:
     """`✖ code: message (request req_…)` and the hint on the next line."""
-    line = f"✖ {part.code}: {part.message}"
+    line = f"✖ {safe(part.code)}: {safe(part.message)}"
     if part.request_id:
-        line += f" (request {part.request_id})"
+        line += f" (request {safe(part.request_id)})"
     if part.hint:
-        line += f"\n  → {part.hint}"
+        line += f"\n  → {safe(part.hint)}"
     return line
 
 
@@ -36,27 +42,29 @@ def render_expiry(expires_at: datetime, now: datetime | None = None) -> str:
 def render_part(part: Part) -> str:
     """One part as text."""
     if isinstance(part, Text):
-        return part.markdown
+        return safe(part.markdown)
     if isinstance(part, Notice):
-        return f"{_ICONS.get(part.level, '•')} {part.text}"
+        return f"{_ICONS.get(part.level, '•')} {safe(part.text)}"
     if isinstance(part, Failure):
         return render_failure(part)
     if isinstance(part, Fields):
-        width = max((len(label) for label, _ in part.rows), default=0)
-        lines = [part.title] + [f"  {label.ljust(width)}  {value}" for label, value in part.rows]
+        rows = [(safe(label), safe(value)) for label, value in part.rows]
+        width = max((len(label) for label, _ in rows), default=0)
+        lines = [safe(part.title)] + [f"  {label.ljust(width)}  {value}" for label, value in rows]
         return "\n".join(lines)
     if isinstance(part, Link):
-        line = f"🔗 {part.label}: {part.url}"
+        line = f"🔗 {safe(part.label)}: {safe(part.url)}"
         if part.expires_at:
             line += f"\n   {render_expiry(part.expires_at)}"
         return line
     if isinstance(part, Image):
-        return f"🖼 {part.path}"
+        return f"🖼 {safe(str(part.path))}"
     if isinstance(part, Actions):
         return "   " + "  ".join(
-            f"[{b.label}: type `/action {b.action_id} {b.value}`]" for b in part.buttons
+            f"[{safe(b.label)}: type `/action {safe(b.action_id)} {safe(b.value)}`]"
+            for b in part.buttons
         )
-    return str(part)
+    return safe(str(part))
 
 
 def render(parts: Sequence[Part]) -> str:

@@ -1,18 +1,36 @@
-"""The console adapter's loop: read lines, hand them to the bot, wait for jobs at end of input."""
+"""The console adapter's loop: read lines, hand them to the bot, wait for jobs at end of input.
+
+One line must never end the session: whatever escapes handling a line, a form or an `/action`
+is logged with a short ref and printed as "something went wrong (ref …)", and the loop reads on.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import getpass
+import logging
 import sys
+import traceback
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TextIO
 
 from adapters.console.conversation import ConsoleConversation, ConsolePrinter
+from adapters.console.render import render
 from bot.app import TokenBot
+from bot.failures import new_error_ref, unexpected_failure
 from bot.messages import Destination, FormRequest, Inbound, Notice
+from bot.outbound_text import neutralise_controls
+
+log = logging.getLogger(__name__)
 
 PROMPT = "› "
+# Reads one form field: (prompt, secret) -> what was typed. Blocking; run in a thread.
+FieldReader = Callable[[str, bool], str]
+
+
+def _terminal_field(prompt: str, secret: bool) -> str:
+    return getpass.getpass(prompt) if secret else input(prompt)
 
 
 class ConsoleAdapter:
@@ -26,13 +44,16 @@ class ConsoleAdapter:
         out_dir: Path,
         stdin: TextIO | None = None,
         stdout: TextIO | None = None,
+        interactive: bool | None = None,
+        read_field: FieldReader = _terminal_field,
     ) -> None:
         self.bot = bot
         self.user = user
         self.out_dir = out_dir
         self.stdin = stdin or sys.stdin
         self.printer = ConsolePrinter(stdout or sys.stdout)
-        self.interactive = self.stdin.isatty()
+        self.interactive = self.stdin.isatty() if interactive is None else interactive
+        self.read_field = read_field
         bot.register_platform("console", self.conversation_for)
 
     def destination(self) -> Destination:
@@ -61,16 +82,42 @@ class ConsoleAdapter:
             is_direct=True,
         )
 
+    async def guarded(self, what: str, step: Awaitable[object]) -> None:
+        """Await `step`; an exception is logged with a ref and reported, never raised."""
+        try:
+            await step
+        except Exception as exc:
+            self.report_crash(what, exc, secrets_inside=what.startswith("form"))
+
+    def report_crash(self, what: str, exc: BaseException, *, secrets_inside: bool = False) -> str:
+        """Log `exc` with a new ref and print "something went wrong (ref …)"; returns the ref."""
+        ref = new_error_ref()
+        if secrets_inside:
+            # Form values may be quoted in the message (a validation error quotes its input).
+            frames = "".join(traceback.format_tb(exc.__traceback__)).rstrip()
+            log.error("console: %s failed (ref %s): %s\n%s", what, ref, type(exc).__name__, frames)
+        else:
+            log.error("console: %s failed (ref %s)", what, ref, exc_info=exc)
+        try:
+            if self.printer.streaming:
+                self.printer.end_stream()  # else the report would wait behind a dead stream
+            self.printer.write_block(render([unexpected_failure(ref)]))
+        except Exception:
+            log.exception("console: could not print error ref %s", ref)
+        return ref
+
     async def _read_form(self, request: FormRequest, destination: Destination) -> None:
-        self.printer.write_block(
-            f"{request.title}" + (f" — {request.intro}" if request.intro else "")
-        )
+        await self.guarded(f"form {request.form_id}", self._fill_form(request, destination))
+
+    async def _fill_form(self, request: FormRequest, destination: Destination) -> None:
+        intro = f" — {request.intro}" if request.intro else ""
+        self.printer.write_block(neutralise_controls(f"{request.title}{intro}"))
         values: dict[str, str] = {}
         for form_field in request.fields:
-            reader = getpass.getpass if form_field.secret else input
             hidden = " (input hidden)" if form_field.secret else ""
+            prompt = neutralise_controls(f"{form_field.label}{hidden}: ")
             values[form_field.name] = await asyncio.to_thread(
-                reader, f"{form_field.label}{hidden}: "
+                self.read_field, prompt, form_field.secret
             )
         await self.bot.submit_form(
             self.inbound(request.form_id),
@@ -84,6 +131,21 @@ class ConsoleAdapter:
             self.printer.out.write(PROMPT)
             self.printer.out.flush()
         return await asyncio.to_thread(self.stdin.readline)
+
+    async def handle_line(self, text: str, conversation: ConsoleConversation) -> None:
+        """One typed line: an `/action` button press or a message for the bot."""
+        if text.startswith("/action "):
+            bits = text.split()
+            if len(bits) == 3:
+                await self.bot.handle_action(self.inbound(text), bits[1], bits[2], conversation)
+            else:
+                self.printer.write_block("usage: /action <action_id> <value>")
+            return
+        handled = await self.bot.handle(self.inbound(text), conversation)
+        if not handled:
+            await conversation.say(
+                [Notice(level="info", text="Not a tokenbot command. Try `/alltoken-help`.")]
+            )
 
     async def run(self) -> int:
         """Until end of input (or /quit); then let pending jobs finish. Returns an exit code."""
@@ -100,18 +162,11 @@ class ConsoleAdapter:
                 continue
             if text.lower() in ("/quit", "/exit", "quit", "exit"):
                 break
-            if text.startswith("/action "):
-                bits = text.split()
-                if len(bits) == 3:
-                    await self.bot.handle_action(self.inbound(text), bits[1], bits[2], conversation)
-                else:
-                    self.printer.write_block("usage: /action <action_id> <value>")
-                continue
-            handled = await self.bot.handle(self.inbound(text), conversation)
-            if not handled:
-                await conversation.say(
-                    [Notice(level="info", text="Not a tokenbot command. Try `/alltoken-help`.")]
-                )
+            what = "an /action" if text.startswith("/action ") else "a line"
+            await self.guarded(what, self.handle_line(text, conversation))
+            if self.printer.streaming:
+                # A stream the handler never finished would hold back every later block.
+                self.printer.end_stream()
         if self.bot.jobs.active:
             self.printer.write_block(f"… waiting for {self.bot.jobs.active} job(s) to finish")
             await self.bot.jobs.wait_idle()

@@ -5,6 +5,10 @@ command, whose first answer must be able to be a modal. Messages in channels are
 core (which ignores what is not a command, and deletes keys pasted in public); answers to them
 go into a thread created from the message, and a reply in a tokenbot thread continues that
 conversation with the thread's earlier messages as context.
+
+Every entry point (slash command, message, button, modal submit) is guarded: whatever escapes
+is logged with a ref and the person told "something went wrong (ref …)", privately where
+Discord allows it. The gateway keeps running; the person is never left with silence.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import discord
 from adapters.discord import inbound as inbound_of
 from adapters.discord.client import TokenBotClient
 from adapters.discord.conversation import X_THREAD_FROM, DiscordConversation, RefReplacements
+from adapters.discord.guard import NO_MENTIONS, crash_text, log_crash, tell_interaction
 from adapters.discord.render import parse_custom_id
 from adapters.discord.session import (
     DEFAULT_UPLOAD_LIMIT,
@@ -166,6 +171,14 @@ class DiscordAdapter:
         self, interaction: discord.Interaction, command: str, text: str, *, defer: bool = True
     ) -> None:
         """Acknowledge within Discord's 3 s, then let the core handle the command."""
+        try:
+            await self._run_slash(interaction, command, text, defer=defer)
+        except Exception as exc:
+            await tell_interaction(interaction, log_crash(log, f"slash command {command}", exc))
+
+    async def _run_slash(
+        self, interaction: discord.Interaction, command: str, text: str, *, defer: bool
+    ) -> None:
         session_state = "unanswered"
         original_id: str | None = None
         if defer:
@@ -206,21 +219,33 @@ class DiscordAdapter:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _handle(self, inbound: Inbound, conversation: DiscordConversation) -> bool:
-        try:
-            async with self._busy():
+        async with self._busy():
+            try:
                 handled = await self.bot.handle(inbound, conversation)
-            if not handled and inbound.command:
-                await conversation.whisper([Notice(level="info", text=NOT_A_COMMAND)])
-            return handled
-        except Exception:
-            # bot.handle never raises by contract; this guards the adapter's own delivery.
-            log.exception("discord: handling %s failed", inbound.command or "a message")
-            return True
+                if not handled and inbound.command:
+                    await conversation.whisper([Notice(level="info", text=NOT_A_COMMAND)])
+                return handled
+            except Exception as exc:
+                # bot.handle never raises by contract; this also guards the adapter's delivery.
+                await conversation.report_crash(f"handling {inbound.command or 'a message'}", exc)
+                return True
 
     # --- messages ------------------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
         """A chat message: triggers in channels, anything in DMs, mentions, replies in our threads."""
+        try:
+            await self._on_message(message)
+        except Exception as exc:
+            ref = log_crash(log, f"message {message.id}", exc)
+            try:
+                await message.reply(
+                    crash_text(ref), mention_author=False, allowed_mentions=NO_MENTIONS
+                )
+            except Exception:
+                log.exception("discord: could not report error ref %s", ref)
+
+    async def _on_message(self, message: discord.Message) -> None:
         if message.author.bot or message.webhook_id is not None:
             return
         if message.type not in (discord.MessageType.default, discord.MessageType.reply):
@@ -252,7 +277,9 @@ class DiscordAdapter:
         mentioned = bot_id is not None and any(u.id == bot_id for u in message.mentions)
         if not handled and (message.guild is None or mentioned):
             try:
-                await message.reply(NOT_A_COMMAND, mention_author=False)
+                await message.reply(
+                    NOT_A_COMMAND, mention_author=False, allowed_mentions=NO_MENTIONS
+                )
             except discord.HTTPException as exc:
                 log.info("could not answer a mention (%s %s)", exc.status, exc.code)
 
@@ -267,6 +294,12 @@ class DiscordAdapter:
 
     async def on_component(self, interaction: discord.Interaction) -> None:
         """A tokenbot button: open a form, or route the click to the core's action."""
+        try:
+            await self._on_component(interaction)
+        except Exception as exc:
+            await tell_interaction(interaction, log_crash(log, "a button click", exc))
+
+    async def _on_component(self, interaction: discord.Interaction) -> None:
         parsed = parse_custom_id(interaction.custom_id or "")
         if parsed is None:
             return
@@ -286,11 +319,11 @@ class DiscordAdapter:
         conversation = DiscordConversation(
             self, inbound.destination(**session.extras()), session=session
         )
-        try:
-            async with self._busy():
+        async with self._busy():
+            try:
                 await self.bot.handle_action(inbound, action_id, value, conversation)
-        except Exception:
-            log.exception("discord: action %s failed", action_id)
+            except Exception as exc:
+                await conversation.report_crash(f"action {action_id}", exc)
 
     def form_modal(self, request: FormRequest, origin: Destination) -> FormModal:
         """The modal for a form; its values are submitted on behalf of `origin`'s user."""
@@ -298,7 +331,12 @@ class DiscordAdapter:
         async def submit(
             interaction: discord.Interaction, req: FormRequest, values: dict[str, str]
         ) -> None:
-            await self._submit_form(interaction, req, values, origin)
+            try:
+                await self._submit_form(interaction, req, values, origin)
+            except Exception as exc:
+                what = f"form {req.form_id}"
+                ref = log_crash(log, what, exc, secrets_inside=True)
+                await tell_interaction(interaction, ref)
 
         return FormModal(request, submit)
 
@@ -328,11 +366,15 @@ class DiscordAdapter:
         try:
             if pending is None or pending.created_at < self.clock() - FORM_TIMEOUT_S:
                 await interaction.response.send_message(
-                    "That form has expired; run the command again.", ephemeral=True
+                    "That form has expired; run the command again.",
+                    ephemeral=True,
+                    allowed_mentions=NO_MENTIONS,
                 )
             elif str(interaction.user.id) != pending.origin.user:
                 await interaction.response.send_message(
-                    "This form belongs to someone else.", ephemeral=True
+                    "This form belongs to someone else.",
+                    ephemeral=True,
+                    allowed_mentions=NO_MENTIONS,
                 )
             else:
                 await interaction.response.send_modal(
@@ -373,8 +415,8 @@ class DiscordAdapter:
         self._forms = OrderedDict(
             (k, v) for k, v in self._forms.items() if v.request is not request
         )
-        try:
-            async with self._busy():
+        async with self._busy():
+            try:
                 await self.bot.submit_form(inbound, request.form_id, values, conversation)
-        except Exception:
-            log.exception("discord: form %s failed", request.form_id)
+            except Exception as exc:
+                await conversation.report_crash(f"form {request.form_id}", exc, secrets_inside=True)

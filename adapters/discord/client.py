@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from adapters.discord.commands import build_tree
+from adapters.discord.guard import NO_MENTIONS
 
 if TYPE_CHECKING:
     from adapters.discord.adapter import DiscordAdapter
@@ -22,8 +23,9 @@ class TokenBotClient(discord.Client):
     def __init__(
         self, adapter: DiscordAdapter, *, intents: discord.Intents, **options: Any
     ) -> None:
-        # No reply may ping anyone: model text can contain @everyone or user mentions.
-        options.setdefault("allowed_mentions", discord.AllowedMentions.none())
+        # No reply may ping anyone: model text can contain @everyone or user mentions. Forced,
+        # not defaulted, so no client option can turn pings back on (sends pass it explicitly too).
+        options["allowed_mentions"] = NO_MENTIONS
         super().__init__(intents=intents, **options)
         self.adapter = adapter
         self.tree = build_tree(self, adapter)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import discord
 from discord import app_commands
 
+from adapters.discord.guard import log_crash, tell_interaction
+from adapters.discord.render import inert
 from bot import catalog
 from bot.commands.keys import SERVICE_NAMES
 
@@ -113,7 +115,16 @@ def filter_choices(names: list[str], current: str) -> list[app_commands.Choice[s
     typed = current.strip().lower()
     hits = [n for n in dict.fromkeys(names) if typed in n.lower() and len(n) <= MAX_CHOICE_CHARS]
     hits.sort(key=lambda n: (not n.lower().startswith(typed), n))
-    return [app_commands.Choice(name=n, value=n) for n in hits[:MAX_CHOICES]]
+    # Model ids come from the backend: the shown name is made inert, the value stays exact.
+    return [
+        app_commands.Choice(name=inert(n)[:MAX_CHOICE_CHARS], value=n) for n in hits[:MAX_CHOICES]
+    ]
+
+
+def failed_choices(ref: str, current: str) -> list[app_commands.Choice[str]]:
+    """What autocomplete shows when it failed: the error's ref, keeping what was typed."""
+    name = f"Something went wrong (ref {ref}); type the model id instead"
+    return [app_commands.Choice(name=name[:MAX_CHOICE_CHARS], value=current[:100] or "?")]
 
 
 def _choices(values: tuple[str, ...]) -> list[app_commands.Choice[str]]:
@@ -133,7 +144,12 @@ def _alltoken_commands(runner: SlashRunner) -> list[app_commands.Command[Any, ..
         async def complete(
             interaction: discord.Interaction, current: str
         ) -> list[app_commands.Choice[str]]:
-            return filter_choices(runner.model_names(kind), current)
+            try:
+                return filter_choices(runner.model_names(kind), current)
+            except Exception as exc:
+                return failed_choices(
+                    log_crash(log, f"autocomplete of {kind} models", exc), current
+                )
 
         return complete
 
@@ -270,6 +286,10 @@ def build_tree(client: discord.Client, runner: SlashRunner) -> app_commands.Comm
     async def on_error(
         interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
-        log.error("slash command failed: %s", type(error).__name__, exc_info=error)
+        # Whatever failed around a command's callback (options Discord sent that don't fit the
+        # tree, a stale command): the person still gets an answer with the logged ref.
+        data: dict[str, Any] = dict(interaction.data or {})
+        what = f"slash command {data.get('name', '?')}"
+        await tell_interaction(interaction, log_crash(log, what, error))
 
     return tree

@@ -9,21 +9,26 @@ Where a reply goes:
 Edits go through the webhook that posted the message, else through the channel (bot messages,
 interaction responses included, can be edited there); a message that can't be edited any more
 is posted again and later edits follow the new copy.
+
+Every send and edit passes `allowed_mentions=none` explicitly, and the protocol methods are
+guarded: an exception is logged with a ref and propagates, so the caller (the core, a job) says
+what failed; when that reply fails too, a plain "something went wrong (ref …)" is posted in its
+place, so a failed delivery is never silent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
+import contextlib
 import logging
-from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import discord
 
-from adapters.discord.render import MAX_CONTENT, Rendered, render, render_markdown
+from adapters.discord.guard import NO_MENTIONS, crash_text, is_transient, log_crash
+from adapters.discord.outgoing import Outgoing, RefReplacements
+from adapters.discord.render import MAX_CONTENT, Rendered, inert, render, render_markdown
 from adapters.discord.session import InteractionSession
 from adapters.discord.views import build_view
 from bot.key_shapes import redact
@@ -46,7 +51,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NO_MENTIONS = discord.AllowedMentions.none()
+__all__ = ["NO_MENTIONS", "DiscordConversation", "DiscordSink", "Outgoing", "RefReplacements"]
+
 # Extras of a Destination whose replies go into a thread still to be created from this message.
 X_THREAD_FROM = "thread_from_message"
 # What replaces a public "thinking…" message when the answer turns out to be private.
@@ -54,34 +60,12 @@ PRIVATE_PLACEHOLDER = "🔒 Answered privately."
 SENT_BY_DM = "📬 Sent you a direct message."
 THREAD_NAME_LIMIT = 90
 _MIME_SUFFIX = {"image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
-_MAX_REPLACEMENTS = 10_000
 # Discord error codes: invalid webhook token, unknown webhook, thread already exists.
 _TOKEN_GONE = {50027, 10015}
 _THREAD_EXISTS = 160004
-
-
-@dataclass
-class Outgoing:
-    """One Discord message to send or edit into."""
-
-    content: str = ""
-    embeds: list[discord.Embed] = field(default_factory=list)
-    view: discord.ui.View | None = None
-    # (bytes, filename, alt text); a discord.File is made per attempt since sending consumes it.
-    file: tuple[bytes, str, str] | None = None
-
-    def files(self) -> list[discord.File]:
-        """A fresh discord.File for the attachment, if any."""
-        if self.file is None:
-            return []
-        data, name, alt = self.file
-        return [discord.File(io.BytesIO(data), filename=name, description=alt[:1024] or None)]
-
-    def fill(self) -> Outgoing:
-        """Discord rejects an empty message; give it a visible dash instead."""
-        if not self.content and not self.embeds and self.file is None:
-            self.content = "—"
-        return self
+# A streamed answer is split below Discord's limit: making its text inert can lengthen it a
+# little (`@everyone` gains a zero-width space, a bidi override becomes `[U+202E]`).
+STREAM_LIMIT = MAX_CONTENT - 100
 
 
 def _mb(size: int) -> str:
@@ -92,6 +76,12 @@ def _is_token_gone(exc: discord.HTTPException) -> bool:
     return exc.code in _TOKEN_GONE or exc.status == 401
 
 
+def _streamed(text: str) -> str:
+    """Model text of a stream, inert and (in the rare case it grew that much) within 2,000."""
+    text = inert(text)
+    return text if len(text) <= MAX_CONTENT else text[: MAX_CONTENT - 1] + "…"
+
+
 class DiscordSink:
     """The StreamSink of a Discord conversation: post once, then edit that message."""
 
@@ -100,32 +90,15 @@ class DiscordSink:
 
     async def post(self, text: str) -> MessageRef:
         """Post a new message with this text."""
-        return await self.conversation.post(Outgoing(content=text))
+        return await self.conversation.post(Outgoing(content=_streamed(text)))
 
     async def update(self, ref: MessageRef, text: str) -> None:
         """Replace the text of a message posted earlier."""
-        await self.conversation.edit_outgoing(ref, Outgoing(content=text))
+        await self.conversation.edit_outgoing(ref, Outgoing(content=_streamed(text)))
 
     def render_trailer(self, trailer: Sequence[Part]) -> str:
         """The usage and cost line, as small grey text under the answer."""
         return render_markdown(trailer, subtext_notices=True)
-
-
-class RefReplacements:
-    """Messages that had to be posted again (their original could no longer be edited)."""
-
-    def __init__(self) -> None:
-        self._map: OrderedDict[str, MessageRef] = OrderedDict()
-
-    def resolve(self, ref: MessageRef) -> MessageRef:
-        """The current copy of `ref`."""
-        return self._map.get(ref.id, ref)
-
-    def replace(self, old: MessageRef, new: MessageRef) -> None:
-        """Later edits of `old` go to `new`."""
-        self._map[old.id] = new
-        while len(self._map) > _MAX_REPLACEMENTS:
-            self._map.popitem(last=False)
 
 
 class DiscordConversation:
@@ -143,6 +116,9 @@ class DiscordConversation:
         self.destination = destination
         self.session = session
         self.message = message  # the message being handled, for delete_inbound
+        self._failed_ref: str | None = None  # a delivery failed; the caller's reply is due
+        self._depth = 0  # guarded calls in progress (only the outermost one reports)
+        self._told_ref: str | None = None  # the user was already told about this error ref
         upload = session.upload_limit if session else adapter.upload_limit(destination)
         self.limits = Limits(
             max_message_chars=MAX_CONTENT, edit_interval_s=1.0, max_upload_bytes=upload
@@ -157,39 +133,46 @@ class DiscordConversation:
 
     async def say(self, parts: Sequence[Part]) -> MessageRef:
         """Post a message visible to the conversation (follow-ups when it's long)."""
-        return await self.send(render(parts))
+        async with self._guard("say"):
+            return await self.send(render(parts))
 
     async def edit(self, ref: MessageRef, parts: Sequence[Part]) -> None:
         """Replace a message; text beyond one message continues in new ones."""
-        rendered = render(parts)
-        first, rest = self._split(rendered)
-        await self.edit_outgoing(ref, first)
-        for chunk in rest:
-            await self.post(chunk)
+        async with self._guard("edit"):
+            rendered = render(parts)
+            first, rest = self._split(rendered)
+            await self.edit_outgoing(ref, first)
+            for chunk in rest:
+                await self.post(chunk)
 
     def stream(self) -> ThrottledStream:
-        """The shared throttled stream: at most one edit per second, split at 2,000 chars."""
-        return ThrottledStream(DiscordSink(self), self.limits)
+        """The shared throttled stream: at most one edit per second, split below 2,000 chars."""
+        return ThrottledStream(DiscordSink(self), self.limits, limit=STREAM_LIMIT)
 
     async def upload(self, image: Image) -> MessageRef:
-        """Attach the image; when it is over the upload limit, link it instead and say why."""
+        """Attach the image; when it is over the upload limit, link it instead and say why.
+
+        Not guarded: the image job retries a failed upload and then says why itself.
+        """
         data = await asyncio.to_thread(image.path.read_bytes)
         limit = self.limits.max_upload_bytes
         if len(data) > limit:
             return await self.say(self._too_large(image, len(data), limit))
         name = f"alltoken-image-{image.path.stem[:8]}{_MIME_SUFFIX.get(image.mime, '.png')}"
-        return await self.post(Outgoing(file=(data, name, image.alt)))
+        return await self.post(Outgoing(file=(data, name, inert(image.alt))))
 
     async def whisper(self, parts: Sequence[Part]) -> None:
         """Only the requesting user sees it: an ephemeral follow-up, else a DM."""
-        for chunk in self._chunks(render(parts)):
-            await self.post(chunk, private=True)
+        async with self._guard("whisper"):
+            for chunk in self._chunks(render(parts)):
+                await self.post(chunk, private=True)
 
     async def direct(self, parts: Sequence[Part]) -> None:
         """A direct message to the requesting user (and "thinking…" says where it went)."""
-        for chunk in self._chunks(render(parts)):
-            await self._dm(chunk)
-        await self.settle(SENT_BY_DM)
+        async with self._guard("direct"):
+            for chunk in self._chunks(render(parts)):
+                await self._dm(chunk)
+            await self.settle(SENT_BY_DM)
 
     async def settle(self, text: str) -> bool:
         """Replace a still-showing "thinking…" with `text`; False when there was none."""
@@ -209,6 +192,10 @@ class DiscordConversation:
 
     async def request_form(self, request: FormRequest) -> None:
         """Open a modal when this interaction can still answer with one, else offer a button."""
+        async with self._guard("request_form"):
+            await self._request_form(request)
+
+    async def _request_form(self, request: FormRequest) -> None:
         session = self.session
         interaction = session.interaction if session else None
         if (
@@ -255,6 +242,70 @@ class DiscordConversation:
             log.info("could not delete a message (%s %s)", exc.status, exc.code)
             return False
         return True
+
+    # --- errors ------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _guard(self, what: str) -> AsyncIterator[None]:
+        """Log an exception with a ref and let it propagate; when the caller's reply about it
+        fails as well, tell the user in plain text instead.
+
+        Transient failures only propagate: the caller retries or reports them (and a reply
+        now would fail the same way).
+        """
+        self._depth += 1
+        try:
+            yield
+        except Exception as exc:
+            if is_transient(exc) or self._depth > 1:
+                raise
+            what = f"{what} in {self.destination.channel}"
+            if self._failed_ref is None:
+                self._failed_ref = log_crash(log, what, exc)
+            else:
+                # The reply about the first failure failed too: say it without rendering.
+                await self.report_crash(what, exc, shown_ref=self._failed_ref)
+            raise
+        finally:
+            self._depth -= 1
+        self._failed_ref = None
+
+    async def report_crash(
+        self,
+        what: str,
+        exc: BaseException,
+        *,
+        secrets_inside: bool = False,
+        shown_ref: str | None = None,
+    ) -> str:
+        """Log `exc` with a ref and tell the user "something went wrong (ref …)"; never raises.
+
+        Privately while the interaction lasts; in the conversation's thread or channel
+        otherwise (a reply to the message when even that fails). Once per conversation, and
+        with `shown_ref` (the first failure's) when this one followed from it.
+        """
+        ref = log_crash(log, what, exc, secrets_inside=secrets_inside)
+        if shown_ref is not None:
+            log.error("discord: error ref %s followed from ref %s", ref, shown_ref)
+            ref = shown_ref
+        if self._told_ref is not None:
+            log.info("error ref %s follows ref %s already reported", ref, self._told_ref)
+            return self._told_ref
+        self._told_ref = ref
+        session = self.session
+        private = session is not None and session.usable(self.adapter.clock())
+        text = crash_text(ref)
+        try:
+            await self.post(Outgoing(content=text), private=private)
+            return ref
+        except Exception:
+            log.exception("discord: could not report error ref %s in the conversation", ref)
+        if self.message is not None:
+            try:
+                await self.message.reply(text, mention_author=False, allowed_mentions=NO_MENTIONS)
+            except Exception:
+                log.exception("discord: could not report error ref %s as a reply", ref)
+        return ref
 
     # --- sending -----------------------------------------------------------------------------
 
@@ -448,7 +499,7 @@ class DiscordConversation:
     def _thread_name(self) -> str:
         text = self.message.content if self.message is not None else ""
         mention = f"<@{self.client.user.id}>" if self.client.user else ""
-        words = " ".join(redact(text.replace(mention, "")).split())
+        words = " ".join(inert(redact(text.replace(mention, ""))).split())
         if len(words) > THREAD_NAME_LIMIT:
             words = words[: THREAD_NAME_LIMIT - 1] + "…"
         return words or "tokenbot"

@@ -1,6 +1,8 @@
 """The Discord adapter's one renderer: reply parts -> message content, embeds and buttons. Pure.
 
-Text, notices, links and image captions become Markdown content; `Fields` become an embed with
+Every piece of user or backend text passes through `inert` first: no terminal controls, and
+`@everyone` / `@here` shown literally (allowed_mentions already stops pings; this keeps them from
+even looking live). Text, notices, links and image captions become Markdown content; `Fields` become an embed with
 one field per row; a `Failure` becomes a red embed with its code, request id and next step;
 `Actions` become button specs whose custom_id routes the click back to the core. Building the
 `discord.ui.View` itself is left to `views.py` (a View needs a running event loop).
@@ -12,10 +14,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import quote
 
 import discord
 
 from bot.messages import Actions, Button, Failure, Fields, Image, Link, Notice, Part, Text
+from bot.outbound_text import neutralise_controls
 
 __all__ = [
     "CUSTOM_ID_PREFIX",
@@ -23,6 +27,7 @@ __all__ = [
     "Rendered",
     "custom_id",
     "discord_timestamp",
+    "inert",
     "parse_custom_id",
     "render",
     "render_markdown",
@@ -49,6 +54,10 @@ _ICONS = {"info": "ℹ️", "success": "✅", "warning": "⚠️", "progress": "
 # An empty embed field value is rejected by Discord; a zero-width space shows as blank.
 _BLANK = "\u200b"
 _INLINE_MAX = 40
+# Mass mentions in any case: a zero-width space after the `@` keeps them readable but inert.
+_MASS_MENTION = re.compile(r"@(everyone|here)", re.IGNORECASE)
+# Characters that would end a `<url>` early or break the Markdown link around it.
+_URL_UNSAFE = re.compile(r"[\s<>]")
 
 
 @dataclass
@@ -62,6 +71,21 @@ class Rendered:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def inert(text: str) -> str:
+    """User or backend text made harmless: no control characters, `@everyone` / `@here` literal.
+
+    Controls go first, so `@\\x00everyone` cannot turn into a live `@everyone` afterwards.
+    """
+    return _MASS_MENTION.sub("@\u200b\\1", neutralise_controls(text))
+
+
+def _inert_url(url: str) -> str:
+    """A URL that stays one `<link>`: controls dropped; whitespace, `<`, `>` and mass mentions
+    percent-encoded (an `@` in a URL's path means the same as `%40`)."""
+    url = _URL_UNSAFE.sub(lambda m: quote(m.group(0), safe=""), neutralise_controls(url))
+    return _MASS_MENTION.sub(lambda m: "%40" + m.group(1), url)
 
 
 def discord_timestamp(moment: datetime, style: str = "R") -> str:
@@ -88,14 +112,14 @@ def parse_custom_id(cid: str) -> tuple[str, str] | None:
 
 
 def _notice(part: Notice, *, subtext: bool = False) -> str:
-    line = f"{_ICONS.get(part.level, '•')} {part.text}"
+    line = f"{_ICONS.get(part.level, '•')} {inert(part.text)}"
     # "-# " is Discord's small grey subtext; only a single line can carry it.
     return f"-# {line}" if subtext and "\n" not in line else line
 
 
 def _link(part: Link) -> str:
     # Angle brackets keep Discord from unfurling a presigned URL into a preview.
-    line = f"🔗 [{_escape_label(part.label)}](<{part.url}>)"
+    line = f"🔗 [{_escape_label(inert(part.label))}](<{_inert_url(part.url)}>)"
     if part.expires_at is not None:
         line += f" · expires {discord_timestamp(part.expires_at)}"
     return line
@@ -109,17 +133,18 @@ def _escape_label(label: str) -> str:
 
 
 def _failure_text(part: Failure) -> str:
-    line = f"❌ **{part.code}**: {part.message}"
+    line = f"❌ **{inert(part.code)}**: {inert(part.message)}"
     if part.request_id:
-        line += f" (request `{part.request_id}`)"
+        line += f" (request `{inert(part.request_id)}`)"
     if part.hint:
-        line += f"\n→ {part.hint}"
+        line += f"\n→ {inert(part.hint)}"
     return line
 
 
 def _fields_text(part: Fields) -> str:
-    rows = "\n".join(f"**{label}**: {value}" for label, value in part.rows)
-    return f"**{part.title}**\n{rows}" if rows else f"**{part.title}**"
+    rows = "\n".join(f"**{inert(label)}**: {inert(value)}" for label, value in part.rows)
+    title = inert(part.title)
+    return f"**{title}**\n{rows}" if rows else f"**{title}**"
 
 
 def render_markdown(parts: Sequence[Part], *, subtext_notices: bool = False) -> str:
@@ -127,13 +152,13 @@ def render_markdown(parts: Sequence[Part], *, subtext_notices: bool = False) -> 
     lines: list[str] = []
     for part in parts:
         if isinstance(part, Text):
-            lines.append(part.markdown)
+            lines.append(inert(part.markdown))
         elif isinstance(part, Notice):
             lines.append(_notice(part, subtext=subtext_notices))
         elif isinstance(part, Link):
             lines.append(_link(part))
         elif isinstance(part, Image):
-            lines.append(f"🖼️ {part.alt or part.path.name}")
+            lines.append(f"🖼️ {inert(part.alt or part.path.name)}")
         elif isinstance(part, Failure):
             lines.append(_failure_text(part))
         elif isinstance(part, Fields):
@@ -144,26 +169,30 @@ def render_markdown(parts: Sequence[Part], *, subtext_notices: bool = False) -> 
 
 def _failure_embed(part: Failure) -> discord.Embed:
     embed = discord.Embed(
-        title=_clip(f"❌ {part.message}", MAX_TITLE), colour=discord.Colour(FAILURE_COLOUR)
+        title=_clip(f"❌ {inert(part.message)}", MAX_TITLE), colour=discord.Colour(FAILURE_COLOUR)
     )
-    embed.add_field(name="Code", value=_clip(f"`{part.code}`", MAX_FIELD_VALUE), inline=True)
+    code = inert(part.code)
+    embed.add_field(name="Code", value=_clip(f"`{code}`", MAX_FIELD_VALUE), inline=True)
     if part.request_id:
+        request_id = inert(part.request_id)
         embed.add_field(
-            name="Request id", value=_clip(f"`{part.request_id}`", MAX_FIELD_VALUE), inline=True
+            name="Request id", value=_clip(f"`{request_id}`", MAX_FIELD_VALUE), inline=True
         )
     if part.hint:
-        embed.add_field(name="Next step", value=_clip(part.hint, MAX_FIELD_VALUE), inline=False)
+        embed.add_field(
+            name="Next step", value=_clip(inert(part.hint), MAX_FIELD_VALUE), inline=False
+        )
     return embed
 
 
 def _fields_embeds(part: Fields) -> list[discord.Embed]:
     """One field per row, 25 to an embed; the title goes on the first."""
-    rows = part.rows or [("", "")]
+    rows = [(inert(label), inert(value)) for label, value in part.rows] or [("", "")]
     embeds: list[discord.Embed] = []
     for start in range(0, len(rows), MAX_FIELDS):
         embed = discord.Embed(colour=discord.Colour(FIELDS_COLOUR))
         if start == 0:
-            embed.title = _clip(part.title, MAX_TITLE)
+            embed.title = _clip(inert(part.title), MAX_TITLE)
         for label, value in rows[start : start + MAX_FIELDS]:
             if not label and not value:
                 continue
@@ -211,4 +240,4 @@ def _embed_text(embed: discord.Embed) -> str:
 
 def button_label(button: Button) -> str:
     """A button's label within Discord's 80 characters."""
-    return _clip(button.label, MAX_LABEL)
+    return _clip(inert(button.label), MAX_LABEL)

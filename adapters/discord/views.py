@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import discord
 
-from adapters.discord.render import button_label, custom_id
+from adapters.discord.guard import log_crash, tell_interaction
+from adapters.discord.render import button_label, custom_id, inert
 from bot.messages import Button, FormRequest
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def build_view(buttons: Sequence[Button]) -> discord.ui.View | None:
 
 
 def _clip(text: str, limit: int) -> str:
+    text = inert(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -99,5 +101,7 @@ class FormModal(discord.ui.Modal):
     async def on_error(  # type: ignore[override]  # a Modal's on_error has no item argument
         self, interaction: discord.Interaction, error: Exception, /
     ) -> None:
-        """Never log the values: they are secrets."""
-        log.error("form %s failed: %s", self.request.form_id, type(error).__name__)
+        """Tell the person (with a ref); log without the error's message (it may quote a value)."""
+        what = f"form {self.request.form_id}"
+        ref = log_crash(log, what, error, secrets_inside=True)
+        await tell_interaction(interaction, ref)

@@ -66,6 +66,31 @@ def test_console_demo_with_piped_input(tmp_path: Path) -> None:
     assert "Traceback" not in out + proc.stderr
 
 
+def test_a_line_that_once_crashed_the_console_does_not_end_it(tmp_path: Path) -> None:
+    # This date overflowed while being parsed and the OverflowError ended the process (rc 1).
+    script = "\n".join(
+        [
+            "/openclaw-token keys create --name e3137 --expires 9999-12-31T23:59:59-12:00",
+            "/alltoken-help",
+        ]
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", "console", "--sim", "--out", str(tmp_path / "out")],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    answers = proc.stdout.split("Ctrl-D to quit.", 1)[1]
+    first, _, rest = answers.partition("**tokenbot**")
+    assert "--expires" in first or "something went wrong (ref" in first.lower()
+    assert "/alltoken-chat" in rest  # the next line was answered
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
 def _start_sim(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     sim = subprocess.Popen(
         [sys.executable, "-m", "bot", "sim"], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
