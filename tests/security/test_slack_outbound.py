@@ -174,7 +174,8 @@ def test_every_part_kind_renders_hostile_text_inert(a: str, b: str, c: str, expi
         Link(url=b, label=c),  # a URL that may be anything: never a link unless it is web
         Actions(buttons=[Button(action_id="x", label=a, value=b)]),
     ]
-    urls = text_urls(a, b, c) | {link_url}
+    # `b` is also an explicit Link part's URL: the renderer may link it when it is web.
+    urls = text_urls(a, b, c) | {link_url, b}
     for message in render_messages(parts):
         assert_inert(message.blocks, message.text, urls, dates=expiring)
     assert_inert(trailer_blocks(parts), fallback_text(parts), urls, dates=expiring)
