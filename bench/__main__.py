@@ -11,6 +11,8 @@ import importlib
 import os
 import platform
 import sys
+import time
+from collections.abc import Sequence
 
 Row = tuple[str, str, str, float, str, bool]
 
@@ -32,15 +34,22 @@ def _format(row: Row) -> str:
     return f"| {name} | {measured} | {baseline} | {ratio_text} | {target} | {result} |"
 
 
-async def main() -> int:
-    """Run everything and print a Markdown table; exit 1 when a target is missed."""
-    only = set(sys.argv[1:])
+async def main(args: Sequence[str] | None = None, modules: Sequence[str] = MODULES) -> int:
+    """Run everything (or the modules named in `args`) and print a Markdown table; exit 1
+    when a target is missed. Progress goes to stderr, so stdout is the table alone."""
+    only = set(sys.argv[1:] if args is None else args)
     table: list[Row] = []
-    for name in MODULES:
-        if only and name.rsplit(".", 1)[-1] not in only:
-            continue
+    chosen = [n for n in modules if not only or n.rsplit(".", 1)[-1] in only]
+    for index, name in enumerate(chosen, 1):
+        short = f"[{index}/{len(chosen)}] {name.rsplit('.', 1)[-1]}"
+        # The table comes at the end (~140 s for all): say on stderr what is running meanwhile.
+        print(f"bench: {short} …", file=sys.stderr, flush=True)
+        started = time.perf_counter()
         module = importlib.import_module(name)
-        table.extend(await module.rows())
+        rows = await module.rows()
+        table.extend(rows)
+        elapsed = time.perf_counter() - started
+        print(f"bench: {short} done in {elapsed:.1f} s", file=sys.stderr, flush=True)
     cpu = platform.processor() or platform.machine()
     print(
         f"machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"

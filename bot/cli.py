@@ -89,6 +89,7 @@ async def _create_bot(settings: Settings, new_store: bool) -> TokenBot:
 
 
 async def _console(args: argparse.Namespace) -> int:
+    from adapters.console.demo_links import DemoMedia
     from adapters.console.run import ConsoleAdapter
     from bot.sim.cluster import SimCluster
     from bot.store import Owner
@@ -97,7 +98,7 @@ async def _console(args: argparse.Namespace) -> int:
     overrides: dict[str, object] = {}
     tmp: tempfile.TemporaryDirectory[str] | None = None
     if args.sim:
-        cluster = await SimCluster().start()
+        cluster = await SimCluster(settings=_settings()).start()
         overrides.update(cluster.urls)
         if not os.environ.get("TOKENBOT_DATA_DIR"):
             # The simulators forget everything on exit, so the demo's data does too.
@@ -138,7 +139,9 @@ async def _console(args: argparse.Namespace) -> int:
                 "Ctrl-D to quit.",
                 flush=True,
             )
-        adapter = ConsoleAdapter(bot, user=user, out_dir=Path(args.out))
+        out_dir = Path(args.out)
+        demo = DemoMedia(cluster.urls.values(), out_dir) if cluster is not None else None
+        adapter = ConsoleAdapter(bot, user=user, out_dir=out_dir, demo=demo)
         return await adapter.run()
     finally:
         await bot.aclose()
@@ -152,7 +155,7 @@ async def _sim(args: argparse.Namespace) -> int:
     from bot.sim.cluster import SimCluster
 
     configure_logging(os.environ.get("TOKENBOT_LOG_LEVEL", "WARNING"), None)
-    cluster = await SimCluster().start({"alltoken": args.alltoken_port})
+    cluster = await SimCluster(settings=_settings()).start({"alltoken": args.alltoken_port})
     print(json.dumps({"ready": True, **cluster.urls, "demo_keys": cluster.demo_keys}), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -10,6 +10,32 @@ from bot.key_shapes import contains_key, redact
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+# TOKENBOT_LOG_LEVEL=DEBUG-ALL: DEBUG for these libraries too; at any other level they log
+# warnings only (aiosqlite alone logs every query at DEBUG, thousands of lines a minute).
+DEBUG_ALL = "DEBUG-ALL"
+LIBRARY_LOGGERS = (
+    "aiosqlite",
+    "asyncio",
+    "httpx",
+    "httpcore",
+    "hpack",
+    "aiohttp",
+    "slack_bolt",
+    "slack_sdk",
+    "discord",
+    "websockets",
+    "hypothesis",
+    "PIL",
+    "markdown_it",
+    "urllib3",
+)
+
+
+def quiet_libraries(level: int = logging.WARNING) -> None:
+    """Set the third-party loggers to `level` (NOTSET: follow the root logger)."""
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+
 
 class RedactKeys(logging.Filter):
     """Rewrites a record whose message contains something shaped like a key."""
@@ -32,9 +58,13 @@ class RedactKeys(logging.Filter):
 
 
 def configure_logging(level: str, data_dir: Path | None, *, stderr: bool = True) -> Path | None:
-    """Install handlers on the root logger; returns the log file path when there is one."""
+    """Install handlers on the root logger; returns the log file path when there is one.
+
+    `level` applies to tokenbot's own loggers; "DEBUG-ALL" is DEBUG for the libraries too."""
+    everything = level.upper() == DEBUG_ALL
     root = logging.getLogger()
-    root.setLevel(level)
+    root.setLevel(logging.DEBUG if everything else level.upper())
+    quiet_libraries(logging.NOTSET if everything else logging.WARNING)
     for handler in list(root.handlers):
         if getattr(handler, "_tokenbot", False):
             root.removeHandler(handler)
@@ -56,7 +86,4 @@ def configure_logging(level: str, data_dir: Path | None, *, stderr: bool = True)
         handler.addFilter(redactor)
         handler._tokenbot = True  # type: ignore[attr-defined]
         root.addHandler(handler)
-    # httpx logs every request URL at INFO; keep it at WARNING so logs stay readable.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
     return log_file

@@ -11,15 +11,19 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import discord
+from discord.http import Route
 
 from adapters.discord import endpoints
 from adapters.discord.adapter import DiscordAdapter
 from bot.app import TokenBot
+from bot.key_shapes import redact
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -95,14 +99,39 @@ async def sync_commands(
         restore()
 
 
+def _failure(exc: BaseException, api_url: str) -> str | None:
+    """One line saying why the sync failed and what to do, or None for an unexpected error."""
+    if isinstance(exc, discord.LoginFailure):
+        return f"Discord rejected DISCORD_TOKEN ({exc}); copy the bot token again from the portal"
+    if isinstance(exc, discord.HTTPException):
+        return (
+            f"Discord refused the sync: HTTP {exc.status} {exc.text or exc}; check the bot's "
+            "access to that guild (--guild) and try again later if it is rate limited"
+        )
+    if isinstance(exc, aiohttp.ClientError | OSError | TimeoutError):
+        reason = str(exc) or type(exc).__name__
+        return (
+            f"cannot reach Discord at {api_url} ({reason}); check the network "
+            "(and DISCORD_API_URL if set), then run `tokenbot discord-sync` again"
+        )
+    return None
+
+
 async def run_sync(settings: Settings, *, guild_id: int | None, force: bool) -> int:
-    """The CLI command: prints what happened; exit code 0, or 2 without DISCORD_TOKEN."""
+    """The CLI command: prints what happened; exit code 0, or 2 (one line on stderr) on failure."""
     if settings.discord_token is None:
-        print("tokenbot: set DISCORD_TOKEN to sync Discord commands.")
+        print("tokenbot: set DISCORD_TOKEN to sync Discord commands.", file=sys.stderr)
         return 2
+    api_url = settings.discord_api_url or Route.BASE
     bot = await TokenBot.create(settings)
     try:
         result = await sync_commands(bot, settings, guild_id=guild_id, force=force)
+    except Exception as exc:
+        message = _failure(exc, api_url)
+        if message is None:
+            raise
+        print(f"tokenbot: {redact(' '.join(message.split()))}", file=sys.stderr)
+        return 2
     finally:
         await bot.aclose()
     if result.synced:

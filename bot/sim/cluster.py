@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Protocol
 
+from bot.settings import Settings, load_settings
 from bot.sim.alltoken import AllTokenSim, AllTokenSimConfig
 
 DEMO_ALLTOKEN_KEY = "sk-at-demo-0000000000000000000000"
@@ -22,27 +22,29 @@ class Simulator(Protocol):
         """Stop listening."""
 
 
-def sim_config_from_env() -> AllTokenSimConfig:
-    """AllToken simulator pacing from TOKENBOT_SIM_* variables (demo defaults otherwise)."""
+def sim_config_from_settings(settings: Settings) -> AllTokenSimConfig:
+    """AllToken simulator pacing from the TOKENBOT_SIM_* settings (demo defaults otherwise)."""
     overrides: dict[str, float] = {}
-    for env, name in (
-        ("TOKENBOT_SIM_IMAGE_SECONDS", "image_seconds"),
-        ("TOKENBOT_SIM_VIDEO_SECONDS", "video_seconds"),
-        ("TOKENBOT_SIM_TOKENS_PER_SECOND", "tokens_per_second"),
-        ("TOKENBOT_SIM_LATENCY_MS", "latency_ms"),
-        ("TOKENBOT_SIM_VIDEO_URL_TTL", "video_url_ttl_s"),
+    for value, name in (
+        (settings.sim_image_seconds, "image_seconds"),
+        (settings.sim_video_seconds, "video_seconds"),
+        (settings.sim_tokens_per_second, "tokens_per_second"),
+        (settings.sim_latency_ms, "latency_ms"),
+        (settings.sim_video_url_ttl_s, "video_url_ttl_s"),
     ):
-        if os.environ.get(env):
-            overrides[name] = float(os.environ[env])
+        if value is not None:
+            overrides[name] = value
     return AllTokenSimConfig(**overrides)
 
 
 class SimCluster:
     """The running simulators, the settings that point tokenbot at them, and the demo keys."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", settings: Settings | None = None) -> None:
         self.host = host
-        self.alltoken = AllTokenSim(sim_config_from_env())
+        # The pacing comes from the environment and the TOKENBOT_CONFIG file alike.
+        self._settings = settings if settings is not None else load_settings()
+        self.alltoken = AllTokenSim(sim_config_from_settings(self._settings))
         # Each entry: (name, simulator, settings field that should point at it).
         self._sims: list[tuple[str, Simulator, str]] = [
             ("alltoken", self.alltoken, "alltoken_base_url")
@@ -54,11 +56,11 @@ class SimCluster:
         """OpenMarlin and OpenClaw Token simulators join here (see their modules)."""
         from bot.sim.openmarlin import DEMO_KEY as DEMO_OPENMARLIN_KEY
         from bot.sim.openmarlin import OpenMarlinSim
-        from bot.sim.openmarlin import sim_config_from_env as openmarlin_config_from_env
+        from bot.sim.openmarlin import sim_config_from_settings as openmarlin_config
 
         self.add(
             "openmarlin",
-            OpenMarlinSim(openmarlin_config_from_env()),
+            OpenMarlinSim(openmarlin_config(self._settings)),
             "openmarlin_server_url",
             {"openmarlin": DEMO_OPENMARLIN_KEY},
         )

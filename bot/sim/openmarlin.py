@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import secrets
 import time
 from collections import Counter
@@ -26,7 +25,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 # The referral path is unpublished; the client and this stand-in share its one constant.
 from bot.services.openmarlin import REFERRAL_PATH
-from bot.sim.alltoken_tasks import fake_mp4
+from bot.settings import Settings
+from bot.sim.demo_video import demo_mp4
 from bot.sim.listener import Listener
 from bot.sim.openmarlin_pages import (
     callback_landing_page,
@@ -588,7 +588,7 @@ class OpenMarlinSim:
             raise ApiError(404, "not_found", "no such artifact")
         if request.match_info["ext"] == "png":
             return web.Response(body=gradient_png(task.prompt, 32), content_type="image/png")
-        return web.Response(body=fake_mp4(task.task_id), content_type="video/mp4")
+        return web.Response(body=demo_mp4(), content_type="video/mp4")
 
     # ---- billing ---------------------------------------------------------------------------
 
@@ -738,19 +738,16 @@ def _html(text: str, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type="text/html")
 
 
-def sim_config_from_env() -> OpenMarlinSimConfig:
+def sim_config_from_settings(settings: Settings) -> OpenMarlinSimConfig:
     """Pacing from TOKENBOT_SIM_OPENMARLIN_TASK_SECONDS and friends (demo defaults otherwise)."""
     cfg = OpenMarlinSimConfig()
-    task = os.environ.get("TOKENBOT_SIM_OPENMARLIN_TASK_SECONDS")
-    if task:
-        total = max(float(task), 0.0)
+    if settings.sim_openmarlin_task_seconds is not None:
+        total = settings.sim_openmarlin_task_seconds
         cfg.task_queue_s, cfg.task_run_s = total * 0.2, total * 0.8
-    tps = os.environ.get("TOKENBOT_SIM_TOKENS_PER_SECOND")
-    if tps:
-        cfg.tokens_per_second = max(float(tps), 0.0)
-    latency = os.environ.get("TOKENBOT_SIM_LATENCY_MS")
-    if latency:
-        cfg.latency_ms = max(float(latency), 0.0)
+    if settings.sim_tokens_per_second is not None:
+        cfg.tokens_per_second = settings.sim_tokens_per_second
+    if settings.sim_latency_ms is not None:
+        cfg.latency_ms = settings.sim_latency_ms
     return cfg
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -209,18 +210,94 @@ def test_inbound_mapping() -> None:
     assert not is_user_post({"user": "U9", "bot_id": "B9", "text": "x"}, IDENTITY)
 
 
-def test_manifest_declares_every_command_scope_and_event() -> None:
+MANIFEST = Path(__file__).parents[2] / "config" / "slack-app-manifest.yaml"
+SLACK_SOURCE = Path(__file__).parents[2] / "adapters" / "slack"
+
+# Web API methods the Slack adapter calls (by their AsyncWebClient name) -> the bot scopes
+# each needs as tokenbot uses it (api.slack.com/methods). A call missing here fails the test.
+METHOD_SCOPES: dict[str, tuple[str, ...]] = {
+    # chat:write.public: slash-command replies in public channels the bot hasn't joined.
+    "chat_postMessage": ("chat:write", "chat:write.public"),
+    "chat_postEphemeral": ("chat:write",),
+    "chat_update": ("chat:write",),
+    "chat_startStream": ("chat:write",),
+    "chat_appendStream": ("chat:write",),
+    "chat_stopStream": ("chat:write",),
+    # files.getUploadURLExternal + files.completeUploadExternal.
+    "files_upload_v2": ("files:write",),
+    "conversations_open": ("im:write",),
+    # Thread context in every kind of conversation the bot listens in.
+    "conversations_replies": ("channels:history", "groups:history", "im:history"),
+    "views_open": (),
+    "auth_test": (),
+}
+# Events the manifest subscribes to -> the scope each needs; slash commands need `commands`.
+EVENT_SCOPES = {
+    "app_mention": "app_mentions:read",
+    "message.channels": "channels:history",
+    "message.groups": "groups:history",
+    "message.im": "im:history",
+}
+
+
+def _manifest_list(text: str, header: str) -> list[str]:
+    """The `- item` entries right under the line `header:` (this YAML needs no parser)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == f"{header}:")
+    items: list[str] = []
+    for line in lines[start + 1 :]:
+        if line.lstrip().startswith("#"):
+            continue
+        m = re.match(r"\s+- ([\w:.]+)", line)
+        if not m:
+            break
+        items.append(m.group(1))
+    return items
+
+
+def _web_api_calls() -> set[str]:
+    """Every AsyncWebClient method the Slack adapter's source calls."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    api = {name for name in vars(AsyncWebClient) if not name.startswith("_")}
+    calls: set[str] = set()
+    for path in SLACK_SOURCE.glob("*.py"):
+        calls |= set(re.findall(r"\.([a-z]+_[A-Za-z0-9_]+)\(", path.read_text())) & api
+    return calls
+
+
+def test_manifest_declares_every_command_and_event() -> None:
     from bot.app import default_families
 
-    manifest = (Path(__file__).parents[2] / "config" / "slack-app-manifest.yaml").read_text()
+    manifest = MANIFEST.read_text()
     names = [n for f in default_families() for n in f.slash_commands]
     for name in [*names, "/openmarlin", "/openclaw-token"]:
         assert f"- command: {name}\n" in manifest, name
-    for scope in ("commands", "chat:write", "chat:write.public", "files:write", "im:write"):
-        assert f"- {scope} " in manifest or f"- {scope}\n" in manifest, scope
-    for event in ("app_mention", "message.channels", "message.groups", "message.im"):
-        assert f"- {event}\n" in manifest
+    assert set(_manifest_list(manifest, "bot_events")) == set(EVENT_SCOPES)
+    app_source = (SLACK_SOURCE / "app.py").read_text()
+    assert '@app.event("app_mention")' in app_source and '@app.event("message")' in app_source
     assert "socket_mode_enabled: true" in manifest and "is_enabled: true" in manifest
+
+
+def test_every_web_api_call_has_its_scopes_in_the_manifest() -> None:
+    scopes = set(_manifest_list(MANIFEST.read_text(), "bot"))
+    calls = _web_api_calls()
+    assert "chat_postMessage" in calls and "files_upload_v2" in calls  # the scan finds calls
+    assert calls == set(METHOD_SCOPES), "update METHOD_SCOPES for the methods the adapter calls"
+    for method in sorted(calls):
+        missing = set(METHOD_SCOPES[method]) - scopes
+        assert not missing, f"{method} needs {missing}"
+
+
+def test_every_manifest_scope_is_used() -> None:
+    manifest = MANIFEST.read_text()
+    scopes = _manifest_list(manifest, "bot")
+    assert len(scopes) == len(set(scopes)) and "commands" in scopes
+    events = _manifest_list(manifest, "bot_events")
+    needed = {s for m in _web_api_calls() for s in METHOD_SCOPES.get(m, ())}
+    needed |= {EVENT_SCOPES[e] for e in events} | {"commands"}  # slash commands
+    unused = set(scopes) - needed
+    assert not unused, f"the manifest requests scopes nothing uses: {sorted(unused)}"
 
 
 def test_recent_keys_and_token_bucket() -> None:
