@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from adapters.console.demo_links import DemoMedia
 from adapters.console.render import render
 from bot.messages import (
     Destination,
@@ -93,11 +94,13 @@ class ConsoleConversation:
         printer: ConsolePrinter,
         out_dir: Path,
         form_reader: FormReader | None = None,
+        demo: DemoMedia | None = None,
     ) -> None:
         self.destination = destination
         self.printer = printer
         self.out_dir = out_dir
         self.form_reader = form_reader
+        self.demo = demo
         self.limits = Limits(
             max_message_chars=1_000_000, edit_interval_s=0.0, max_upload_bytes=1 << 40
         )
@@ -109,12 +112,16 @@ class ConsoleConversation:
 
     async def say(self, parts: Sequence[Part]) -> MessageRef:
         """Print the parts."""
-        self.printer.write_block(render(parts))
+        await self._print(parts)
         return self._ref()
 
     async def edit(self, ref: MessageRef, parts: Sequence[Part]) -> None:
         """A terminal can't edit: print the new version (jobs edit only on real changes)."""
-        self.printer.write_block(render(parts))
+        await self._print(parts)
+
+    async def _print(self, parts: Sequence[Part]) -> None:
+        copies = await self.demo.keep_copies(parts) if self.demo is not None else []
+        self.printer.write_block("\n".join([render(parts), *copies]))
 
     def stream(self) -> ConsoleTextStream:
         """Stream straight to the terminal."""
@@ -128,6 +135,8 @@ class ConsoleConversation:
         await asyncio.to_thread(shutil.copyfile, image.path, target)
         size = target.stat().st_size
         alt = f" — {neutralise_controls(image.alt)}" if image.alt else ""
+        if self.demo is not None:
+            alt += " (simulated)"  # drawn by the demo's simulator, not by a model
         self.printer.write_block(
             f"🖼 saved {neutralise_controls(str(target))} ({size:,} bytes){alt}"
         )

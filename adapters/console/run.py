@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from adapters.console.conversation import ConsoleConversation, ConsolePrinter
+from adapters.console.demo_links import DemoMedia
 from adapters.console.render import render
 from bot.app import TokenBot
 from bot.failures import new_error_ref, unexpected_failure
@@ -46,6 +47,7 @@ class ConsoleAdapter:
         stdout: TextIO | None = None,
         interactive: bool | None = None,
         read_field: FieldReader = _terminal_field,
+        demo: DemoMedia | None = None,
     ) -> None:
         self.bot = bot
         self.user = user
@@ -54,6 +56,7 @@ class ConsoleAdapter:
         self.printer = ConsolePrinter(stdout or sys.stdout)
         self.interactive = self.stdin.isatty() if interactive is None else interactive
         self.read_field = read_field
+        self.demo = demo
         bot.register_platform("console", self.conversation_for)
 
     def destination(self) -> Destination:
@@ -69,7 +72,7 @@ class ConsoleAdapter:
     def conversation_for(self, destination: Destination) -> ConsoleConversation:
         """Conversations for new messages and for jobs resumed after a restart."""
         reader = self._read_form if self.interactive else None
-        return ConsoleConversation(destination, self.printer, self.out_dir, reader)
+        return ConsoleConversation(destination, self.printer, self.out_dir, reader, self.demo)
 
     def inbound(self, text: str) -> Inbound:
         """A terminal line as an Inbound (private, like a DM)."""

@@ -57,11 +57,11 @@ from bot.sim.alltoken_tasks import (
     ImageTask,
     UrlSigner,
     VideoTask,
-    fake_mp4,
     iso,
 )
+from bot.sim.demo_video import demo_mp4
 from bot.sim.listener import Listener
-from bot.sim.png import gradient_png
+from bot.sim.picture import fit, image_dimensions, prompt_picture
 
 __all__ = ["AllTokenSim", "AllTokenSimConfig", "Fault", "SimApiError", "SimStats", "create_app"]
 
@@ -90,7 +90,9 @@ class AllTokenSimConfig(BaseModel):
     r2_copy: bool = True
     r2_ttl_s: float = Field(3600.0, ge=0)
     video_url_ttl_s: float = Field(3600.0, ge=0)
-    image_pixels: int = Field(64, ge=1, le=2048)
+    # Longest side of a simulated image: the requested size is scaled down to fit (tests
+    # use a small value so pictures are cheap to draw).
+    image_pixels: int = Field(1536, ge=16, le=2048)
     poll_after_ms: int = Field(500, ge=0)
     signing_secret: str = "sim-secret"
 
@@ -700,11 +702,15 @@ class AllTokenSim:
             raise SimApiError(404, "task_not_found", "No such task for this API key.")
         return task
 
-    def _png(self, task: ImageTask, index: int) -> bytes:
+    async def _png(self, task: ImageTask, index: int) -> bytes:
         object_id = task.object_ids()[index]
         cached = self._png_cache.get(object_id)
         if cached is None:
-            cached = gradient_png(f"{task.prompt}#{index}", self.config.image_pixels)
+            width, height = image_dimensions(task.size, self.config.image_pixels)
+            # A full-size picture takes ~0.1 s to draw: off the loop, so streams keep flowing.
+            cached = await asyncio.to_thread(
+                prompt_picture, task.prompt, width, height, variant=str(index)
+            )
             self._png_cache[object_id] = cached
         return cached
 
@@ -741,9 +747,10 @@ class AllTokenSim:
                 raise SimApiError(410, "image_expired", "The image result has expired.")
             task.b64_delivered = True
             self.stats.b64_deliveries[task.id] += 1
+            pngs = [await self._png(task, i) for i in range(task.n)]
             items = [
                 {
-                    "b64_json": base64.b64encode(self._png(task, i)).decode("ascii"),
+                    "b64_json": base64.b64encode(pngs[i]).decode("ascii"),
                     **self._r2_fields(task, i, now),
                     "mime_type": "image/png",
                     "revised_prompt": task.revised_prompt(),
@@ -781,7 +788,7 @@ class AllTokenSim:
             return _xml_denied(404, "NoSuchKey", "The specified key does not exist.")
         task, index = found
         self.stats.r2_downloads[object_id] += 1
-        return web.Response(body=self._png(task, index), content_type="image/png")
+        return web.Response(body=await self._png(task, index), content_type="image/png")
 
     # ---- videos ----------------------------------------------------------------------------
 
@@ -906,10 +913,14 @@ class AllTokenSim:
         if task is None or task.status(self.now()) not in ("completed", "expired"):
             return _xml_denied(404, "NoSuchKey", "The specified key does not exist.")
         if kind == "frames":
-            png = gradient_png(f"{task.prompt}#last", self.config.image_pixels)
+            width, height = fit(*task.dimensions(), self.config.image_pixels)
+            png = await asyncio.to_thread(
+                prompt_picture, task.prompt, width, height, variant="last"
+            )
             return web.Response(body=png, content_type="image/png")
         self.stats.video_downloads[object_id] += 1
-        return web.Response(body=fake_mp4(task.id), content_type="video/mp4")
+        # Every task serves the same shipped clip: small, and it plays in any player.
+        return web.Response(body=demo_mp4(), content_type="video/mp4")
 
     # ---- control API -----------------------------------------------------------------------
 

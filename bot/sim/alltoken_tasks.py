@@ -196,9 +196,13 @@ class VideoTask:
             return "failed"
         return "expired" if now >= self.url_expires_at else "completed"
 
+    def dimensions(self) -> tuple[int, int]:
+        """(width, height) in pixels of the requested resolution and ratio."""
+        return _video_dimensions(self.resolution, self.ratio)
+
     def usage(self) -> dict[str, int]:
         """Seedance-style usage: tokens ~ pixels * frames / 1024."""
-        width, height = _video_dimensions(self.resolution, self.ratio)
+        width, height = self.dimensions()
         tokens = width * height * VIDEO_FPS * self.duration // 1024
         return {"completion_tokens": tokens, "total_tokens": tokens}
 
@@ -245,12 +249,3 @@ class VideoTask:
             "updated_at": iso(min(now, finished_at)),
             "completed_at": iso(finished_at) if status in TERMINAL_VIDEO_STATUSES else None,
         }
-
-
-# A minimal ISO-BMFF header (ftyp + mdat) so downloaded bytes look like an MP4 container.
-def fake_mp4(seed: str) -> bytes:
-    """A few KB of bytes starting with a valid `ftyp` box, derived from `seed`."""
-    ftyp = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
-    payload = hashlib.sha256(seed.encode("utf-8")).digest() * 64
-    mdat = (8 + len(payload)).to_bytes(4, "big") + b"mdat" + payload
-    return ftyp + mdat

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +25,7 @@ from alltoken.generated.chat import (
     VideoListResponse,
     VideoTaskResponse,
 )
+from PIL import Image
 
 from bot import catalog
 from bot.sim.alltoken import AllTokenSim, AllTokenSimConfig, Fault
@@ -61,6 +63,7 @@ async def make_sim() -> AsyncIterator[SimFactory]:
             "image_seconds": 0.1,
             "video_seconds": 0.1,
             "tokens_per_second": 0,
+            "image_pixels": 64,  # pictures are drawn at the requested size, scaled to this
             **overrides,
         }
         sim = AllTokenSim(AllTokenSimConfig(**settings), clock=clock)
@@ -394,6 +397,7 @@ async def test_image_lifecycle_b64_once_then_r2(
     item = body["data"][0]
     png = base64.b64decode(item["b64_json"])
     assert png.startswith(PNG_SIGNATURE)
+    assert Image.open(io.BytesIO(png)).size == (64, 64)  # auto = 1024x1024, scaled to the cap
     assert item["mime_type"] == "image/png" and item["r2_url"].startswith(sim.base_url)
     assert set(body["usage"]) == {"input_tokens", "output_tokens", "total_tokens"}
     assert sim.stats.b64_deliveries[task_id] == 1
@@ -569,6 +573,7 @@ async def test_video_lifecycle_and_presigned_url(make_sim: SimFactory) -> None:
         assert sim.stats.video_downloads[vid] == 1
         frame = await anon.get(done["last_frame_url"])
         assert frame.content.startswith(PNG_SIGNATURE)
+        assert Image.open(io.BytesIO(frame.content)).size == (36, 64)  # 720x1280, scaled
         bad = done["video_url"].replace("sig=", "sig=00")
         assert (await anon.get(bad)).status_code == 403
 
