@@ -594,6 +594,10 @@ HELP_TEXT = "\n".join(
         "• `/openmarlin status` · `models` · `balance` · `activity` · `referral link`",
         f"• `{USAGE['openmarlin.topup']}` · `{USAGE['openmarlin.task_status']}`",
         f"• `{USAGE['openmarlin.key']}` — store an existing key privately",
+        "",
+        "A paid run starts only with `to …` (or a first word that is not one of the commands "
+        "above): `/openmarlin balance please` shows the balance, `/openmarlin models gpt extra` "
+        "is a usage error, `/openmarlin to status report of Q3` is an instruction.",
     ]
 )
 
