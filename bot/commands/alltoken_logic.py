@@ -43,6 +43,13 @@ def models_reply(type_: str, models: list[ModelInfo], filter_: str) -> Text:
     return Text(markdown=head + "\n```\n" + "\n".join(ids) + "\n```")
 
 
+def price_text(price: Decimal) -> str:
+    """A price with at least cents (`$0.20`, not `$0.2` beside `$0.55`), more digits if it has them."""
+    exact = price.normalize()
+    exponent = exact.as_tuple().exponent
+    return f"${exact:f}" if isinstance(exponent, int) and exponent < -2 else f"${price:.2f}"
+
+
 def cost_table(
     model: str,
     prompt_tokens: int,
@@ -58,8 +65,8 @@ def cost_table(
         ("completion tokens", f"{completion_tokens:,}"),
     ]
     if prices is not None:
-        rows.append(("input $/1M", f"${prices.input_per_1m.normalize():f}"))
-        rows.append(("output $/1M", f"${prices.output_per_1m.normalize():f}"))
+        rows.append(("input $/1M", price_text(prices.input_per_1m)))
+        rows.append(("output $/1M", price_text(prices.output_per_1m)))
     rows.append(("total cost", format_usd(cost)))
     rows.append(("source", source))
     return Fields(title="AllToken cost", rows=rows)

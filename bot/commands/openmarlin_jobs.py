@@ -335,7 +335,7 @@ class RegistrationJob(_MarlinJob):
             [
                 Notice(
                     level="success",
-                    text="✔ OpenMarlin is set up"
+                    text="OpenMarlin is set up"
                     + (f" — workspace **{name}**{new}" if name else "")
                     + ". Your API key is stored for you, encrypted; tokenbot will not show it.",
                 ),

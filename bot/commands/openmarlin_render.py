@@ -70,9 +70,11 @@ def amount_text(value: Decimal | Amount | None, unit: str | None = None) -> str:
     """`12.5 credits` (no exponent, no trailing zeros)."""
     if value is None:
         return "unknown"
-    if isinstance(value, Amount):
-        return f"{value.amount.normalize():f} {unit or value.unit}"
-    return f"{value.normalize():f} {unit or 'credits'}"
+    number = value.amount if isinstance(value, Amount) else value
+    unit = unit or (value.unit if isinstance(value, Amount) else "credits")
+    if unit == "credits" and abs(number) == 1:
+        unit = "credit"
+    return f"{number.normalize():f} {unit}"
 
 
 def when(value: str | datetime | None, fmt: str = "%Y-%m-%d %H:%M UTC") -> str:

@@ -200,7 +200,7 @@ async def test_execution_streams_into_the_chat(bot: TokenBot, om: OpenMarlinSim)
     assert isinstance(trailer, Notice)
     assert (
         "on `node-a`" in trailer.text
-        and "1 credits" in trailer.text
+        and "1 credit" in trailer.text
         and "request req_" in trailer.text
     )
     [usage] = await bot.store.list_usage(chat.owner)
@@ -443,7 +443,7 @@ async def test_402_offers_a_top_up_that_lands_and_shows_the_balance(
     [fields] = parts(chat.conv, Fields)
     assert dict(fields.rows) == {
         "current": "0.5 credits",
-        "required": "1 credits",
+        "required": "1 credit",
         "shortfall": "0.5 credits",
     }
     action, value = _topup_button(chat.conv)
@@ -455,7 +455,7 @@ async def test_402_offers_a_top_up_that_lands_and_shows_the_balance(
     assert await bot.jobs.wait_idle(10)
     last = chat.conv.events[-1]
     assert last.kind == "whisper" and "credit_applied" in last.text
-    assert ("available", "1 credits") in parts(chat.conv, Fields)[-1].rows
+    assert ("available", "1 credit") in parts(chat.conv, Fields)[-1].rows
     await chat.send("use openmarlin to say hello")
     assert chat.conv.events[-1].kind == "stream"
 
@@ -507,7 +507,7 @@ async def test_activity_lists_usage_and_ledger(bot: TokenBot, om: OpenMarlinSim)
     await chat.send("use openmarlin activity")
     text = chat.conv.events[-1].text
     assert chat.conv.events[-1].kind == "whisper"
-    assert "agent_run" in text and "usage_debit" in text and "-1 credits" in text
+    assert "agent_run" in text and "usage_debit" in text and "-1 credit" in text
 
 
 async def test_referral_link_and_a_server_without_it(bot: TokenBot, om: OpenMarlinSim) -> None:

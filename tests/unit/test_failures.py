@@ -102,3 +102,14 @@ def test_duplicate_request_carries_task_id() -> None:
 def test_transport_errors() -> None:
     assert transport_error("alltoken", httpx.ReadTimeout("x")).code == "timeout"
     assert transport_error("alltoken", httpx.ConnectError("x")).code == "connection_error"
+
+
+def test_prices_show_at_least_cents() -> None:
+    from decimal import Decimal
+
+    from bot.commands.alltoken_logic import price_text
+
+    assert price_text(Decimal("0.2")) == "$0.20"
+    assert price_text(Decimal("0.55")) == "$0.55"
+    assert price_text(Decimal("2.5000")) == "$2.50"
+    assert price_text(Decimal("0.0375")) == "$0.0375"

@@ -221,3 +221,9 @@ async def test_the_service_refuses_a_v1_url() -> None:
     async with httpx.AsyncClient() as client:
         with pytest.raises(ValueError, match="bare origin"):
             OpenMarlinService(client, "https://api.openmarlin.ai/v1")
+
+
+def test_one_credit_is_singular() -> None:
+    assert amount_text(Decimal("1.00")) == "1 credit"
+    assert amount_text(Amount(amount=Decimal("1"))) == "1 credit"
+    assert amount_text(Decimal("2")) == "2 credits"
