@@ -38,6 +38,9 @@ def models_reply(type_: str, models: list[ModelInfo], filter_: str) -> Text:
     if filter_:
         ids = [i for i in ids if filter_.lower() in i.lower()]
     head = f"**{type_}: {len(ids)} model(s)**" + (f" matching `{filter_}`" if filter_ else "")
+    others = [t for t in ("chat", "image", "video") if t != type_]
+    # Without --type only chat models are listed: say how to see the rest.
+    head += " · also " + ", ".join(f"`--type={t}`" for t in others)
     if not ids:
         return Text(markdown=head + "\nNo model matches; try without `--filter`.")
     return Text(markdown=head + "\n```\n" + "\n".join(ids) + "\n```")

@@ -113,3 +113,10 @@ def test_prices_show_at_least_cents() -> None:
     assert price_text(Decimal("0.55")) == "$0.55"
     assert price_text(Decimal("2.5000")) == "$2.50"
     assert price_text(Decimal("0.0375")) == "$0.0375"
+
+
+def test_model_lists_say_how_to_see_the_other_types() -> None:
+    from bot.commands.alltoken_logic import models_reply
+
+    text = models_reply("chat", [], "").markdown
+    assert "`--type=image`" in text and "`--type=video`" in text and "--type=chat" not in text
