@@ -46,4 +46,7 @@ def neutralise_controls(text: str) -> str:
 
 def scrub_surrogates(text: str) -> str:
     """Replace lone surrogates (undecodable input) with U+FFFD, so the text can be encoded."""
+    # Every message passes here: skip the regex for the common cases (ASCII, no surrogate).
+    if text.isascii() or _SURROGATES.search(text) is None:
+        return text
     return _SURROGATES.sub("\ufffd", text)
