@@ -10,6 +10,7 @@ import re
 import string
 from collections.abc import Iterable, Sequence
 
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
 from adapters.console.render import render as console_render
@@ -247,3 +248,19 @@ def leaked(keys: Iterable[str], texts: Iterable[str]) -> list[str]:
         if key in blob or body in blob:
             found.append(key)
     return found
+
+
+def whole_bot_settings(max_examples: int) -> settings:
+    """Hypothesis settings for examples that each drive a whole bot: no deadline, no shrinking
+    (it would take minutes; the failing lines are printed), fixtures shared across examples."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.large_base_example,
+            HealthCheck.data_too_large,
+        ],
+    )

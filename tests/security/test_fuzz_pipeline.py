@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.app import TokenBot
@@ -30,7 +30,13 @@ from bot.store import Owner
 from tests import leaks
 from tests.fakes.conversation import RecordingConversation
 from tests.faults.support import Rig, rig
-from tests.security.hostile import KEYS, hostile_line, leaked, rendered_problems
+from tests.security.hostile import (
+    KEYS,
+    hostile_line,
+    leaked,
+    rendered_problems,
+    whole_bot_settings,
+)
 
 # 200 examples of 30 lines: 6,000 lines through the core per run, plus clicks and forms.
 BATCHES = int(os.environ.get("TOKENBOT_FUZZ_BATCHES", "200"))
@@ -122,19 +128,7 @@ _users = itertools.count()
 _provisioned: dict[int, set[str]] = {}
 
 
-@settings(
-    max_examples=BATCHES,
-    deadline=None,
-    # Shrinking a failure of a whole-bot run takes minutes; the failing lines are printed.
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.large_base_example,
-        HealthCheck.data_too_large,
-    ],
-    derandomize=False,
-)
+@whole_bot_settings(BATCHES)
 @given(
     lines=st.lists(
         st.tuples(hostile_line(), st.sampled_from(_ENTRY), st.sampled_from(_PLATFORMS)),
@@ -204,18 +198,7 @@ def _key_tokens(text: str) -> set[str]:
     return set(find_keys(text))
 
 
-@settings(
-    max_examples=10,
-    deadline=None,
-    # Shrinking a failure of a whole-bot run takes minutes; the failing lines are printed.
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.large_base_example,
-        HealthCheck.data_too_large,
-    ],
-)
+@whole_bot_settings(10)
 @given(
     clicks=st.lists(
         st.tuples(st.text(max_size=40), st.sampled_from(_PLATFORMS)), min_size=40, max_size=40

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.key_shapes import find_keys
@@ -30,21 +30,16 @@ from tests import leaks
 from tests.fakes.discord import discord_world
 from tests.fakes.slack import TEAM, SlackHarness
 from tests.faults.support import OC_CONFIG, OM_CONFIG
-from tests.security.hostile import hostile_line, leaked
+from tests.security.hostile import hostile_line, leaked, whole_bot_settings
 
 EXAMPLES = 5
 LINES = 25
-# No shrinking: each example drives a whole adapter, and the failing lines are printed anyway.
-_SETTINGS = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.large_base_example,
-        HealthCheck.data_too_large,
-    ],
+_SETTINGS = whole_bot_settings(EXAMPLES)
+# Lines as a person sends them to a platform: a slash command, a DM or a mention.
+_LINES = st.lists(
+    st.tuples(hostile_line(), st.sampled_from(["slash", "dm", "mention"])),
+    min_size=LINES,
+    max_size=LINES,
 )
 # The bot's own Slack date markup is the only entity it may send; mentions of users only as
 # an explicit part (none of today's replies has one).
@@ -107,13 +102,7 @@ async def slack(
 
 
 @_SETTINGS
-@given(
-    lines=st.lists(
-        st.tuples(hostile_line(), st.sampled_from(["slash", "dm", "mention"])),
-        min_size=LINES,
-        max_size=LINES,
-    )
-)
+@given(lines=_LINES)
 async def test_hostile_lines_through_the_slack_adapter(
     slack: SlackHarness, lines: list[tuple[tuple[str, str], str]]
 ) -> None:
@@ -196,13 +185,7 @@ _PROMPT_COMMANDS = {
 
 
 @_SETTINGS
-@given(
-    lines=st.lists(
-        st.tuples(hostile_line(), st.sampled_from(["slash", "dm", "mention"])),
-        min_size=LINES,
-        max_size=LINES,
-    )
-)
+@given(lines=_LINES)
 async def test_hostile_lines_through_the_discord_adapter(
     discord: Any, lines: list[tuple[tuple[str, str], str]]
 ) -> None:
