@@ -21,8 +21,10 @@ import aiohttp
 import httpx
 
 from bench.sim_process import sim_process
-from bot.app import TokenBot
-from bot.messages import (
+from bot.backends.alltoken.service import sse_lines
+from bot.core.app import TokenBot
+from bot.core.http import build_http_client
+from bot.core.messages import (
     Destination,
     Failure,
     FormRequest,
@@ -32,9 +34,7 @@ from bot.messages import (
     MessageRef,
     Part,
 )
-from bot.services.alltoken import sse_lines
-from bot.services.http import build_http_client
-from bot.settings import Settings
+from bot.core.settings import Settings
 from bot.sim.cluster import DEMO_ALLTOKEN_KEY
 from bot.store import Owner
 

@@ -37,10 +37,10 @@ import aiohttp
 
 from adapters.discord.runner import DiscordRunner, start_discord
 from bench.sim_process import sim_process
-from bot.app import TokenBot
-from bot.commands.alltoken_family import alltoken_family
-from bot.services.alltoken import AllTokenService, ChatMessage, ChatResult
-from bot.settings import Settings
+from bot.backends.alltoken.family import alltoken_family
+from bot.backends.alltoken.service import AllTokenService, ChatMessage, ChatResult
+from bot.core.app import TokenBot
+from bot.core.settings import Settings
 from bot.sim.cluster import DEMO_ALLTOKEN_KEY
 from bot.store import Owner
 from tests.fakes.discord import BOT_TOKEN, LOADING, FakeDiscord, FakeInteraction

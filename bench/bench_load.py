@@ -36,9 +36,9 @@ import aiohttp
 from adapters.discord.runner import DiscordRunner, start_discord
 from bench.bench_discord import _rest_baseline_at, fake_process
 from bench.bench_slack import _fire, _percentile
-from bot.app import TokenBot
-from bot.messages import Inbound, Link
-from bot.settings import Settings
+from bot.core.app import TokenBot
+from bot.core.messages import Inbound, Link
+from bot.core.settings import Settings
 from bot.store import Owner
 from tests.fakes.conversation import RecordingConversation
 from tests.fakes.discord import BOT_TOKEN as DISCORD_BOT_TOKEN

@@ -10,8 +10,8 @@ import json
 import random
 import time
 
-from bot.command_models import UsageError
-from bot.router import RouterContext, parse
+from bot.backends.alltoken.grammar import RouterContext, parse
+from bot.backends.alltoken.spec import UsageError
 
 # Ordinary traffic, including the near-misses that pass the cheap pre-check ("alltoken" or
 # "cost" mentioned in passing) and so exercise the regex path too.
@@ -97,9 +97,9 @@ def _app_rate(messages: list[str], n: int) -> float:
     import tempfile
     from pathlib import Path
 
-    from bot.app import TokenBot
-    from bot.messages import Inbound
-    from bot.settings import Settings
+    from bot.core.app import TokenBot
+    from bot.core.messages import Inbound
+    from bot.core.settings import Settings
 
     async def build(tmp: str) -> TokenBot:
         return await TokenBot.create(Settings(data_dir=Path(tmp)))

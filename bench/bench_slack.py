@@ -33,7 +33,7 @@ import aiohttp
 
 from adapters.slack.platform import build_client
 from bench.sim_process import sim_process
-from bot.messages import Destination, Part, TextStream
+from bot.core.messages import Destination, Part, TextStream
 from bot.sim.cluster import DEMO_ALLTOKEN_KEY
 from bot.store import Owner
 from tests.fakes.slack import (

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from pydantic import ValidationError
 
-from bot.key_shapes import redact
-from bot.log_setup import configure_logging
-from bot.settings import Settings, load_settings
+from bot.core.key_shapes import redact
+from bot.core.log_setup import configure_logging
+from bot.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from bot.app import TokenBot
+    from bot.core.app import TokenBot
 
 
 def _settings(**overrides: object) -> Settings:
@@ -73,7 +73,7 @@ async def _starting(settings: Settings) -> AsyncIterator[None]:
 
 
 async def _create_bot(settings: Settings, new_store: bool) -> TokenBot:
-    from bot.app import TokenBot
+    from bot.core.app import TokenBot
 
     if new_store:
         settings = settings.model_copy(update={"allow_new_store": True})
@@ -178,7 +178,7 @@ async def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from bot.http_server import HttpServer
+    from bot.core.http_server import HttpServer
 
     bot = await _create_bot(settings, args.new_store)
     # Adapters with HTTP routes (Slack's HTTP mode) add them to this app before it starts.

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import TokenBot
-from bot.log_setup import quiet_libraries
-from bot.messages import Conversation, Destination, Inbound
-from bot.settings import Settings
-from bot.sim.alltoken import AllTokenSim, AllTokenSimConfig
+from bot.core.app import TokenBot
+from bot.core.log_setup import quiet_libraries
+from bot.core.messages import Conversation, Destination, Inbound
+from bot.core.settings import Settings
+from bot.sim.alltoken.server import AllTokenSim, AllTokenSimConfig
 from bot.store import Owner
 from tests import leaks
 from tests.fakes.conversation import RecordingConversation

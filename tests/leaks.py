@@ -14,10 +14,10 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bot.key_shapes import KEY_PATTERN
-from bot.sim.alltoken import DEMO_KEY as ALLTOKEN_DEMO_KEY
-from bot.sim.openclaw_state import DEMO_MGMT_KEY, DEMO_PASSWORD
-from bot.sim.openmarlin import DEMO_KEY as OPENMARLIN_DEMO_KEY
+from bot.core.key_shapes import KEY_PATTERN
+from bot.sim.alltoken.server import DEMO_KEY as ALLTOKEN_DEMO_KEY
+from bot.sim.openclaw_token.state import DEMO_MGMT_KEY, DEMO_PASSWORD
+from bot.sim.openmarlin.server import DEMO_KEY as OPENMARLIN_DEMO_KEY
 
 # Form fields whose values are secrets (the bot's private forms: keys and passwords).
 SECRET_FIELDS = frozenset({"key", "password", "confirm", "secret", "token"})

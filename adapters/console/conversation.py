@@ -11,7 +11,7 @@ from typing import TextIO
 
 from adapters.console.demo_links import DemoMedia
 from adapters.console.render import render
-from bot.messages import (
+from bot.core.messages import (
     Destination,
     FormRequest,
     Image,
@@ -20,7 +20,7 @@ from bot.messages import (
     Notice,
     Part,
 )
-from bot.outbound_text import neutralise_controls
+from bot.core.outbound_text import neutralise_controls
 
 FormReader = Callable[[FormRequest, Destination], Awaitable[None]]
 

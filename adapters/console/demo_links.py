@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bot.messages import Link, Part
-from bot.outbound_text import neutralise_controls
+from bot.core.messages import Link, Part
+from bot.core.outbound_text import neutralise_controls
 
 MEDIA_SUFFIXES = frozenset({".mp4", ".png", ".jpg", ".jpeg", ".webp"})
 # The simulators' media are a few KB; anything far larger is not theirs to copy.

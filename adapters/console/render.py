@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from bot.messages import Actions, Failure, Fields, Image, Link, Notice, Part, Text
-from bot.outbound_text import neutralise_controls as safe
+from bot.core.messages import Actions, Failure, Fields, Image, Link, Notice, Part, Text
+from bot.core.outbound_text import neutralise_controls as safe
 
 _ICONS = {"info": "ℹ", "success": "✔", "warning": "⚠", "progress": "…"}
 

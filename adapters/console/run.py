@@ -18,10 +18,10 @@ from typing import TextIO
 from adapters.console.conversation import ConsoleConversation, ConsolePrinter
 from adapters.console.demo_links import DemoMedia
 from adapters.console.render import render
-from bot.app import TokenBot
-from bot.failures import new_error_ref, unexpected_failure
-from bot.messages import Destination, FormRequest, Inbound, Notice
-from bot.outbound_text import neutralise_controls
+from bot.core.app import TokenBot
+from bot.core.failures import new_error_ref, unexpected_failure
+from bot.core.messages import Destination, FormRequest, Inbound, Notice
+from bot.core.outbound_text import neutralise_controls
 
 log = logging.getLogger(__name__)
 

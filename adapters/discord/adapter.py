@@ -37,9 +37,9 @@ from adapters.discord.session import (
     SessionRegistry,
 )
 from adapters.discord.views import FORM_TIMEOUT_S, FormModal
-from bot import catalog
-from bot.app import TokenBot
-from bot.messages import Actions, Button, Destination, FormRequest, Inbound, Notice, Turn
+from bot.backends.alltoken import catalog
+from bot.core.app import TokenBot
+from bot.core.messages import Actions, Button, Destination, FormRequest, Inbound, Notice, Turn
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,11 @@ from discord import app_commands
 
 from adapters.discord.guard import log_crash, tell_interaction
 from adapters.discord.render import inert
-from bot import catalog
-from bot.commands.keys import SERVICE_NAMES
+from bot.backends.alltoken import catalog
+from bot.core.keys import SERVICE_NAMES
 
 if TYPE_CHECKING:
-    from bot.app import TokenBot
-
+    from bot.core.app import TokenBot
 log = logging.getLogger(__name__)
 
 MAX_CHOICES = 25

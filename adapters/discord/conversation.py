@@ -31,8 +31,8 @@ from adapters.discord.outgoing import Outgoing, RefReplacements
 from adapters.discord.render import MAX_CONTENT, Rendered, inert, render, render_markdown
 from adapters.discord.session import InteractionSession
 from adapters.discord.views import build_view
-from bot.key_shapes import redact
-from bot.messages import (
+from bot.core.key_shapes import redact
+from bot.core.messages import (
     Destination,
     Failure,
     FormRequest,
@@ -43,8 +43,8 @@ from bot.messages import (
     Notice,
     Part,
 )
-from bot.streaming import ThrottledStream
-from bot.text_split import split_markdown
+from bot.core.streaming import ThrottledStream
+from bot.core.text_split import split_markdown
 
 if TYPE_CHECKING:
     from adapters.discord.adapter import DiscordAdapter

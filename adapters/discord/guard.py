@@ -13,7 +13,7 @@ import traceback
 import aiohttp
 import discord
 
-from bot.failures import new_error_ref, unexpected_failure
+from bot.core.failures import new_error_ref, unexpected_failure
 
 __all__ = ["NO_MENTIONS", "crash_text", "is_transient", "log_crash", "tell_interaction"]
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import discord
 
-from bot.messages import Attachment, Inbound, Turn
+from bot.core.messages import Attachment, Inbound, Turn
 
 # The workspace of direct messages (Discord's own URL for them is /channels/@me).
 DM_WORKSPACE = "@me"

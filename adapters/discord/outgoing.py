@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import discord
 
-from bot.messages import MessageRef
+from bot.core.messages import MessageRef
 
 __all__ = ["Outgoing", "RefReplacements"]
 

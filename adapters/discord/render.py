@@ -18,8 +18,8 @@ from urllib.parse import quote
 
 import discord
 
-from bot.messages import Actions, Button, Failure, Fields, Image, Link, Notice, Part, Text
-from bot.outbound_text import neutralise_controls
+from bot.core.messages import Actions, Button, Failure, Fields, Image, Link, Notice, Part, Text
+from bot.core.outbound_text import neutralise_controls
 
 __all__ = [
     "CUSTOM_ID_PREFIX",

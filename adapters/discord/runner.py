@@ -16,8 +16,8 @@ import discord
 
 from adapters.discord import endpoints
 from adapters.discord.adapter import DiscordAdapter, default_intents
-from bot.app import TokenBot
-from bot.settings import Settings
+from bot.core.app import TokenBot
+from bot.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from discord.http import Route
 
 from adapters.discord import endpoints
 from adapters.discord.adapter import DiscordAdapter
-from bot.app import TokenBot
-from bot.key_shapes import redact
-from bot.settings import Settings
+from bot.core.app import TokenBot
+from bot.core.key_shapes import redact
+from bot.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

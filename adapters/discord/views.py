@@ -9,7 +9,7 @@ import discord
 
 from adapters.discord.guard import log_crash, tell_interaction
 from adapters.discord.render import button_label, custom_id, inert
-from bot.messages import Button, FormRequest
+from bot.core.messages import Button, FormRequest
 
 log = logging.getLogger(__name__)
 

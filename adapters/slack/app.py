@@ -27,8 +27,8 @@ from adapters.slack.modals import FORM_CALLBACK, decode_metadata, submitted_valu
 from adapters.slack.mrkdwn import escape
 from adapters.slack.platform import SlackPlatform, build_client
 from adapters.slack.render import LINK_ACTION
-from bot.key_shapes import find_keys
-from bot.messages import Notice
+from bot.core.key_shapes import find_keys
+from bot.core.messages import Notice
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from adapters.slack.guard import crash_text, log_crash
 from adapters.slack.modals import closed_notice, form_view
 from adapters.slack.render import SlackMessage, render_messages
 from adapters.slack.streams import NativeStream, PostUpdateStream
-from bot.messages import (
+from bot.core.messages import (
     Destination,
     FormRequest,
     Image,
@@ -29,7 +29,7 @@ from bot.messages import (
     Part,
     TextStream,
 )
-from bot.outbound_text import neutralise_controls
+from bot.core.outbound_text import neutralise_controls
 
 if TYPE_CHECKING:
     from adapters.slack.platform import SlackPlatform

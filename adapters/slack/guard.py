@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from adapters.slack.modals import decode_metadata
-from bot.failures import new_error_ref, unexpected_failure
-from bot.messages import Destination
+from bot.core.failures import new_error_ref, unexpected_failure
+from bot.core.messages import Destination
 
 if TYPE_CHECKING:
     from adapters.slack.platform import SlackPlatform

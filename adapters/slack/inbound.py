@@ -18,8 +18,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.errors import error_code
 from adapters.slack.mrkdwn import from_slack, strip_mention
 from adapters.slack.platform import RESPONSE_URL_TTL_S, SlackIdentity
-from bot.key_shapes import redact
-from bot.messages import Attachment, Inbound, Turn
+from bot.core.key_shapes import redact
+from bot.core.messages import Attachment, Inbound, Turn
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from bot.outbound_text import neutralise_controls
+from bot.core.outbound_text import neutralise_controls
 
 __all__ = ["inert_markdown", "inert_plain", "settled_length"]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from adapters.slack.inert import inert_plain
 from adapters.slack.mrkdwn import to_mrkdwn
-from bot.messages import Destination, FormRequest
+from bot.core.messages import Destination, FormRequest
 
 FORM_CALLBACK = "tokenbot.form"
 VALUE_ACTION = "value"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from bot.outbound_text import neutralise_controls
+from bot.core.outbound_text import neutralise_controls
 
 __all__ = [
     "escape",

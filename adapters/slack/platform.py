@@ -22,12 +22,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.limits import LruCounter, RecentKeys, TokenBucket
 from adapters.slack.supervisor import Supervisor
-from bot.messages import Destination
+from bot.core.messages import Destination
 
 if TYPE_CHECKING:
     from adapters.slack.conversation import SlackConversation
-    from bot.app import TokenBot
-
+    from bot.core.app import TokenBot
 log = logging.getLogger(__name__)
 
 # A response_url accepts 5 posts within 30 minutes.

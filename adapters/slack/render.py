@@ -19,9 +19,9 @@ from typing import Any
 
 from adapters.slack.inert import inert_markdown, inert_plain
 from adapters.slack.mrkdwn import escape, is_safe_url, link, to_mrkdwn
-from bot.messages import Actions, Failure, Fields, Image, Link, Notice, Part, Text
-from bot.outbound_text import neutralise_controls
-from bot.text_split import split_markdown
+from bot.core.messages import Actions, Failure, Fields, Image, Link, Notice, Part, Text
+from bot.core.outbound_text import neutralise_controls
+from bot.core.text_split import split_markdown
 
 __all__ = [
     "LINK_ACTION",

@@ -26,11 +26,10 @@ from adapters.slack.guard import log_crash
 from adapters.slack.platform import SlackIdentity, SlackPlatform, build_client
 from adapters.slack.requests import RequestCheck
 from adapters.slack.supervisor import AckFirst
-from bot.settings import Settings
+from bot.core.settings import Settings
 
 if TYPE_CHECKING:
-    from bot.app import TokenBot
-
+    from bot.core.app import TokenBot
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"

@@ -28,10 +28,10 @@ from adapters.slack.inert import inert_markdown, settled_length
 from adapters.slack.limits import TokenBucket
 from adapters.slack.mrkdwn import to_mrkdwn
 from adapters.slack.render import SlackMessage, markdown_block, markdown_of, trailer_blocks
-from bot.messages import MessageRef, Part
-from bot.outbound_text import neutralise_controls
-from bot.streaming import ThrottledStream
-from bot.text_split import open_fence
+from bot.core.messages import MessageRef, Part
+from bot.core.outbound_text import neutralise_controls
+from bot.core.streaming import ThrottledStream
+from bot.core.text_split import open_fence
 
 if TYPE_CHECKING:
     from adapters.slack.conversation import SlackConversation

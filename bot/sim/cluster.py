@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from bot.settings import Settings, load_settings
-from bot.sim.alltoken import AllTokenSim, AllTokenSimConfig
+from bot.core.settings import Settings, load_settings
+from bot.sim.alltoken.server import AllTokenSim, AllTokenSimConfig
 
 DEMO_ALLTOKEN_KEY = "sk-at-demo-0000000000000000000000"
 
@@ -54,9 +54,9 @@ class SimCluster:
 
     def _add_other_simulators(self) -> None:
         """OpenMarlin and OpenClaw Token simulators join here (see their modules)."""
-        from bot.sim.openmarlin import DEMO_KEY as DEMO_OPENMARLIN_KEY
-        from bot.sim.openmarlin import OpenMarlinSim
-        from bot.sim.openmarlin import sim_config_from_settings as openmarlin_config
+        from bot.sim.openmarlin.server import DEMO_KEY as DEMO_OPENMARLIN_KEY
+        from bot.sim.openmarlin.server import OpenMarlinSim
+        from bot.sim.openmarlin.server import sim_config_from_settings as openmarlin_config
 
         self.add(
             "openmarlin",
@@ -64,7 +64,7 @@ class SimCluster:
             "openmarlin_server_url",
             {"openmarlin": DEMO_OPENMARLIN_KEY},
         )
-        from bot.sim.openclaw_token import DEMO_MGMT_KEY, OpenClawTokenSim, demo_config
+        from bot.sim.openclaw_token.server import DEMO_MGMT_KEY, OpenClawTokenSim, demo_config
 
         self.add(
             "openclaw_token",

@@ -17,7 +17,7 @@ import textwrap
 
 from PIL import Image, ImageDraw, ImageFont
 
-from bot import catalog
+from bot.backends.alltoken import catalog
 
 RGB = tuple[int, int, int]
 LABEL = "SIMULATED"

@@ -14,7 +14,7 @@ from bot.store.models import AuditEntry, Owner, from_iso, iso
 
 log = logging.getLogger(__name__)
 
-# Fallback for when bot.key_shapes is unavailable: the key prefixes of the three gateways
+# Fallback for when bot.core.key_shapes is unavailable: the key prefixes of the three gateways
 # (AllToken sk-at-, OpenClaw Token sk-mgmt-/sk-prov-, OpenMarlin-style claw_wsk_).
 _KEY_SHAPED = re.compile(r"(?i:(sk-at-|claw_wsk_|sk-mgmt-|sk-prov-))[A-Za-z0-9_\-]+")
 
@@ -24,9 +24,9 @@ def _fallback_redact(text: str) -> str:
 
 
 def _shared_redact() -> Callable[[str], str] | None:
-    # Imported lazily so the store does not depend on bot.key_shapes being present.
+    # Imported lazily so the store does not depend on bot.core.key_shapes being present.
     try:
-        module = importlib.import_module("bot.key_shapes")
+        module = importlib.import_module("bot.core.key_shapes")
     except ImportError:
         return None
     redact = getattr(module, "redact", None)
@@ -34,14 +34,14 @@ def _shared_redact() -> Callable[[str], str] | None:
 
 
 def redact(text: str) -> str:
-    """Remove key-shaped strings: bot.key_shapes.redact when available, then the local patterns."""
+    """Remove key-shaped strings: bot.core.key_shapes.redact when available, then the local patterns."""
     shared = _shared_redact()
     if shared is not None:
         try:
             text = shared(text)
         except Exception:
             # A bug there must not stop the audit, nor let a key through: the local net follows.
-            log.warning("bot.key_shapes.redact failed; using the store's own patterns only")
+            log.warning("bot.core.key_shapes.redact failed; using the store's own patterns only")
     # Always also apply the local patterns: a second net costs nothing.
     return _fallback_redact(text)
 

@@ -123,7 +123,7 @@ class JobRecord(_Row):
     id: str = Field(min_length=1)
     kind: str = Field(min_length=1)
     owner: Owner
-    # Where to reply: a `bot.messages.Destination` dumped to JSON (a model is dumped for you).
+    # Where to reply: a `bot.core.messages.Destination` dumped to JSON (a model is dumped for you).
     destination: dict[str, Any]
     # Phase data: idempotency key, backend task id, saved file path, ... (JSON-serialisable).
     state: dict[str, Any] = Field(default_factory=dict)

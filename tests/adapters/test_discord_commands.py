@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from bot.commands.alltoken_family import alltoken_family
-from bot.sim.alltoken import AllTokenSim
+from bot.backends.alltoken.family import alltoken_family
+from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner
 from tests.fakes.discord import EPHEMERAL, LOADING, DiscordWorld, FakeInteraction, discord_world
 

@@ -19,10 +19,10 @@ import pytest
 
 import adapters.discord.conversation as conversation_module
 from adapters.discord import inbound as inbound_module
-from bot.app import TokenBot
-from bot.commands.alltoken_family import alltoken_family
-from bot.messages import Failure, Link, Part
-from bot.sim.alltoken import AllTokenSim
+from bot.backends.alltoken.family import alltoken_family
+from bot.core.app import TokenBot
+from bot.core.messages import Failure, Link, Part
+from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner
 from tests.fakes.discord import EPHEMERAL, LOADING, DiscordWorld, FakeInteraction, discord_world
 

@@ -13,13 +13,13 @@ from pydantic import BaseModel
 
 from adapters.discord.adapter import DiscordAdapter
 from adapters.discord.sync import run_sync, sync_commands
-from bot.app import TokenBot
-from bot.commands.alltoken_family import alltoken_family
-from bot.commands.context import HandlerContext
-from bot.family import CommandFamily
-from bot.messages import Destination, FormField, FormRequest, Notice, Text
-from bot.router import RouterContext
-from bot.sim.alltoken import AllTokenSim
+from bot.backends.alltoken.family import alltoken_family
+from bot.backends.alltoken.grammar import RouterContext
+from bot.core.app import TokenBot
+from bot.core.context import HandlerContext
+from bot.core.family import CommandFamily
+from bot.core.messages import Destination, FormField, FormRequest, Notice, Text
+from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner
 from tests.conftest import make_settings
 from tests.fakes.discord import EPHEMERAL, LOADING, DiscordWorld, FakeInteraction, discord_world

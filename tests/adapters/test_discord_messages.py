@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from bot.commands.alltoken_family import alltoken_family
-from bot.messages import Inbound
-from bot.sim.alltoken import AllTokenSim
+from bot.backends.alltoken.family import alltoken_family
+from bot.core.messages import Inbound
+from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner
 from tests.fakes.discord import (
     BOT_PERMISSIONS,

@@ -28,8 +28,8 @@ from adapters.discord.render import (
 )
 from adapters.discord.session import EXPIRY_MARGIN_S, InteractionSession
 from adapters.discord.views import build_view
-from bot import router
-from bot.command_models import (
+from bot.backends.alltoken import grammar as router
+from bot.backends.alltoken.spec import (
     ChatCommand,
     CostCommand,
     ImageCommand,
@@ -38,7 +38,7 @@ from bot.command_models import (
     UsageError,
     VideoCommand,
 )
-from bot.messages import Actions, Button, Failure, Fields, Image, Link, Notice, Text
+from bot.core.messages import Actions, Button, Failure, Fields, Image, Link, Notice, Text
 
 # --- renderer ---------------------------------------------------------------------------------
 

@@ -18,8 +18,8 @@ import pytest
 
 from adapters.slack import conversation as slack_conversation
 from adapters.slack.modals import form_view
-from bot.messages import Destination, FormField, FormRequest, Notice
-from bot.sim.alltoken import AllTokenSim
+from bot.core.messages import Destination, FormField, FormRequest, Notice
+from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner
 from tests.fakes.slack import (
     TEAM,

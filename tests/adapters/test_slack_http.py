@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.commands.alltoken_jobs import CANCEL_ACTION
-from bot.messages import Destination, Notice
-from bot.sim.alltoken import AllTokenSim
+from bot.backends.alltoken.jobs import CANCEL_ACTION
+from bot.core.messages import Destination, Notice
+from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner
 from tests.fakes.slack import (
     BOT_USER,

@@ -26,7 +26,7 @@ from adapters.slack.render import (
     slack_date,
     trailer_blocks,
 )
-from bot.messages import (
+from bot.core.messages import (
     Actions,
     Button,
     Destination,
@@ -38,7 +38,7 @@ from bot.messages import (
     Notice,
     Text,
 )
-from bot.text_split import open_fence
+from bot.core.text_split import open_fence
 
 IDENTITY = SlackIdentity(team_id="T1", bot_user_id="UBOT", bot_id="BBOT")
 
@@ -267,7 +267,7 @@ def _web_api_calls() -> set[str]:
 
 
 def test_manifest_declares_every_command_and_event() -> None:
-    from bot.app import default_families
+    from bot.core.app import default_families
 
     manifest = MANIFEST.read_text()
     names = [n for f in default_families() for n in f.slash_commands]

@@ -11,9 +11,9 @@ import pytest
 
 from adapters.slack.conversation import SlackConversation
 from adapters.slack.streams import NativeStream, PostUpdateStream
-from bot.messages import Destination, Notice
-from bot.sim.alltoken import AllTokenSim
-from bot.text_split import open_fence
+from bot.core.messages import Destination, Notice
+from bot.core.text_split import open_fence
+from bot.sim.alltoken.server import AllTokenSim
 from tests.fakes.slack import TEAM, SlackHarness
 
 USAGE = Notice(level="info", text="`gpt-5.4-mini` · 12 tokens · $0.0001")

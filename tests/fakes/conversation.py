@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters.console.render import render
-from bot.messages import Destination, FormRequest, Image, Limits, MessageRef, Part
+from bot.core.messages import Destination, FormRequest, Image, Limits, MessageRef, Part
 from tests import leaks
 
 # Events only the requesting user sees.

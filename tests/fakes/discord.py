@@ -26,9 +26,9 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from bot.app import TokenBot
-from bot.settings import Settings
-from bot.sim.alltoken import AllTokenSim
+from bot.core.app import TokenBot
+from bot.core.settings import Settings
+from bot.sim.alltoken.server import AllTokenSim
 from tests import leaks
 
 API_PREFIX = "/api/v10"

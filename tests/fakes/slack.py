@@ -718,9 +718,9 @@ class SlackHarness:
         serves /slack/events, started after the adapter.
         """
         from adapters.slack.runner import start_slack
-        from bot.app import TokenBot
-        from bot.http_server import HttpServer
-        from bot.settings import Settings
+        from bot.core.app import TokenBot
+        from bot.core.http_server import HttpServer
+        from bot.core.settings import Settings
 
         fake = fake or await FakeSlack().start()
         config = Settings(

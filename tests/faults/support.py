@@ -20,17 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bot.app import TokenBot
-from bot.commands.alltoken_family import alltoken_family
-from bot.commands.openclaw_family import openclaw_token_family
-from bot.commands.openmarlin_family import openmarlin_family
-from bot.commands.openmarlin_jobs import OpenMarlinTiming
-from bot.messages import Destination, Failure
-from bot.services.http import RetryPolicy
-from bot.settings import Settings
-from bot.sim.alltoken import AllTokenSim, Fault
-from bot.sim.openclaw_token import DEMO_MGMT_KEY, OpenClawSimConfig, OpenClawTokenSim
-from bot.sim.openmarlin import OpenMarlinFault, OpenMarlinSim, OpenMarlinSimConfig
+from bot.backends.alltoken.family import alltoken_family
+from bot.backends.openclaw_token.family import openclaw_token_family
+from bot.backends.openmarlin.family import openmarlin_family
+from bot.backends.openmarlin.jobs import OpenMarlinTiming
+from bot.core.app import TokenBot
+from bot.core.http import RetryPolicy
+from bot.core.messages import Destination, Failure
+from bot.core.settings import Settings
+from bot.sim.alltoken.server import AllTokenSim, Fault
+from bot.sim.openclaw_token.server import DEMO_MGMT_KEY, OpenClawSimConfig, OpenClawTokenSim
+from bot.sim.openmarlin.server import OpenMarlinFault, OpenMarlinSim, OpenMarlinSimConfig
 from tests.conftest import Chat
 from tests.fakes.conversation import RecordingConversation
 

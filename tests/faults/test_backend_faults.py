@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.commands import alltoken_jobs
-from bot.sim.alltoken import AllTokenSim
+from bot.backends.alltoken import jobs as alltoken_jobs
+from bot.sim.alltoken.server import AllTokenSim
 from tests.faults.support import (
     CLIENT_TIMEOUT_S,
     FAULTS,

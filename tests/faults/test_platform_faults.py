@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.commands.alltoken_family import alltoken_family
-from bot.sim.alltoken import AllTokenSim
+from bot.backends.alltoken.family import alltoken_family
+from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner
 from tests.fakes.discord import LOADING, DiscordWorld, discord_world
 from tests.fakes.slack import TEAM, SlackHarness

@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.app import TokenBot
-from bot.messages import Actions, Button, Destination, Failure, Fields, Text
-from bot.sim.alltoken import AllTokenSim
-from bot.sim.openclaw_token import DEMO_MGMT_KEY, OpenClawSimConfig, OpenClawTokenSim
+from bot.core.app import TokenBot
+from bot.core.messages import Actions, Button, Destination, Failure, Fields, Text
+from bot.sim.alltoken.server import AllTokenSim
+from bot.sim.openclaw_token.server import DEMO_MGMT_KEY, OpenClawSimConfig, OpenClawTokenSim
 from tests.conftest import Chat, make_settings
 from tests.fakes.conversation import RecordingConversation
 

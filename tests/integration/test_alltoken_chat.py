@@ -7,9 +7,9 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from bot.app import TokenBot
-from bot.messages import Failure, Fields, Notice
-from bot.sim.alltoken import AllTokenSim
+from bot.core.app import TokenBot
+from bot.core.messages import Failure, Fields, Notice
+from bot.sim.alltoken.server import AllTokenSim
 from tests.conftest import Chat
 
 
@@ -169,7 +169,7 @@ async def test_search_refuses_non_search_model_before_calling(
 
 
 async def test_search_service_refuses_directly(bot: TokenBot) -> None:
-    from bot.services.errors import BackendError
+    from bot.core.errors import BackendError
 
     with pytest.raises(BackendError) as info:
         await bot.services.alltoken.search("sk-at-x", "claude-opus-4-7", "q")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import httpx
 
-from bot.app import TokenBot
-from bot.commands.alltoken_jobs import CANCEL_ACTION
-from bot.messages import Actions, Destination, Failure, Image, Link
-from bot.sim.alltoken import AllTokenSim
+from bot.backends.alltoken.jobs import CANCEL_ACTION
+from bot.core.app import TokenBot
+from bot.core.messages import Actions, Destination, Failure, Image, Link
+from bot.sim.alltoken.server import AllTokenSim
 from tests.conftest import Chat, make_settings
 from tests.fakes.conversation import RecordingConversation
 
@@ -78,7 +78,7 @@ async def test_image_submit_402(bot: TokenBot, sim: AllTokenSim) -> None:
 async def test_duplicate_idempotency_key_continues_the_first_task(
     bot: TokenBot, sim: AllTokenSim
 ) -> None:
-    from bot.services.alltoken import ImageRequest
+    from bot.backends.alltoken.service import ImageRequest
 
     key = sim.issue_key(5)
     svc = bot.services.alltoken
@@ -89,9 +89,9 @@ async def test_duplicate_idempotency_key_continues_the_first_task(
 
 async def test_second_read_gets_gone_message(bot: TokenBot, sim: AllTokenSim) -> None:
     sim.config.r2_copy = False
-    from bot.failures import render_failure
-    from bot.services.alltoken import ImageRequest
-    from bot.services.errors import BackendError
+    from bot.backends.alltoken.service import ImageRequest
+    from bot.core.errors import BackendError
+    from bot.core.failures import render_failure
 
     key = sim.issue_key(5)
     svc = bot.services.alltoken

@@ -27,9 +27,9 @@ from alltoken.generated.chat import (
 )
 from PIL import Image
 
-from bot import catalog
-from bot.sim.alltoken import AllTokenSim, AllTokenSimConfig, Fault
-from bot.sim.alltoken_models import PRICE_FIELD_STYLE, SIM_CHAT_MODELS
+from bot.backends.alltoken import catalog
+from bot.sim.alltoken.models import PRICE_FIELD_STYLE, SIM_CHAT_MODELS
+from bot.sim.alltoken.server import AllTokenSim, AllTokenSimConfig, Fault
 from bot.sim.png import PNG_SIGNATURE
 
 DEMO_KEY = "sk-at-demo-0000000000000000000000"

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from adapters.console.run import ConsoleAdapter
-from bot.app import TokenBot
-from bot.commands.alltoken_family import alltoken_family
-from bot.messages import Conversation, Inbound
-from bot.sim.alltoken import AllTokenSim
+from bot.backends.alltoken.family import alltoken_family
+from bot.core.app import TokenBot
+from bot.core.messages import Conversation, Inbound
+from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner
 from tests.conftest import make_settings
 

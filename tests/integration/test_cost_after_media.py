@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from bot.app import TokenBot
-from bot.commands.alltoken_logic import media_cost, reported_cost
-from bot.messages import Failure, Fields, Notice
-from bot.sim.alltoken import AllTokenSim
+from bot.backends.alltoken.render import media_cost, reported_cost
+from bot.core.app import TokenBot
+from bot.core.messages import Failure, Fields, Notice
+from bot.sim.alltoken.server import AllTokenSim
 from tests.conftest import Chat
 
 

@@ -22,8 +22,8 @@ from PIL import Image
 
 from adapters.console.conversation import ConsoleConversation, ConsolePrinter
 from adapters.console.demo_links import DemoMedia
-from bot.messages import Destination, Link, Notice, Part
-from bot.sim.alltoken import AllTokenSim, AllTokenSimConfig
+from bot.core.messages import Destination, Link, Notice, Part
+from bot.sim.alltoken.server import AllTokenSim, AllTokenSimConfig
 from bot.sim.demo_video import demo_mp4
 from bot.sim.picture import fit, label_box, palette, prompt_picture
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from bot.app import TokenBot
-from bot.http_server import HttpServer
+from bot.core.app import TokenBot
+from bot.core.http_server import HttpServer
 from tests.conftest import Chat
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from bot.app import TokenBot
-from bot.log_setup import configure_logging
-from bot.sim.alltoken import AllTokenSim
+from bot.core.app import TokenBot
+from bot.core.log_setup import configure_logging
+from bot.sim.alltoken.server import AllTokenSim
 from tests.conftest import Chat
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import TokenBot
-from bot.commands.openclaw_confirm import CANCEL_ACTION, CONFIRM_ACTION
-from bot.commands.openclaw_keys import STOP_ACTION, UsageWatchJob
-from bot.messages import Fields, Notice, Text
-from bot.services.openclaw_token import NewKey
-from bot.sim.alltoken import AllTokenSim
-from bot.sim.openclaw_token import DEMO_EMAIL, DEMO_MGMT_KEY, OpenClawTokenSim
+from bot.backends.openclaw_token.confirm import CANCEL_ACTION, CONFIRM_ACTION
+from bot.backends.openclaw_token.keys import STOP_ACTION, UsageWatchJob
+from bot.backends.openclaw_token.service import NewKey
+from bot.core.app import TokenBot
+from bot.core.messages import Fields, Notice, Text
+from bot.sim.alltoken.server import AllTokenSim
+from bot.sim.openclaw_token.server import DEMO_EMAIL, DEMO_MGMT_KEY, OpenClawTokenSim
 from tests.conftest import Chat
 from tests.integration.openclaw_support import (
     ADMIN,
@@ -61,7 +61,7 @@ async def new_key(oc: OpenClawTokenSim, name: str = "agent", **kw: object) -> tu
     """(hash, value) of a key made straight on the simulator's demo account."""
     import httpx
 
-    from bot.services.openclaw_token import OpenClawTokenService
+    from bot.backends.openclaw_token.service import OpenClawTokenService
 
     async with httpx.AsyncClient() as http:
         made = await OpenClawTokenService(http, oc.base_url).create_key(
@@ -295,7 +295,7 @@ async def test_create_shows_the_key_once_privately(demo: Chat, oc: OpenClawToken
 async def test_list_filters_and_sorts(demo: Chat, oc: OpenClawTokenSim) -> None:
     for name, usage in (("small", "1"), ("big", "20"), ("mid", "10")):
         h, _ = await new_key(oc, name)
-        from bot.sim.openclaw_state import UsageEvent
+        from bot.sim.openclaw_token.state import UsageEvent
 
         oc.key(h).events.append(UsageEvent(oc.now(), "gpt-4o", 10, Decimal(usage)))
     await demo.send("/openclaw-token keys list --filter usage>5 --sort -usage")
@@ -363,7 +363,7 @@ async def test_usage_watch_edits_one_message_until_the_time_limit(
     h, value = await new_key(oc, "live")
     await demo.send(f"/openclaw-token keys usage {h} --watch --interval 1")
     await demo.conv.wait_for(lambda c: bool(c.of("say")), 5)
-    from bot.services.alltoken import ChatMessage
+    from bot.backends.alltoken.service import ChatMessage
 
     stream = ocbot.services.openclaw_token.proxy_chat(
         value, "gpt-4o", [ChatMessage(role="user", content="hi")]

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import TokenBot
-from bot.messages import Notice
-from bot.sim.alltoken import AllTokenSim
-from bot.sim.openclaw_token import OpenClawTokenSim
+from bot.core.app import TokenBot
+from bot.core.messages import Notice
+from bot.sim.alltoken.server import AllTokenSim
+from bot.sim.openclaw_token.server import OpenClawTokenSim
 from tests.conftest import Chat
 from tests.integration.openclaw_support import (
     failures,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.log_setup import configure_logging
-from bot.sim.alltoken import AllTokenSim
-from bot.sim.openclaw_token import DEMO_MGMT_KEY, OpenClawTokenSim
+from bot.core.log_setup import configure_logging
+from bot.sim.alltoken.server import AllTokenSim
+from bot.sim.openclaw_token.server import DEMO_MGMT_KEY, OpenClawTokenSim
 from tests.conftest import Chat
 from tests.integration.openclaw_support import running_bot, running_sim
 

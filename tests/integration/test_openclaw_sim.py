@@ -14,10 +14,10 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from bot.services.alltoken import ChatMessage
-from bot.services.errors import BackendError
-from bot.services.openclaw_token import AutoTopup, NewKey, OpenClawTokenService
-from bot.sim.openclaw_token import DEMO_EMAIL, DEMO_MGMT_KEY, OpenClawTokenSim, SimClock
+from bot.backends.alltoken.service import ChatMessage
+from bot.backends.openclaw_token.service import AutoTopup, NewKey, OpenClawTokenService
+from bot.core.errors import BackendError
+from bot.sim.openclaw_token.server import DEMO_EMAIL, DEMO_MGMT_KEY, OpenClawTokenSim, SimClock
 from tests.integration.openclaw_support import FAST, running_sim
 
 WEDNESDAY_NOON = datetime(2026, 5, 13, 12, 0, tzinfo=UTC).timestamp()

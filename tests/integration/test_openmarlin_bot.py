@@ -11,14 +11,14 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from bot.app import TokenBot
-from bot.commands.alltoken_family import alltoken_family
-from bot.commands.openmarlin_family import openmarlin_family
-from bot.commands.openmarlin_jobs import OpenMarlinTiming
-from bot.commands.openmarlin_render import TOPUP_ACTION
-from bot.messages import Actions, Destination, Failure, Fields, Link, Notice, Text
-from bot.settings import Settings
-from bot.sim.openmarlin import OpenMarlinFault, OpenMarlinSim, OpenMarlinSimConfig
+from bot.backends.alltoken.family import alltoken_family
+from bot.backends.openmarlin.family import openmarlin_family
+from bot.backends.openmarlin.jobs import OpenMarlinTiming
+from bot.backends.openmarlin.render import TOPUP_ACTION
+from bot.core.app import TokenBot
+from bot.core.messages import Actions, Destination, Failure, Fields, Link, Notice, Text
+from bot.core.settings import Settings
+from bot.sim.openmarlin.server import OpenMarlinFault, OpenMarlinSim, OpenMarlinSimConfig
 from tests.conftest import Chat
 from tests.fakes.conversation import RecordingConversation
 
@@ -341,7 +341,7 @@ async def test_task_progress_in_one_message_then_the_video_link(
 async def test_task_status_watches_a_task_started_elsewhere(
     bot: TokenBot, om: OpenMarlinSim
 ) -> None:
-    from bot.services.openmarlin import TaskInput, TaskRequest
+    from bot.backends.openmarlin.service import TaskInput, TaskRequest
 
     om.config.task_run_s = 0.6
     chat = await user(bot, om)

@@ -10,8 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.services.errors import BackendError
-from bot.services.openmarlin import (
+from bot.backends.openmarlin.service import (
     ExecutionChunk,
     ExecutionRequest,
     ExecutionResult,
@@ -21,7 +20,8 @@ from bot.services.openmarlin import (
     TaskInput,
     TaskRequest,
 )
-from bot.sim.openmarlin import OpenMarlinFault, OpenMarlinSim, OpenMarlinSimConfig
+from bot.core.errors import BackendError
+from bot.sim.openmarlin.server import OpenMarlinFault, OpenMarlinSim, OpenMarlinSimConfig
 
 
 @pytest.fixture

@@ -19,12 +19,12 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.app import TokenBot
-from bot.commands import image_keep
-from bot.http_server import HttpServer
-from bot.jobs import JobContext
-from bot.messages import Failure, Image, Link, Notice
-from bot.sim.alltoken import AllTokenSim
+from bot.backends.alltoken import image_keep
+from bot.core.app import TokenBot
+from bot.core.http_server import HttpServer
+from bot.core.jobs import JobContext
+from bot.core.messages import Failure, Image, Link, Notice
+from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner, SecretBox, Store, UsageRecord
 from tests.conftest import Chat, make_settings
 from tests.fakes.conversation import RecordingConversation
@@ -125,7 +125,7 @@ async def test_bad_job_rows_are_quarantined_and_the_rest_resume(
             raw.execute("UPDATE jobs SET state = '{\"half' WHERE id = 'bad-state'")
             raw.execute("UPDATE jobs SET destination = 'not json' WHERE id = 'bad-dest'")
 
-        with caplog.at_level(logging.ERROR, logger="bot.jobs"):
+        with caplog.at_level(logging.ERROR, logger="bot.core.jobs"):
             assert await bot.start() == 1  # and no exception: tokenbot starts
             assert await bot.jobs.wait_idle(5)
 
@@ -137,7 +137,9 @@ async def test_bad_job_rows_are_quarantined_and_the_rest_resume(
         assert "unknown job kind 'teleport'" in (rows["unknown"][1] or "")
         assert "no size saved" in (rows["unloadable"][1] or "")
         quarantined = [
-            r for r in caplog.records if r.name == "bot.jobs" and "quarantined" in r.getMessage()
+            r
+            for r in caplog.records
+            if r.name == "bot.core.jobs" and "quarantined" in r.getMessage()
         ]
         assert len(quarantined) == 4
 
@@ -162,7 +164,7 @@ async def test_a_crashing_job_is_reported_with_a_ref(
 ) -> None:
     bot.jobs.register(kind)
     chat = Chat(bot, "alice")
-    with caplog.at_level(logging.ERROR, logger="bot.jobs"):
+    with caplog.at_level(logging.ERROR, logger="bot.core.jobs"):
         job = await bot.jobs.start(kind.kind, chat.owner, chat.inbound_proto.destination(), {})
         assert await bot.jobs.wait_idle(5)
     [failure] = _failures(chat.conv)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.app import TokenBot
-from bot.messages import Turn
+from bot.core.app import TokenBot
+from bot.core.messages import Turn
 from tests.conftest import Chat
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.app import TokenBot
-from bot.messages import Destination, Link
-from bot.poll_budget import PollBudget
-from bot.sim.alltoken import AllTokenSim, AllTokenSimConfig
+from bot.core.app import TokenBot
+from bot.core.messages import Destination, Link
+from bot.core.poll_budget import PollBudget
+from bot.sim.alltoken.server import AllTokenSim, AllTokenSimConfig
 from tests import leaks
 from tests.conftest import Chat, make_settings
 from tests.fakes.conversation import RecordingConversation

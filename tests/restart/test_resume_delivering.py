@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bot.app import TokenBot
-from bot.messages import Link
-from bot.sim.alltoken import AllTokenSim
+from bot.core.app import TokenBot
+from bot.core.messages import Link
+from bot.sim.alltoken.server import AllTokenSim
 from tests.conftest import Chat, make_settings
 from tests.fakes.conversation import RecordingConversation
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from adapters.console.render import render as console_render
 from adapters.discord.render import render as discord_render
 from adapters.slack.render import render_messages
-from bot.messages import Part, Text
+from bot.core.messages import Part, Text
 
 # Mentions, links and markup that must never become live on a platform.
 PINGS = [

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.commands.alltoken_family import alltoken_family
-from bot.sim.alltoken import AllTokenSim
+from bot.backends.alltoken.family import alltoken_family
+from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner
 from tests.conftest import Chat
 from tests.fakes.discord import BOT_PERMISSIONS, MANAGE_MESSAGES, FakeDiscord, discord_world
@@ -24,7 +24,7 @@ async def test_audit_all_is_for_admins_only(
     async with running_sim() as oc, running_bot(tmp_path / "data", sim, oc) as bot:
         # TOKENBOT_ADMINS from the environment (running_bot passes admins="root" itself).
         monkeypatch.setenv("TOKENBOT_ADMINS", "slack:UADMIN")
-        from bot.settings import Settings
+        from bot.core.settings import Settings
 
         assert Settings().admin_ids == frozenset({"slack:UADMIN"})
         bot.settings = bot.settings.model_copy(update={"admins": "root,slack:UADMIN"})

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from adapters.console.conversation import ConsoleConversation, ConsolePrinter, ConsoleTextStream
 from adapters.console.render import render, render_part
 from adapters.console.run import ConsoleAdapter
-from bot.app import TokenBot
-from bot.commands.alltoken_family import alltoken_family
-from bot.messages import (
+from bot.backends.alltoken.family import alltoken_family
+from bot.core.app import TokenBot
+from bot.core.messages import (
     Actions,
     Button,
     Destination,
@@ -30,7 +30,7 @@ from bot.messages import (
     Part,
     Text,
 )
-from bot.sim.alltoken import AllTokenSim
+from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner
 from tests.conftest import make_settings
 

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from adapters.discord.conversation import STREAM_LIMIT, DiscordSink
 from adapters.discord.render import button_label, render, render_markdown
-from bot.commands.alltoken_family import alltoken_family
-from bot.messages import Actions, Button, Failure, Fields, Image, Link, Notice, Part, Text
-from bot.sim.alltoken import AllTokenSim
+from bot.backends.alltoken.family import alltoken_family
+from bot.core.messages import Actions, Button, Failure, Fields, Image, Link, Notice, Part, Text
+from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner
 from tests.fakes.discord import LOADING, Call, DiscordWorld, FakeInteraction, discord_world
 

@@ -22,10 +22,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.app import TokenBot
-from bot.messages import Failure, Inbound
-from bot.sim.alltoken import AllTokenSim
-from bot.sim.openclaw_token import DEMO_MGMT_KEY
+from bot.core.app import TokenBot
+from bot.core.messages import Failure, Inbound
+from bot.sim.alltoken.server import AllTokenSim
+from bot.sim.openclaw_token.server import DEMO_MGMT_KEY
 from bot.store import Owner
 from tests import leaks
 from tests.fakes.conversation import RecordingConversation
@@ -193,7 +193,7 @@ async def test_hostile_lines_through_every_entry_point(
 
 
 def _key_tokens(text: str) -> set[str]:
-    from bot.key_shapes import find_keys
+    from bot.core.key_shapes import find_keys
 
     return set(find_keys(text))
 

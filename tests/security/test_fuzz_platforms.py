@@ -20,11 +20,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.key_shapes import find_keys
-from bot.outbound_text import scrub_surrogates
-from bot.sim.alltoken import AllTokenSim
-from bot.sim.openclaw_token import DEMO_MGMT_KEY, OpenClawTokenSim
-from bot.sim.openmarlin import OpenMarlinSim
+from bot.core.key_shapes import find_keys
+from bot.core.outbound_text import scrub_surrogates
+from bot.sim.alltoken.server import AllTokenSim
+from bot.sim.openclaw_token.server import DEMO_MGMT_KEY, OpenClawTokenSim
+from bot.sim.openmarlin.server import OpenMarlinSim
 from bot.store import Owner
 from tests import leaks
 from tests.fakes.discord import discord_world

@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import TokenBot
-from bot.commands.alltoken_family import alltoken_family
-from bot.commands.alltoken_jobs import CANCEL_ACTION
-from bot.commands.openclaw_confirm import CONFIRM_ACTION
-from bot.commands.openmarlin_family import openmarlin_family
-from bot.commands.openmarlin_jobs import OpenMarlinTiming
-from bot.commands.openmarlin_render import TOPUP_ACTION
-from bot.messages import Failure
-from bot.settings import Settings
-from bot.sim.alltoken import AllTokenSim
-from bot.sim.openclaw_token import DEMO_MGMT_KEY, OpenClawTokenSim
-from bot.sim.openmarlin import OpenMarlinSim, OpenMarlinSimConfig
+from bot.backends.alltoken.family import alltoken_family
+from bot.backends.alltoken.jobs import CANCEL_ACTION
+from bot.backends.openclaw_token.confirm import CONFIRM_ACTION
+from bot.backends.openmarlin.family import openmarlin_family
+from bot.backends.openmarlin.jobs import OpenMarlinTiming
+from bot.backends.openmarlin.render import TOPUP_ACTION
+from bot.core.app import TokenBot
+from bot.core.messages import Failure
+from bot.core.settings import Settings
+from bot.sim.alltoken.server import AllTokenSim
+from bot.sim.openclaw_token.server import DEMO_MGMT_KEY, OpenClawTokenSim
+from bot.sim.openmarlin.server import OpenMarlinSim, OpenMarlinSimConfig
 from bot.store import Owner
 from tests.conftest import Chat
 from tests.fakes.conversation import RecordingConversation

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from bot import catalog
-from bot.app import TokenBot
-from bot.sim.alltoken import AllTokenSim
+from bot.backends.alltoken import catalog
+from bot.core.app import TokenBot
+from bot.sim.alltoken.server import AllTokenSim
 from tests.conftest import Chat
 
 OVER = "x" * (catalog.MAX_PROMPT_CHARS + 1)

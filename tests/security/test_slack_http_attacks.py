@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.sim.alltoken import AllTokenSim
+from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner
 from tests.fakes.slack import (
     SIGNING_SECRET,

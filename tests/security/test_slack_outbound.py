@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from adapters.slack.inert import inert_markdown
 from adapters.slack.mrkdwn import to_mrkdwn
 from adapters.slack.render import fallback_text, render_messages, trailer_blocks
-from bot.messages import Actions, Button, Failure, Fields, Link, Notice, Part, Text
-from bot.outbound_text import neutralise_controls
-from bot.sim.alltoken import AllTokenSim
+from bot.core.messages import Actions, Button, Failure, Fields, Link, Notice, Part, Text
+from bot.core.outbound_text import neutralise_controls
+from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner
 from tests.fakes.slack import TEAM, FakeSlack, SlackHarness, mention_event
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import TokenBot
-from bot.sim.alltoken import AllTokenSim
+from bot.core.app import TokenBot
+from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner
 from tests.fakes.slack import (
     TEAM,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from bot.failures import render_failure, suggest_alternatives
-from bot.services.errors import BackendError, alltoken_error, transport_error
+from bot.core.errors import BackendError, alltoken_error, transport_error
+from bot.core.failures import render_failure, suggest_alternatives
 
 
 def err(status: int, code: str, **kw: object) -> BackendError:
@@ -107,7 +107,7 @@ def test_transport_errors() -> None:
 def test_prices_show_at_least_cents() -> None:
     from decimal import Decimal
 
-    from bot.commands.alltoken_logic import price_text
+    from bot.backends.alltoken.render import price_text
 
     assert price_text(Decimal("0.2")) == "$0.20"
     assert price_text(Decimal("0.55")) == "$0.55"
@@ -116,7 +116,7 @@ def test_prices_show_at_least_cents() -> None:
 
 
 def test_model_lists_say_how_to_see_the_other_types() -> None:
-    from bot.commands.alltoken_logic import models_reply
+    from bot.backends.alltoken.render import models_reply
 
     text = models_reply("chat", [], "").markdown
     assert "`--type=image`" in text and "`--type=video`" in text and "--type=chat" not in text

@@ -16,23 +16,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from bot import router
-from bot.command_models import (
+from bot.backends.alltoken import grammar as router
+from bot.backends.alltoken.grammar import RouterContext
+from bot.backends.alltoken.spec import (
     ImageCommand,
     ModelsCommand,
     UsageError,
     VideoCommand,
     normalise_flag_token,
 )
-from bot.commands import openclaw_parser, openmarlin_router
-from bot.commands.openclaw_models import (
+from bot.backends.openclaw_token import grammar as openclaw_parser
+from bot.backends.openclaw_token.spec import (
     CreditsBalance,
     CreditsBuy,
     KeysCreate,
     KeysList,
     OpenClawUsageError,
 )
-from bot.commands.openmarlin_models import (
+from bot.backends.openmarlin import grammar as openmarlin_router
+from bot.backends.openmarlin.grammar import _SUBCOMMAND_WORDS
+from bot.backends.openmarlin.spec import (
     OMActivity,
     OMBalance,
     OMExecute,
@@ -45,8 +48,6 @@ from bot.commands.openmarlin_models import (
     OMTopUp,
     OpenMarlinUsageError,
 )
-from bot.commands.openmarlin_router import _SUBCOMMAND_WORDS
-from bot.router import RouterContext
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 CTX = RouterContext(now=lambda: NOW)

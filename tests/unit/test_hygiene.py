@@ -15,7 +15,7 @@ import aiosqlite
 import pytest
 
 from bench.__main__ import main as bench_main
-from bot.log_setup import LIBRARY_LOGGERS, configure_logging
+from bot.core.log_setup import LIBRARY_LOGGERS, configure_logging
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,7 +41,7 @@ def test_tokenbot_logging_keeps_libraries_at_warning(level: str, restore_logging
     assert logging.getLogger("aiosqlite").level == logging.WARNING
     assert not logging.getLogger("aiosqlite").isEnabledFor(logging.INFO)
     assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
-    assert logging.getLogger("bot.jobs").isEnabledFor(logging.getLevelName(level))
+    assert logging.getLogger("bot.core.jobs").isEnabledFor(logging.getLevelName(level))
 
 
 def test_debug_all_is_debug_for_the_libraries_too(restore_logging: None) -> None:

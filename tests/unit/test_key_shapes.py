@@ -1,4 +1,4 @@
-"""bot.key_shapes: finding, redacting and classifying secret-shaped strings."""
+"""bot.core.key_shapes: finding, redacting and classifying secret-shaped strings."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot import key_shapes
-from bot.key_shapes import (
+from bot.core import key_shapes
+from bot.core.key_shapes import (
     KEY_PATTERN,
     contains_key,
     find_keys,

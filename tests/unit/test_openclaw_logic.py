@@ -8,8 +8,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from bot.commands.openclaw_confirm import Confirmations
-from bot.commands.openclaw_logic import (
+from bot.backends.openclaw_token.confirm import Confirmations
+from bot.backends.openclaw_token.render import (
     apply_filter,
     json_block,
     quote_fields,
@@ -17,10 +17,7 @@ from bot.commands.openclaw_logic import (
     sort_keys,
     usd,
 )
-from bot.commands.openclaw_models import KeyFilter, KeySort
-from bot.failures import render_failure
-from bot.services.errors import BackendError
-from bot.services.openclaw_token import (
+from bot.backends.openclaw_token.service import (
     AuthResult,
     ProvisionedKey,
     next_reset,
@@ -29,6 +26,9 @@ from bot.services.openclaw_token import (
     platform_fee,
     purchase_total,
 )
+from bot.backends.openclaw_token.spec import KeyFilter, KeySort
+from bot.core.errors import BackendError
+from bot.core.failures import render_failure
 from bot.store import Owner
 
 
@@ -124,7 +124,7 @@ def test_every_code_gets_a_next_step(status: int, code: str, hint_part: str) -> 
 
 
 def test_render_failure_dispatches_to_the_registered_renderer() -> None:
-    from bot.commands.openclaw_family import openclaw_token_family
+    from bot.backends.openclaw_token.family import openclaw_token_family
 
     openclaw_token_family()
     failure = render_failure(BackendError("openclaw_token", 401, "KEY_DISABLED", "off"))

@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from bot.command_models import UsageError
-from bot.commands.openclaw_models import (
+from bot.backends.alltoken.spec import UsageError
+from bot.backends.openclaw_token.grammar import GROUPS, SUBCOMMANDS, parse, parse_slash
+from bot.backends.openclaw_token.spec import (
     AuditShow,
     AuthLogin,
     AuthRegister,
@@ -29,7 +30,6 @@ from bot.commands.openclaw_models import (
     OpenClawHelp,
     PasswordInChat,
 )
-from bot.commands.openclaw_parser import GROUPS, SUBCOMMANDS, parse, parse_slash
 
 H = "0123456789abcdef"
 PROV = "sk-prov-" + "ab" * 16

@@ -13,8 +13,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from bot.cli import _settings
-from bot.commands.openmarlin_render import (
+from bot.backends.openmarlin.render import (
     ROUTING_MEANING,
     TOPUP_ACTION,
     RoutingSent,
@@ -23,17 +22,18 @@ from bot.commands.openmarlin_render import (
     insufficient_parts,
     snapshot_fields,
 )
-from bot.messages import Actions, Failure, Fields
-from bot.services.errors import BackendError
-from bot.services.openmarlin import (
+from bot.backends.openmarlin.service import (
     ROUTING_CODES,
     Amount,
     InsufficientBalance,
     OpenMarlinService,
     openmarlin_error,
 )
-from bot.settings import Settings
-from bot.sim.openmarlin_world import ApiError, check_labels, default_providers, route
+from bot.cli import _settings
+from bot.core.errors import BackendError
+from bot.core.messages import Actions, Failure, Fields
+from bot.core.settings import Settings
+from bot.sim.openmarlin.world import ApiError, check_labels, default_providers, route
 
 ROOT = Path(__file__).resolve().parents[2]
 

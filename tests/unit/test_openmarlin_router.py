@@ -1,4 +1,4 @@
-"""bot.commands.openmarlin_router: text -> OpenMarlin command, usage error, or None."""
+"""bot.backends.openmarlin.grammar: text -> OpenMarlin command, usage error, or None."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.command_models import UsageError
-from bot.commands.openmarlin_models import (
+from bot.backends.alltoken.spec import UsageError
+from bot.backends.openmarlin.grammar import parse, parse_slash
+from bot.backends.openmarlin.spec import (
     USAGE,
     OMActivity,
     OMBalance,
@@ -26,8 +27,7 @@ from bot.commands.openmarlin_models import (
     OMTopUp,
     OpenMarlinUsageError,
 )
-from bot.commands.openmarlin_router import parse, parse_slash
-from bot.key_shapes import contains_key
+from bot.core.key_shapes import contains_key
 
 COMMAND_TYPES = (
     OMActivity,

@@ -1,4 +1,4 @@
-"""bot.router: text -> Command, UsageError for bad input, None for everything else."""
+"""bot.backends.alltoken.grammar: text -> Command, UsageError for bad input, None for everything else."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from bot import catalog
-from bot.catalog import DurationRange
-from bot.command_models import (
+from bot.backends.alltoken import catalog
+from bot.backends.alltoken.catalog import DurationRange
+from bot.backends.alltoken.grammar import DEFAULT_CONTEXT, RouterContext, parse, parse_slash
+from bot.backends.alltoken.spec import (
     USAGE,
     ChatCommand,
     CostCommand,
@@ -23,8 +24,7 @@ from bot.command_models import (
     UsageError,
     VideoCommand,
 )
-from bot.key_shapes import contains_key
-from bot.router import DEFAULT_CONTEXT, RouterContext, parse, parse_slash
+from bot.core.key_shapes import contains_key
 
 AFTER_CALL = RouterContext(last_call_was_alltoken=True)
 KEY = "sk-at-0123456789abcdefWXYZ"

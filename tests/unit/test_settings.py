@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import AliasChoices, ValidationError
 
-from bot.settings import Settings, load_settings
+from bot.core.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

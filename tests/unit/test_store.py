@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
 
-from bot.messages import Destination
+from bot.core.messages import Destination
 from bot.store import (
     SCHEMA_VERSION,
     AuditEntry,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.metrics import Metrics
+from bot.core.metrics import Metrics
 from bot.store import (
     MARKER_NAME,
     CredentialUnreadableError,

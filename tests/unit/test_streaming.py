@@ -1,4 +1,4 @@
-"""The throttled stream (bot.streaming) against an in-memory sink.
+"""The throttled stream (bot.core.streaming) against an in-memory sink.
 
 Timing: intervals are small and bounds generous; assertions count calls rather than measure
 latency, so a loaded machine can only make them pass more easily.
@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.messages import Limits, MessageRef, Notice, Part, TextStream
-from bot.streaming import NO_TEXT, ThrottledStream, collect
+from bot.core.messages import Limits, MessageRef, Notice, Part, TextStream
+from bot.core.streaming import NO_TEXT, ThrottledStream, collect
 from tests.unit.test_text_split import TEXTS, rejoins, unclosed_fence
 
 INTERVAL = 0.05

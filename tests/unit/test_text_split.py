@@ -1,4 +1,4 @@
-"""Splitting long Markdown into message-sized chunks (bot.text_split)."""
+"""Splitting long Markdown into message-sized chunks (bot.core.text_split)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.text_split import (
+from bot.core.text_split import (
     Fence,
     open_fence,
     split_chunks,

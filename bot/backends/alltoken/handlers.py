@@ -1,0 +1,364 @@
+"""Handlers for the six AllToken commands."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from decimal import Decimal
+
+from bot.backends.alltoken.pricing import Prices, cost_of, prices_from_cost_line
+from bot.backends.alltoken.render import (
+    MEDIA_KINDS,
+    cost_table,
+    media_cost,
+    models_reply,
+    reported_cost,
+    usage_line,
+)
+from bot.backends.alltoken.service import ChatMessage, ChatResult
+from bot.backends.alltoken.spec import (
+    ChatCommand,
+    CostCommand,
+    ImageCommand,
+    ModelsCommand,
+    SearchCommand,
+    VideoCommand,
+)
+from bot.backends.openclaw_token.fallback import chat_fallback, search_fallback
+from bot.core.context import HandlerContext
+from bot.core.errors import BackendError
+from bot.core.failures import render_failure, suggest_alternatives
+from bot.core.messages import Failure, Notice, Text
+from bot.store import JobRecord, LastCall, UsageRecord
+
+log = logging.getLogger(__name__)
+
+
+async def failure_for(ctx: HandlerContext, error: BackendError, model: str | None) -> Failure:
+    """render_failure plus live alternatives when every provider of `model` failed."""
+    alternatives: list[str] | None = None
+    if error.code == "all_providers_failed" and model:
+        alternatives = await _alternatives(ctx, model)
+    return render_failure(error, alternatives=alternatives)
+
+
+async def _alternatives(ctx: HandlerContext, model: str) -> list[str]:
+    svc = ctx.bot.services.alltoken
+    models = svc.cached_models("chat")
+    if models is None:
+        try:
+            models = await svc.list_models(await ctx.require_key("alltoken"), "chat")
+        except Exception:
+            models = []
+    ids = [m.id for m in models] or list(ctx.bot.router_context().chat_models)
+    return suggest_alternatives(model, ids)
+
+
+async def _cost_and_prices(
+    ctx: HandlerContext, result: ChatResult
+) -> tuple[Decimal | None, Prices | None, str]:
+    """The authoritative SSE cost when present, else the catalog's prices applied to usage."""
+    if result.cost is not None:
+        return (
+            result.cost.cost,
+            prices_from_cost_line(result.model, result.cost),
+            "reported by AllToken",
+        )
+    if result.usage is None:
+        return None, None, ""
+    try:
+        prices = await ctx.bot.services.alltoken.catalog_prices(result.model)
+    except BackendError as exc:
+        log.info("no catalog price for %s: %s", result.model, exc.code)
+        return None, None, ""
+    if prices is None:
+        return None, None, ""
+    return (
+        cost_of(result.usage.prompt_tokens, result.usage.completion_tokens, prices),
+        prices,
+        "estimated from catalog prices",
+    )
+
+
+async def _record(ctx: HandlerContext, command: str, result: ChatResult) -> Decimal | None:
+    cost, prices, source = await _cost_and_prices(ctx, result)
+    usage = result.usage
+    pt = usage.prompt_tokens if usage else 0
+    ct = usage.completion_tokens if usage else 0
+    await ctx.bot.store.record_usage(
+        UsageRecord(
+            owner=ctx.owner,
+            service="alltoken",
+            command=command,
+            model=result.model,
+            prompt_tokens=pt,
+            completion_tokens=ct,
+            cost_usd=cost,
+            request_id=result.request_id,
+            conversation_key=ctx.inbound.conversation_key,
+        )
+    )
+    per_1k = Decimal(1000)
+    last = LastCall(
+        command=command,
+        model=result.model,
+        prompt_tokens=pt,
+        completion_tokens=ct,
+        cost_usd=cost if source == "reported by AllToken" else None,
+        input_price=prices.input_per_1m / per_1k if prices else None,
+        output_price=prices.output_per_1m / per_1k if prices else None,
+        request_id=result.request_id,
+    )
+    for key in {ctx.inbound.conversation_key, ctx.conversation.destination.conversation_key}:
+        await ctx.bot.store.set_last_call(ctx.owner, key, last)
+    ctx.bot.note_alltoken_call(
+        ctx.inbound.conversation_key, ctx.conversation.destination.conversation_key
+    )
+    ctx.bot.last_request_id = result.request_id
+    return cost
+
+
+async def chat(cmd: ChatCommand, ctx: HandlerContext) -> None:
+    """Stream the answer into the conversation, then the usage and cost line."""
+    key = await ctx.require_key("alltoken")
+    messages = [*ctx.bot.history_for(ctx.inbound), ChatMessage(role="user", content=cmd.prompt)]
+    chat_stream = ctx.bot.services.alltoken.stream_chat(key, cmd.model, messages)
+    out = ctx.conversation.stream()
+    started = False
+    try:
+        async for delta in chat_stream:
+            started = True
+            await out.append(delta)
+    except BackendError as exc:
+        # AllToken balance empty: the same request through the user's OpenClaw Token fallback.
+        if not started and await chat_fallback(ctx, exc, cmd.model, messages, out):
+            return
+        failure = await failure_for(ctx, exc, cmd.model)
+        ctx.bot.last_request_id = exc.request_id
+        if started:
+            await out.finish([Notice(level="warning", text="The answer stopped early."), failure])
+        else:
+            await ctx.conversation.say([failure])
+        raise HandledFailure(exc) from None
+    result = chat_stream.result
+    cost, _prices, source = await _cost_and_prices(ctx, result)
+    await out.finish(
+        [
+            usage_line(
+                result.model,
+                result.usage,
+                cost,
+                cost_source="" if source.startswith("reported") else "est.",
+            )
+        ]
+    )
+    await _record(ctx, "chat", result)
+    model = cmd.model
+    ctx.bot.note_thread(
+        ctx.conversation.destination.conversation_key,
+        lambda text: ChatCommand(prompt=text, model=model),
+    )
+
+
+async def search(cmd: SearchCommand, ctx: HandlerContext) -> None:
+    """Web-search-grounded answer (DeepSeek/Qwen), one reply with the usage line."""
+    key = await ctx.require_key("alltoken")
+    try:
+        result = await ctx.bot.services.alltoken.search(key, cmd.model, cmd.query)
+    except BackendError as exc:
+        if await search_fallback(ctx, exc, cmd.model, cmd.query):
+            return
+        ctx.bot.last_request_id = exc.request_id
+        await ctx.conversation.say([await failure_for(ctx, exc, cmd.model)])
+        raise HandledFailure(exc) from None
+    cost = await _record(ctx, "search", result)
+    text = result.text or "_(the model returned no text)_"
+    await ctx.conversation.say([Text(markdown=text), usage_line(result.model, result.usage, cost)])
+
+
+async def models(cmd: ModelsCommand, ctx: HandlerContext) -> None:
+    """List model ids of one type, filtered."""
+    key = await ctx.require_key("alltoken")
+    try:
+        found = await ctx.bot.services.alltoken.list_models(key, cmd.type)
+    except BackendError as exc:
+        ctx.bot.last_request_id = exc.request_id
+        await ctx.conversation.say([render_failure(exc)])
+        raise HandledFailure(exc) from None
+    await ctx.conversation.say([models_reply(cmd.type, found, cmd.filter)])
+
+
+async def _latest_media_job(ctx: HandlerContext) -> JobRecord | None:
+    """The caller's newest image or video job started from this conversation."""
+    for job in await ctx.bot.store.jobs_for(ctx.owner, limit=20):
+        if job.kind in MEDIA_KINDS and job.state.get("conversation_key") == (
+            ctx.inbound.conversation_key
+        ):
+            return job
+    return None
+
+
+async def _media_cost(ctx: HandlerContext, last: LastCall | None) -> bool:
+    """Answer "how much did that cost" when "that" is an image or video; False if it is not.
+
+    An image or video job newer than the last recorded call is "that" even while it runs (its
+    call is recorded only on delivery). Catalog token prices never apply to media.
+    """
+    job = await _latest_media_job(ctx)
+    if job is not None and (
+        last is None or last.command in MEDIA_KINDS or job.created_at > last.at
+    ):
+        state = job.state
+        task_id = state.get("task_id")
+        usage = state.get("usage") if isinstance(state.get("usage"), dict) else None
+        cost = reported_cost(usage)
+        if cost is None and last is not None and last.request_id == task_id:
+            cost = last.cost_usd
+        if usage is None and last is not None and last.request_id == task_id:
+            usage = {"total_tokens": last.prompt_tokens + last.completion_tokens}
+        await ctx.conversation.say(
+            media_cost(
+                job.kind,
+                state,
+                status=job.status,
+                request_id=str(task_id) if task_id else None,
+                usage=usage,
+                cost=cost,
+            )
+        )
+        return True
+    if last is not None and last.command in MEDIA_KINDS:
+        # The job row is gone (or too old to list); the last call still says what it was.
+        await ctx.conversation.say(
+            media_cost(
+                last.command,
+                {"model": last.model},
+                status="done",
+                request_id=last.request_id,
+                usage={"total_tokens": last.prompt_tokens + last.completion_tokens},
+                cost=last.cost_usd,
+            )
+        )
+        return True
+    return False
+
+
+async def cost(cmd: CostCommand, ctx: HandlerContext) -> None:
+    """Cost of explicit token counts (catalog prices) or of the last AllToken call here."""
+    svc = ctx.bot.services.alltoken
+    if cmd.model is None:
+        last = await ctx.bot.store.get_last_call(ctx.owner, ctx.inbound.conversation_key)
+        if await _media_cost(ctx, last):
+            return
+        if last is None or last.model is None:
+            await ctx.conversation.whisper(
+                [
+                    Notice(
+                        level="info",
+                        text="No AllToken call of yours in this conversation yet. Give the "
+                        "numbers instead: `/alltoken-cost <model> <prompt_tokens> <completion_tokens>`.",
+                    )
+                ]
+            )
+            return
+        model, pt, ct = last.model, last.prompt_tokens, last.completion_tokens
+        if last.cost_usd is not None:
+            prices = None
+            if last.input_price is not None and last.output_price is not None:
+                prices = Prices(
+                    model=model,
+                    input_per_1m=last.input_price * 1000,
+                    output_per_1m=last.output_price * 1000,
+                    source="sse",
+                )
+            await ctx.conversation.say(
+                [
+                    cost_table(
+                        model,
+                        pt,
+                        ct,
+                        last.cost_usd,
+                        prices,
+                        f"reported by AllToken (request {last.request_id})",
+                    )
+                ]
+            )
+            return
+    else:
+        model = cmd.model
+        pt = cmd.prompt_tokens or 0
+        ct = cmd.completion_tokens or 0
+    try:
+        prices = await svc.catalog_prices(model)
+    except BackendError as exc:
+        ctx.bot.last_request_id = exc.request_id
+        await ctx.conversation.say([render_failure(exc)])
+        raise HandledFailure(exc) from None
+    if prices is None:
+        await ctx.conversation.say(
+            [
+                Failure(
+                    code="no_prices",
+                    message=f"AllToken's catalog lists no prices for `{model}`.",
+                    hint="Check the id with `/alltoken-models`.",
+                )
+            ]
+        )
+        return
+    await ctx.conversation.say(
+        [
+            cost_table(
+                model, pt, ct, cost_of(pt, ct, prices), prices, "catalog prices (USD per 1M tokens)"
+            )
+        ]
+    )
+
+
+async def image(cmd: ImageCommand, ctx: HandlerContext) -> None:
+    """Start a durable image job (the row exists before AllToken is called)."""
+    await ctx.require_key("alltoken")
+    await ctx.bot.jobs.start(
+        "image",
+        ctx.owner,
+        ctx.conversation.destination,
+        {
+            "prompt": cmd.prompt,
+            "model": cmd.model,
+            "size": cmd.size,
+            "quality": cmd.quality,
+            "idempotency_key": str(uuid.uuid4()),
+            "conversation_key": ctx.inbound.conversation_key,
+        },
+    )
+    ctx.bot.note_alltoken_call(
+        ctx.inbound.conversation_key, ctx.conversation.destination.conversation_key
+    )
+
+
+async def video(cmd: VideoCommand, ctx: HandlerContext) -> None:
+    """Start a durable video job."""
+    await ctx.require_key("alltoken")
+    await ctx.bot.jobs.start(
+        "video",
+        ctx.owner,
+        ctx.conversation.destination,
+        {
+            "prompt": cmd.prompt,
+            "model": cmd.model,
+            "duration": cmd.duration,
+            "ratio": cmd.ratio,
+            "resolution": cmd.resolution,
+            "conversation_key": ctx.inbound.conversation_key,
+        },
+    )
+    ctx.bot.note_alltoken_call(
+        ctx.inbound.conversation_key, ctx.conversation.destination.conversation_key
+    )
+
+
+class HandledFailure(Exception):
+    """The handler already told the user; the app only records the outcome."""
+
+    def __init__(self, error: BackendError) -> None:
+        self.error = error
+        super().__init__(str(error))

@@ -1,0 +1,340 @@
+"""The durable AllToken image job.
+
+Images can be read from AllToken only once: the bytes go to disk (atomically, fsynced) before
+anything else happens, and delivery always reads them from disk, so a crash after the read
+never loses the image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from bot.backends.alltoken.image_keep import KeptImage, expiry_of, save_problem, spill
+from bot.backends.alltoken.jobs import _clip, _PollingJob, _show, next_delay
+from bot.backends.alltoken.service import ImageRequest, ImageStatus
+from bot.core.errors import BackendError
+from bot.core.failures import render_failure
+from bot.core.jobs import JobContext, JobFailed
+from bot.core.messages import Failure, Image, Link, Notice, Part
+
+UPLOAD_ATTEMPTS = 3
+UPLOAD_BACKOFF_S = 0.5
+
+log = logging.getLogger(__name__)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write, fsync and rename, so a file at `path` is always complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class ImageJob(_PollingJob):
+    """Submit with an Idempotency-Key, poll, save the one-shot bytes, upload from disk."""
+
+    kind = "image"
+
+    async def run(self, ctx: JobContext) -> None:
+        """Drive one image from submission to upload."""
+        st = ctx.state
+        kept: KeptImage | None = None
+        if not st.get("file") and not st.get("image_b64"):
+            if ctx.job.status == "delivering":
+                raise JobFailed(
+                    Failure(code="image_lost", message="The image was lost before it was saved.")
+                )
+            kept = await self._fetch(ctx)
+        await self._deliver(ctx, kept or KeptImage.from_state(ctx.state))
+
+    async def _fetch(self, ctx: JobContext) -> KeptImage:
+        key = await self._key(ctx)
+        st = ctx.state
+        prompt = str(st["prompt"])
+        if not st.get("task_id"):
+            await _show(
+                ctx,
+                [
+                    Notice(
+                        level="progress",
+                        text=f"🖼️ Generating an image… (queued) — _{_clip(prompt)}_",
+                    )
+                ],
+            )
+            request = ImageRequest(
+                prompt=prompt, model=st["model"], size=st["size"], quality=st["quality"]
+            )
+            try:
+                try:
+                    task_id = await self.service.submit_image(
+                        key, request, str(st["idempotency_key"])
+                    )
+                except BackendError as exc:
+                    if exc.status != 0:
+                        raise
+                    # Timed out or dropped before an answer: the same Idempotency-Key makes a
+                    # resend safe (AllToken answers 409 with the first task's id if it started).
+                    task_id = await self.service.submit_image(
+                        key, request, str(st["idempotency_key"])
+                    )
+            except BackendError as exc:
+                raise JobFailed(render_failure(exc, command="image")) from None
+            await ctx.save(task_id=task_id)
+        task_id = str(ctx.state["task_id"])
+        deadline = self._deadline(ctx)
+        errors: list[int] = []
+        last_status = "queued"  # what the first progress message already says
+        while True:
+            if time.monotonic() > deadline:
+                raise JobFailed(
+                    Failure(
+                        code="timeout",
+                        message=f"The image {task_id} took too long.",
+                        hint="Try again; a smaller size or lower quality is faster.",
+                    )
+                )
+            status: ImageStatus | None = await self._poll_guarded(
+                ctx, lambda: self.service.poll_image(key, task_id), errors
+            )
+            if status is None:
+                continue
+            if status.status == "completed":
+                break
+            if status.status in ("failed", "cancelled"):
+                err = status.error
+                raise JobFailed(
+                    Failure(
+                        code=(err.code if err and err.code else status.status),
+                        message=(
+                            err.message
+                            if err and err.message
+                            else f"The image task {status.status}."
+                        ),
+                        request_id=task_id,
+                        hint="Rephrase the prompt or try again.",
+                    )
+                )
+            if status.status != last_status:
+                last_status = status.status
+                await _show(
+                    ctx,
+                    [
+                        Notice(
+                            level="progress",
+                            text=f"🖼️ Generating an image… ({status.status}) — _{_clip(prompt)}_",
+                        )
+                    ],
+                )
+            await asyncio.sleep(next_delay(status))
+        item = status.data[0] if status.data else None
+        if item is None:
+            raise JobFailed(
+                Failure(
+                    code="bad_response",
+                    message="AllToken said completed but sent no image.",
+                    request_id=task_id,
+                )
+            )
+        data = _decode(item.b64_json) if item.b64_json else None
+        if data is None and item.r2_url:
+            try:
+                data = await self.service.download(item.r2_url)
+            except BackendError as exc:
+                raise JobFailed(render_failure(exc)) from None
+        if data is None:
+            raise JobFailed(
+                Failure(
+                    code="bad_response",
+                    message="The completed image had no bytes.",
+                    request_id=task_id,
+                )
+            )
+        meta: dict[str, Any] = {
+            "mime": item.mime_type or "image/png",
+            "r2_url": item.r2_url,
+            "r2_expires_at": item.r2_url_expires_at,
+            "usage": status.usage or {},
+            "revised_prompt": item.revised_prompt,
+        }
+        return await self._keep(ctx, data, meta)
+
+    async def _keep(self, ctx: JobContext, data: bytes, meta: dict[str, Any]) -> KeptImage:
+        """One-shot: the bytes are kept before anything else can go wrong."""
+        path = self.images_dir / f"{ctx.job.id}.png"
+        try:
+            await asyncio.to_thread(write_atomically, path, data)
+        except OSError as exc:
+            return await self._keep_elsewhere(ctx, data, meta, save_problem(self.images_dir, exc))
+        await ctx.save(file=str(path), **meta)
+        return KeptImage.from_state(ctx.state)
+
+    async def _keep_elsewhere(
+        self, ctx: JobContext, data: bytes, meta: dict[str, Any], problem: str
+    ) -> KeptImage:
+        """The images dir refused a paid image: keep it in the row and a temporary copy."""
+        log.error("job %s: %s; keeping the paid image in the job row instead", ctx.job.id, problem)
+        spilled = await asyncio.to_thread(spill, ctx.job.id, data)
+        fields = {**meta, "save_problem": problem, "image_b64": base64.b64encode(data).decode()}
+        if spilled is not None:
+            fields["file"] = str(spilled)
+        try:
+            await ctx.save(**fields)
+        except Exception:
+            # The store is failing too: deliver from memory now, it is the last copy.
+            log.exception("job %s: could not keep the image in the job row", ctx.job.id)
+            return KeptImage(
+                mime=str(meta["mime"]),
+                r2_url=meta["r2_url"],
+                r2_expires_at=expiry_of(meta["r2_expires_at"]),
+                path=spilled,
+                data=data,
+                problem=problem,
+            )
+        return KeptImage.from_state(ctx.state)
+
+    async def _claim(self, ctx: JobContext, kept: KeptImage) -> bool:
+        try:
+            return await ctx.claim_delivery()
+        except Exception:
+            if kept.in_row or kept.data is None:
+                raise
+            # Only memory holds the image and the store is failing: deliver regardless.
+            log.exception("job %s: could not claim delivery; delivering anyway", ctx.job.id)
+            return True
+
+    async def _deliver(self, ctx: JobContext, kept: KeptImage) -> None:
+        st = ctx.state
+        if ctx.job.status == "running" and not await self._claim(ctx, kept):
+            return
+        path, temp = kept.path, None
+        if kept.data is not None and (path is None or not await asyncio.to_thread(path.exists)):
+            # The temporary copy is gone (or never was): make one for this upload only.
+            path = temp = await asyncio.to_thread(spill, ctx.job.id, kept.data)
+        if path is None:
+            await self._link_only(ctx, kept)
+            return
+        image = Image(
+            path=path,
+            mime=kept.mime,
+            alt=_clip(str(st["prompt"]), 1000),
+            fallback_url=kept.r2_url,
+        )
+        try:
+            if not st.get("uploaded"):
+                await self._upload_with_retry(ctx, image, kept)
+                await ctx.save(uploaded=True)
+        finally:
+            if temp is not None:
+                await asyncio.to_thread(temp.unlink, True)
+        usage = st.get("usage") or {}
+        parts: list[Part] = [
+            Notice(
+                level="success",
+                text=f"🖼️ Image ready — _{_clip(str(st['prompt']))}_ · "
+                f"{usage.get('total_tokens', 0)} tokens · `{st['model']}`",
+            )
+        ]
+        if kept.problem:
+            parts += _kept_note(kept, "it was posted from a temporary copy")
+        await _show(ctx, parts)
+        await self._record(ctx, "image", str(st["model"]), usage, st.get("task_id"))
+        await self._done(ctx, kept)
+        # Delivered: the disk copy has done its job (the platform holds the image now).
+        await asyncio.to_thread(path.unlink, True)
+
+    async def _link_only(self, ctx: JobContext, kept: KeptImage) -> None:
+        """No file could be made for an upload: show the backend's link, and why."""
+        st = ctx.state
+        usage = st.get("usage") or {}
+        await self._record(ctx, "image", str(st["model"]), usage, st.get("task_id"))
+        problem = kept.problem or "its saved copy is gone"
+        if not kept.r2_url:
+            kept_where = (
+                "It is kept in tokenbot's database." if kept.in_row else "It could not be kept."
+            )
+            raise JobFailed(
+                Failure(
+                    code="image_not_saved",
+                    message=f"The image was generated (and billed), but {problem}, and AllToken "
+                    "sent no link to it.",
+                    request_id=st.get("task_id"),
+                    hint=f"Tell the bot's operator (job {ctx.job.id}). {kept_where}",
+                )
+            )
+        parts: list[Part] = [
+            Notice(
+                level="warning",
+                text=f"🖼️ Image ready — _{_clip(str(st['prompt']))}_ — but it could not be "
+                "posted here",
+            ),
+            *_kept_note(kept, "open it from AllToken instead"),
+        ]
+        await _show(ctx, parts)
+        # The link expires; the row's copy of the bytes stays for the operator.
+        await self._done(ctx, kept, keep_copy=True)
+
+    async def _done(self, ctx: JobContext, kept: KeptImage, *, keep_copy: bool = False) -> None:
+        # Once uploaded, the row's copy of the bytes is no longer needed.
+        drop = kept.in_row and not keep_copy
+        changes: dict[str, Any] = {"state": {"image_b64": None}} if drop else {}
+        try:
+            await ctx.set_status("done", **changes)
+        except Exception:
+            if kept.in_row or kept.data is None:
+                raise
+            log.exception("job %s: delivered, but could not record it as done", ctx.job.id)
+
+    async def _upload_with_retry(self, ctx: JobContext, image: Image, kept: KeptImage) -> None:
+        """The bytes are safe on disk, so a refused upload is simply tried again."""
+        for attempt in range(UPLOAD_ATTEMPTS):
+            try:
+                await ctx.conversation.upload(image)
+                return
+            except Exception as exc:
+                log.warning(
+                    "upload of job %s failed (attempt %d): %s", ctx.job.id, attempt + 1, exc
+                )
+                if attempt + 1 == UPLOAD_ATTEMPTS:
+                    link = f" Meanwhile it is at {image.fallback_url}" if image.fallback_url else ""
+                    if kept.r2_expires_at is not None and image.fallback_url:
+                        link += f" (until {kept.r2_expires_at:%Y-%m-%d %H:%M} UTC)"
+                    if kept.problem:
+                        link += f" Also, {kept.problem}."
+                    raise JobFailed(
+                        Failure(
+                            code="upload_failed",
+                            message=f"The image is ready but could not be posted here.{link}",
+                            hint="Check that tokenbot may upload files in this conversation, then run the command again.",
+                        )
+                    ) from None
+                await asyncio.sleep(UPLOAD_BACKOFF_S * (2**attempt))
+
+
+def _kept_note(kept: KeptImage, instead: str) -> list[Part]:
+    """Why the image is not in the images folder, and the backend's link with its expiry."""
+    parts: list[Part] = [Notice(level="warning", text=f"Note: {kept.problem}; {instead}.")]
+    if kept.r2_url:
+        parts.append(
+            Link(url=kept.r2_url, label="Open the image at AllToken", expires_at=kept.r2_expires_at)
+        )
+    return parts
+
+
+def _decode(b64: str) -> bytes | None:
+    try:
+        return base64.b64decode(b64, validate=False)
+    except (binascii.Error, ValueError):
+        return None

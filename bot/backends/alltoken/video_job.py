@@ -1,0 +1,292 @@
+"""The durable AllToken video job and its Cancel button.
+
+Videos are posted once (no idempotency key in AllToken's API); a crash between the POST and
+saving the task id is recovered by finding the task in the recent list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from bot.backends.alltoken.jobs import CANCEL_ACTION, _clip, _PollingJob, _show, next_delay
+from bot.backends.alltoken.service import VideoRequest, VideoStatus
+from bot.core.errors import BackendError
+from bot.core.failures import render_failure
+from bot.core.jobs import JobCancelled, JobContext, JobFailed
+from bot.core.messages import (
+    Actions,
+    Button,
+    Conversation,
+    Failure,
+    Inbound,
+    Link,
+    MessageRef,
+    Notice,
+    Part,
+    Text,
+)
+from bot.store import AuditEntry, Owner
+
+if TYPE_CHECKING:
+    from bot.core.app import TokenBot
+log = logging.getLogger(__name__)
+
+
+class VideoJob(_PollingJob):
+    """Submit once, poll with progress and a Cancel button, then link the presigned URL."""
+
+    kind = "video"
+
+    def _buttons(self, ctx: JobContext) -> Actions:
+        return Actions(
+            buttons=[
+                Button(action_id=CANCEL_ACTION, label="Cancel", value=ctx.job.id, style="danger")
+            ]
+        )
+
+    async def run(self, ctx: JobContext) -> None:
+        """Drive one video from submission to the link."""
+        key = await self._key(ctx)
+        st = ctx.state
+        prompt = str(st["prompt"])
+        if not st.get("task_id"):
+            await _show(
+                ctx,
+                [
+                    Notice(level="progress", text=f"🎬 Video queued — _{_clip(prompt)}_"),
+                    self._buttons(ctx),
+                ],
+            )
+            task_id = await self._adopt(ctx, key) if st.get("submit_started") else None
+            if task_id is None:
+                await ctx.save(submit_started=True)
+                try:
+                    task_id = await self.service.submit_video(
+                        key,
+                        VideoRequest(
+                            prompt=prompt,
+                            model=st["model"],
+                            duration=int(st["duration"]),
+                            ratio=st["ratio"],
+                            resolution=st["resolution"],
+                        ),
+                    )
+                except BackendError as exc:
+                    # No answer (time-out, dropped connection): the video may have started
+                    # anyway, and a resend could bill twice, so look for it instead.
+                    found = await self._adopt(ctx, key) if exc.status == 0 else None
+                    if found is None:
+                        failure = render_failure(exc, command="video")
+                        if exc.status == 0:
+                            failure.hint = (
+                                "AllToken did not answer, and no new video of yours shows up "
+                                "there yet. Wait a minute before trying again, so you are not "
+                                "billed twice."
+                            )
+                        raise JobFailed(failure) from None
+                    task_id = found
+            await ctx.save(task_id=task_id)
+        task_id = str(ctx.state["task_id"])
+        deadline = self._deadline(ctx)
+        errors: list[int] = []
+        last_status = "queued"
+        started = time.monotonic()
+        while True:
+            if await ctx.cancel_requested():
+                await self._cancel_at_backend(ctx, key, task_id, prompt)
+            if time.monotonic() > deadline:
+                raise JobFailed(
+                    Failure(
+                        code="timeout",
+                        message=f"The video {task_id} took too long.",
+                        request_id=task_id,
+                    )
+                )
+            status: VideoStatus | None = await self._poll_guarded(
+                ctx, lambda: self.service.poll_video(key, task_id), errors
+            )
+            if status is None:
+                continue
+            if status.status == "completed":
+                break
+            if status.status == "cancelled":
+                await _show(
+                    ctx, [Notice(level="warning", text=f"🎬 Video cancelled — _{_clip(prompt)}_")]
+                )
+                raise JobCancelled()
+            if status.status in ("failed", "expired"):
+                err = status.error
+                raise JobFailed(
+                    Failure(
+                        code=(err.code if err and err.code else status.status),
+                        message=(
+                            err.message
+                            if err and err.message
+                            else f"The video task {status.status}."
+                        ),
+                        request_id=task_id,
+                        hint="Try again, perhaps with a shorter duration or another model.",
+                    )
+                )
+            if status.status != last_status:
+                last_status = status.status
+                elapsed = int(time.monotonic() - started)
+                await _show(
+                    ctx,
+                    [
+                        Notice(
+                            level="progress",
+                            text=f"🎬 Video {status.status} ({elapsed} s) — _{_clip(prompt)}_",
+                        ),
+                        self._buttons(ctx),
+                    ],
+                )
+            await asyncio.sleep(next_delay(status))
+        # Resumed in "delivering": a crash hit between the claim and the delivery; finish it.
+        if ctx.job.status != "delivering" and not await ctx.claim_delivery():
+            return
+        expires = status.expires_at()
+        details = " · ".join(
+            x
+            for x in [
+                f"`{status.model or st['model']}`",
+                f"{status.duration:g} s" if status.duration else "",
+                status.resolution or "",
+                status.ratio or "",
+                f"{status.fps:g} fps" if status.fps else "",
+            ]
+            if x
+        )
+        parts: list[Part] = [
+            Notice(level="success", text=f"🎬 Video ready — _{_clip(prompt)}_"),
+            Link(url=status.video_url or "", label="Download the video", expires_at=expires),
+            Text(markdown=details + "\nThe link is presigned and expires: download it soon."),
+        ]
+        if not status.video_url:
+            raise JobFailed(
+                Failure(
+                    code="bad_response",
+                    message="The video completed without a URL.",
+                    request_id=task_id,
+                )
+            )
+        await _show(ctx, parts)
+        await self._record(ctx, "video", str(st["model"]), status.usage, task_id)
+        await ctx.set_status("done")
+
+    async def _cancel_at_backend(
+        self, ctx: JobContext, key: str, task_id: str, prompt: str
+    ) -> None:
+        """Honour a Cancel clicked before the task id was known."""
+        try:
+            await self.service.cancel_video(key, task_id)
+        except BackendError as exc:
+            if exc.status != 409:  # 409: it already finished; deliver it instead
+                raise JobFailed(render_failure(exc, command="video")) from None
+            await ctx.save(cancel_requested=False)
+            return
+        await _show(ctx, [Notice(level="warning", text=f"🎬 Video cancelled — _{_clip(prompt)}_")])
+        raise JobCancelled()
+
+    async def _adopt(self, ctx: JobContext, key: str) -> str | None:
+        """After a crash mid-submit, find the task we may already have started."""
+        try:
+            recent = await self.service.recent_videos(key)
+        except BackendError:
+            return None
+        since = ctx.job.created_at - timedelta(seconds=5)
+        for item in recent:
+            created = _parse_time(item.created_at)
+            if (
+                item.model == ctx.state["model"]
+                and (created is None or created >= since)
+                and item.id not in ctx.state.get("seen_ids", [])
+                and _prompt_of(item) in (None, ctx.state["prompt"])
+            ):
+                return item.id
+        return None
+
+
+def _prompt_of(item: VideoStatus) -> str | None:
+    extra = item.model_extra or {}
+    value = extra.get("prompt")
+    return str(value) if value is not None else None
+
+
+def _parse_time(value: str | int | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return datetime.fromtimestamp(value, UTC)
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+async def cancel_video(
+    bot: TokenBot, inbound: Inbound, job_id: str, conversation: Conversation
+) -> None:
+    """The Cancel button: only the owner may cancel; the backend task is cancelled first."""
+    actor = Owner.of(inbound)
+
+    async def tell(text: str, level: str = "info") -> None:
+        await conversation.whisper([Notice(level=level, text=text)])
+
+    async def audit(outcome: str, detail: str | None, request_id: str | None = None) -> None:
+        await bot.store.audit(
+            AuditEntry(
+                owner=actor,
+                command="video.cancel",
+                outcome=outcome,
+                detail=detail,
+                request_id=request_id,
+            )
+        )
+
+    job = await bot.store.get_job(job_id)
+    if job is None or job.owner != actor:
+        # Same answer for "not yours" and "does not exist": don't reveal others' jobs.
+        await tell("Only the person who started this video can cancel it.", "warning")
+        await audit("denied", job_id)
+        return
+    if job.status not in ("pending", "running"):
+        await tell(f"This video is already {job.status}.")
+        return
+    key = await bot.store.get_credential(actor, "alltoken")
+    task_id = job.state.get("task_id")
+    if not task_id and job.state.get("submit_started") and bot.jobs.is_running(job_id):
+        # The POST may be in flight: let the job cancel the task as soon as it has its id,
+        # rather than stopping here and leaving a paid video running at AllToken.
+        await bot.store.update_job(job_id, state={"cancel_requested": True})
+        await tell("Cancelling as soon as AllToken confirms the video…")
+        await audit("requested", job_id)
+        return
+    if key and task_id:
+        try:
+            await bot.services.alltoken.cancel_video(key, str(task_id))
+        except BackendError as exc:
+            if exc.status == 409:
+                await tell("The video had already finished; it will be posted here.")
+                return
+            await conversation.whisper([render_failure(exc)])
+            await audit("failed", exc.code, exc.request_id)
+            return
+    if not await bot.store.transition_job(job_id, {"pending", "running"}, "cancelled"):
+        await tell("The video finished before it could be cancelled.")
+        return
+    await bot.jobs.cancel_local(job_id)
+    ref = job.state.get("progress_ref")
+    parts: list[Part] = [Notice(level="warning", text="🎬 Video cancelled.")]
+    try:
+        if ref:
+            await conversation.edit(MessageRef.model_validate(ref), parts)
+        else:
+            await conversation.say(parts)
+    except Exception:
+        log.exception("could not update the cancelled video message")
+    await audit("ok", job_id, str(task_id) if task_id else None)

@@ -1,0 +1,573 @@
+"""Durable OpenMarlin jobs: registration sign-in, long tasks and top-ups.
+
+Each is a job row before OpenMarlin is called, saves its progress (session, task or top-up id)
+as soon as it has it, and resumes polling after a restart. Registration and top-up messages are
+private (they concern one person's account and money); a task's progress is one public message
+edited in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, Field
+
+from bot.backends.openmarlin.render import (
+    amount_text,
+    balance_fields,
+    failure,
+    insufficient_parts,
+    task_done,
+    task_failed,
+    task_progress,
+)
+from bot.backends.openmarlin.service import (
+    Amount,
+    InsufficientBalance,
+    OpenMarlinService,
+    RegistrationSession,
+    TaskInput,
+    TaskRequest,
+    TaskStatus,
+    TopUpSession,
+)
+from bot.core.errors import BackendError
+from bot.core.jobs import JobContext, JobFailed
+from bot.core.messages import Failure, Link, MessageRef, Notice, Part, Text
+from bot.store import JobNotFoundError, JobRecord, Owner, Store, UsageRecord
+
+log = logging.getLogger(__name__)
+
+SERVICE = "openmarlin"
+REGISTRATION_KIND = "openmarlin.registration"
+TASK_KIND = "openmarlin.task"
+TOPUP_KIND = "openmarlin.topup"
+SNAPSHOT_KIND = "openmarlin.balance_snapshot"
+TRANSIENT_STATUSES = frozenset({0, 429, 500, 502, 503, 504})
+# A session that ends "expired" this long before its expiry time was ended by the person.
+DENIAL_MARGIN_S = 2.0
+_T = TypeVar("_T")
+
+
+class OpenMarlinTiming(BaseModel):
+    """How often and how long the OpenMarlin jobs poll (the reference: every 2 s)."""
+
+    poll_s: float = Field(2.0, gt=0)
+    registration_timeout_s: float = Field(300.0, gt=0)
+    task_timeout_s: float = Field(1800.0, gt=0)
+    topup_timeout_s: float = Field(1800.0, gt=0)
+    max_transient_errors: int = Field(6, ge=0)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _snapshot_id(owner: Owner) -> str:
+    digest = hashlib.sha256(
+        f"{owner.platform}\0{owner.workspace}\0{owner.user}".encode()
+    ).hexdigest()
+    return f"om-balance-{digest[:24]}"
+
+
+async def remember_balance(
+    store: Store, owner: Owner, amount: Amount, workspace_id: str | None = None
+) -> None:
+    """Keep the latest balance seen, shown as "last known" when the server can't answer.
+
+    It lives in one finished job row per person (a fixed id, never resumed): the store has no
+    table for it, and rewriting the encrypted key just to add metadata could race a new key.
+    """
+    state: dict[str, Any] = {
+        "balance_amount": f"{amount.amount.normalize():f}",
+        "balance_unit": amount.unit,
+        "balance_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "workspace_id": workspace_id or "",
+    }
+    job_id = _snapshot_id(owner)
+    try:
+        await store.update_job(job_id, state=state)
+        return
+    except JobNotFoundError:
+        pass
+    record = JobRecord(
+        id=job_id, kind=SNAPSHOT_KIND, owner=owner, destination={}, state=state, status="done"
+    )
+    try:
+        await store.create_job(record)
+    except ValueError:  # another call created it first
+        await store.update_job(job_id, state=state)
+
+
+async def last_balance(store: Store, owner: Owner) -> dict[str, str]:
+    """The snapshot `remember_balance` kept, or {}."""
+    job = await store.get_job(_snapshot_id(owner))
+    return {k: str(v) for k, v in job.state.items()} if job else {}
+
+
+class _MarlinJob:
+    """What the three job kinds share: the key, deadlines, guarded polls, messages."""
+
+    kind = ""
+
+    def __init__(self, service: OpenMarlinService, timing: OpenMarlinTiming) -> None:
+        self.service = service
+        self.timing = timing
+
+    async def _key(self, ctx: JobContext) -> str:
+        key = await ctx.store.get_credential(ctx.owner, SERVICE)
+        if not key:
+            raise JobFailed(
+                Failure(
+                    code="missing_key",
+                    message="Your OpenMarlin key was removed while this was running.",
+                    hint="Run `/openmarlin register` or store a key with `/openmarlin key`, then try again.",
+                )
+            )
+        return key
+
+    @staticmethod
+    def _deadline(ctx: JobContext, timeout_s: float) -> float:
+        age = (datetime.now(UTC) - ctx.job.created_at).total_seconds()
+        return time.monotonic() + max(timeout_s - age, 0.0)
+
+    def _failure(self, exc: BackendError, *, task: bool = False) -> Failure:
+        return failure(exc, task=task, server_url=self.service.server_url)
+
+    async def _poll(
+        self,
+        ctx: JobContext,
+        call: Callable[[], Awaitable[_T]],
+        errors: list[int],
+        *,
+        task: bool = False,
+    ) -> _T | None:
+        """One poll in the process-wide budget; transient errors back off and return None."""
+        await ctx.poll_slot()
+        try:
+            result = await call()
+        except BackendError as exc:
+            if exc.status in TRANSIENT_STATUSES and len(errors) < self.timing.max_transient_errors:
+                errors.append(exc.status)
+                await asyncio.sleep(min(exc.retry_after or self.timing.poll_s * len(errors), 30.0))
+                return None
+            raise JobFailed(self._failure(exc, task=task)) from None
+        errors.clear()
+        return result
+
+    @staticmethod
+    async def _tell(ctx: JobContext, parts: list[Part]) -> None:
+        """Private to the person who started the job."""
+        await ctx.conversation.whisper(parts)
+
+    async def report_failure(self, ctx: JobContext, failure_: Failure) -> None:
+        """Private by default (registration, top-up)."""
+        await self._tell(ctx, [failure_])
+
+
+class RegistrationJob(_MarlinJob):
+    """Device-flow (or browser) registration: link privately, poll, bootstrap, store the key."""
+
+    kind = REGISTRATION_KIND
+
+    async def run(self, ctx: JobContext) -> None:
+        """Drive one registration from session to stored key."""
+        if not ctx.state.get("session_id"):
+            await self._start(ctx)
+        session = await self._wait(ctx)
+        await self._bootstrap(ctx, session)
+
+    async def _start(self, ctx: JobContext) -> None:
+        try:
+            session = await self.service.create_registration(ctx.state.get("auth_flow", "device"))
+        except BackendError as exc:
+            raise JobFailed(self._failure(exc)) from None
+        handoff = session.handoff
+        # The device code / callback state is short-lived and is cleared once the key is stored.
+        await ctx.save(
+            session_id=session.registration_session_id,
+            device_code=handoff.device_code,
+            callback_state=handoff.callback_state,
+            expires_at=session.expires_at,
+        )
+        url = handoff.authorization_url
+        if not url:
+            raise JobFailed(
+                Failure(
+                    code="bad_response",
+                    message="OpenMarlin started a registration but gave no sign-in link.",
+                    request_id=session.registration_session_id,
+                    hint="Try `/openmarlin register` again in a minute.",
+                )
+            )
+        await self._tell(
+            ctx,
+            [
+                Notice(
+                    level="info",
+                    text="🔐 Finish setting up OpenMarlin in your browser: open the link, sign "
+                    "in and approve. tokenbot never asks for your password, a magic link or an "
+                    "MFA code in chat — only this link, and only for you.",
+                ),
+                Link(
+                    url=url,
+                    label="Sign in to OpenMarlin",
+                    expires_at=_parse_time(session.expires_at),
+                ),
+                Notice(
+                    level="progress",
+                    text="Waiting for you to approve… I'll confirm here when your key is stored.",
+                ),
+            ],
+        )
+
+    async def _wait(self, ctx: JobContext) -> RegistrationSession:
+        session_id = str(ctx.state["session_id"])
+        expires = _parse_time(ctx.state.get("expires_at"))
+        timeout = self.timing.registration_timeout_s
+        if expires is not None:
+            left = (expires - ctx.job.created_at).total_seconds() + 2 * self.timing.poll_s
+            timeout = min(timeout, max(left, self.timing.poll_s))
+        deadline = self._deadline(ctx, timeout)
+        errors: list[int] = []
+        while True:
+            session = await self._poll(
+                ctx, lambda: self.service.get_registration(session_id), errors
+            )
+            if session is not None:
+                if session.state == "completed":
+                    return session
+                if session.state == "expired":
+                    await ctx.save(device_code=None, callback_state=None)
+                    raise JobFailed(self._ended(session))
+            if time.monotonic() > deadline:
+                await ctx.save(device_code=None, callback_state=None)
+                raise JobFailed(self._expired(session_id))
+            await asyncio.sleep(self.timing.poll_s)
+
+    def _ended(self, session: RegistrationSession) -> Failure:
+        expires = _parse_time(session.expires_at)
+        now = datetime.now(UTC)
+        if expires is not None and (expires - now).total_seconds() > DENIAL_MARGIN_S:
+            return Failure(
+                code="registration_denied",
+                message="The OpenMarlin sign-in was declined before it expired, so no key was "
+                "created.",
+                request_id=session.registration_session_id,
+                hint="If that was a mistake, run `/openmarlin register` again and choose Approve.",
+            )
+        return self._expired(session.registration_session_id)
+
+    @staticmethod
+    def _expired(session_id: str) -> Failure:
+        return Failure(
+            code="registration_expired",
+            message="The OpenMarlin sign-in link expired before it was approved, so no key was "
+            "created.",
+            request_id=session_id,
+            hint="Run `/openmarlin register` again and approve the new link within 5 minutes.",
+        )
+
+    async def _bootstrap(self, ctx: JobContext, session: RegistrationSession) -> None:
+        if ctx.job.status == "running" and not await ctx.claim_delivery():
+            return
+        if not ctx.state.get("stored"):
+            label = f"tokenbot {ctx.owner.platform}:{ctx.owner.user}"[:100]
+            try:
+                issued = await self.service.bootstrap_key(
+                    session.registration_session_id,
+                    device_code=ctx.state.get("device_code"),
+                    callback_state=ctx.state.get("callback_state"),
+                    label=label,
+                )
+            except BackendError as exc:
+                if exc.status == 409:
+                    raise JobFailed(
+                        Failure(
+                            code="key_already_issued",
+                            message="OpenMarlin already issued this registration's key, and "
+                            "tokenbot does not have it (it was interrupted while storing it).",
+                            request_id=exc.request_id,
+                            hint="Run `/openmarlin register` again for a fresh key.",
+                        )
+                    ) from None
+                raise JobFailed(self._failure(exc)) from None
+            workspace = session.completion.workspace if session.completion else None
+            meta = {
+                "source": "registration",
+                "key_id": issued.api_key.key_id,
+                "label": issued.api_key.label or label,
+                "key_set_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+            workspace_id = issued.api_key.workspace_id or (
+                workspace.workspace_id if workspace else None
+            )
+            if workspace_id:
+                meta["workspace_id"] = workspace_id
+            if workspace and workspace.slug:
+                meta["workspace_slug"] = workspace.slug
+            # Stored before anything else: the server shows this secret exactly once.
+            await ctx.store.put_credential(ctx.owner, SERVICE, issued.secret, meta=meta)
+            await ctx.save(stored=True, device_code=None, callback_state=None)
+        completion = session.completion
+        workspace = completion.workspace if completion else None
+        name = (
+            (workspace.display_name or workspace.slug or workspace.workspace_id)
+            if workspace
+            else None
+        )
+        new = " (a new account)" if completion and completion.is_new_account else ""
+        await self._tell(
+            ctx,
+            [
+                Notice(
+                    level="success",
+                    text="OpenMarlin is set up"
+                    + (f" — workspace **{name}**{new}" if name else "")
+                    + ". Your API key is stored for you, encrypted; tokenbot will not show it.",
+                ),
+                Text(
+                    markdown="Try `use openmarlin to say hello`, `use openmarlin balance` or "
+                    "`use openmarlin models`."
+                ),
+            ],
+        )
+        await ctx.set_status("done")
+
+
+class TaskJob(_MarlinJob):
+    """Submit a task once, acknowledge its id, show queued → running, then the result."""
+
+    kind = TASK_KIND
+
+    async def report_failure(self, ctx: JobContext, failure_: Failure) -> None:
+        """Replace the task's public message with the failure (or post it)."""
+        await self._show(ctx, [failure_])
+
+    @staticmethod
+    async def _show(ctx: JobContext, parts: list[Part]) -> None:
+        raw = ctx.state.get("progress_ref")
+        if raw:
+            await ctx.conversation.edit(MessageRef.model_validate(raw), parts)
+            return
+        ref = await ctx.conversation.say(parts)
+        await ctx.save(progress_ref=ref.model_dump(mode="json"))
+
+    def _note(self, ctx: JobContext) -> str:
+        ignored = ctx.state.get("ignored") or []
+        if not ignored:
+            return ""
+        return (
+            "Tasks pick their own executor, so the routing you gave ("
+            + ", ".join(str(i) for i in ignored)
+            + ") was not sent."
+        )
+
+    async def run(self, ctx: JobContext) -> None:
+        """Drive one task to its result."""
+        key = await self._key(ctx)
+        prompt = str(ctx.state.get("prompt") or "")
+        if not ctx.state.get("task_id"):
+            status = await self._submit(ctx, key, prompt)
+            if status is None:
+                return
+        task_id = str(ctx.state["task_id"])
+        last = str(ctx.state.get("last_status") or "")
+        deadline = self._deadline(ctx, self.timing.task_timeout_s)
+        errors: list[int] = []
+        while True:
+            status = await self._poll(
+                ctx, lambda: self.service.get_task(key, task_id), errors, task=True
+            )
+            if status is not None:
+                if status.status == "succeeded":
+                    await self._deliver(ctx, status, prompt)
+                    return
+                if status.status == "failed":
+                    raise JobFailed(task_failed(status))
+                if status.status != last:
+                    last = status.status
+                    await ctx.save(last_status=last)
+                    await self._show(ctx, task_progress(task_id, last, prompt, self._note(ctx)))
+            if time.monotonic() > deadline:
+                raise JobFailed(
+                    Failure(
+                        code="timeout",
+                        message=f"Task {task_id} did not finish within "
+                        f"{int(self.timing.task_timeout_s // 60)} minutes; tokenbot stopped watching.",
+                        request_id=task_id,
+                        hint=f"It may still finish: check with `/openmarlin task status {task_id}`.",
+                    )
+                )
+            await asyncio.sleep(self.timing.poll_s)
+
+    async def _submit(self, ctx: JobContext, key: str, prompt: str) -> TaskStatus | None:
+        if ctx.state.get("submit_started"):
+            # No idempotency key and no task list in the API: resubmitting could pay twice.
+            raise JobFailed(
+                Failure(
+                    code="submit_interrupted",
+                    message="tokenbot restarted while submitting this task, so its id is "
+                    "unknown; it may or may not be running.",
+                    hint="Check `use openmarlin activity` before submitting it again.",
+                )
+            )
+        await ctx.save(submit_started=True)
+        request = TaskRequest(
+            input=TaskInput(
+                prompt=prompt,
+                duration_ms=ctx.state.get("duration_ms"),
+                aspect_ratio=ctx.state.get("aspect_ratio"),
+            ),
+            metadata={"client": "tokenbot"},
+        )
+        try:
+            status = await self.service.submit_task(key, request)
+        except BackendError as exc:
+            info = InsufficientBalance.from_error(exc)
+            if info is None:
+                raise JobFailed(self._failure(exc, task=True)) from None
+            await remember_balance(ctx.store, ctx.owner, info.current, info.workspace_id)
+            await self._tell(ctx, insufficient_parts(info, exc.request_id))
+            await ctx.set_status("failed", error="insufficient_balance")
+            return None
+        await ctx.save(task_id=status.task_id, last_status=status.status)
+        # Acknowledge with the id at once; later states edit this same message.
+        await self._show(ctx, task_progress(status.task_id, status.status, prompt, self._note(ctx)))
+        return status
+
+    async def _deliver(self, ctx: JobContext, status: TaskStatus, prompt: str) -> None:
+        # Resumed in "delivering": a crash hit between the claim and the delivery; finish it.
+        if ctx.job.status != "delivering" and not await ctx.claim_delivery():
+            return
+        if not status.artifact_url and not status.output:
+            raise JobFailed(
+                Failure(
+                    code="bad_response",
+                    message="The task succeeded but OpenMarlin sent no output.",
+                    request_id=status.task_id,
+                )
+            )
+        await self._show(ctx, task_done(status, prompt))
+        await ctx.store.record_usage(
+            UsageRecord(
+                owner=ctx.owner,
+                service=SERVICE,
+                command="task",
+                request_id=status.task_id,
+                conversation_key=ctx.state.get("conversation_key") or None,
+            )
+        )
+        await ctx.set_status("done")
+
+
+class TopUpJob(_MarlinJob):
+    """Create a top-up, send the checkout privately, watch it, then show the new balance."""
+
+    kind = TOPUP_KIND
+
+    async def run(self, ctx: JobContext) -> None:
+        """Drive one top-up until credit_applied or payment_failed."""
+        key = await self._key(ctx)
+        amount = Decimal(str(ctx.state["amount"]))
+        shown = amount_text(amount)
+        if not ctx.state.get("topup_id"):
+            try:
+                session = await self.service.create_topup(key, amount)
+            except BackendError as exc:
+                raise JobFailed(self._failure(exc)) from None
+            await ctx.save(topup_id=session.topup_session_id)
+            if not session.checkout_url:
+                raise JobFailed(
+                    Failure(
+                        code="bad_response",
+                        message="OpenMarlin created the top-up but gave no checkout link.",
+                        request_id=session.topup_session_id,
+                    )
+                )
+            await self._tell(
+                ctx,
+                [
+                    Notice(
+                        level="info",
+                        text=f"💳 Top-up of {shown}: pending_payment. Opening the checkout is "
+                        "the only step outside chat; tokenbot watches the payment and shows "
+                        "your new balance when the credit lands.",
+                    ),
+                    Link(url=session.checkout_url, label="Open the checkout"),
+                ],
+            )
+        topup_id = str(ctx.state["topup_id"])
+        deadline = self._deadline(ctx, self.timing.topup_timeout_s)
+        errors: list[int] = []
+        while True:
+            session_now: TopUpSession | None = await self._poll(
+                ctx, lambda: self.service.get_topup(key, topup_id), errors
+            )
+            if session_now is not None and session_now.status == "credit_applied":
+                await self._credited(ctx, key, shown)
+                return
+            if session_now is not None and session_now.status == "payment_failed":
+                raise JobFailed(
+                    Failure(
+                        code="payment_failed",
+                        message=f"The payment for the {shown} top-up failed; your balance did "
+                        "not change.",
+                        request_id=topup_id,
+                        hint="Start a new one with `/openmarlin top up <amount>` and try "
+                        "another card.",
+                    )
+                )
+            if time.monotonic() > deadline:
+                raise JobFailed(
+                    Failure(
+                        code="topup_timeout",
+                        message=f"The {shown} top-up is still pending_payment; tokenbot stopped "
+                        "watching it.",
+                        request_id=topup_id,
+                        hint="If you paid, check `/openmarlin balance` in a few minutes; "
+                        "otherwise start a new top-up.",
+                    )
+                )
+            await asyncio.sleep(self.timing.poll_s)
+
+    async def _credited(self, ctx: JobContext, key: str, shown: str) -> None:
+        # Resumed in "delivering": a crash hit between the claim and the delivery; finish it.
+        if ctx.job.status != "delivering" and not await ctx.claim_delivery():
+            return
+        parts: list[Part] = [Notice(level="success", text=f"💳 Top-up of {shown}: credit_applied.")]
+        try:
+            balance = await self.service.balance(key)
+        except BackendError as exc:
+            parts.append(
+                Notice(
+                    level="warning",
+                    text=f"The new balance could not be read ({exc.code}); check "
+                    "`/openmarlin balance` shortly.",
+                )
+            )
+        else:
+            await remember_balance(
+                ctx.store, ctx.owner, balance.available_balance, balance.workspace_id
+            )
+            parts.append(balance_fields(balance))
+        await self._tell(ctx, parts)
+        await ctx.set_status("done")
+
+
+def job_state_for_task(**fields: Any) -> dict[str, Any]:
+    """The initial state of a task job (only JSON-ready values)."""
+    return {k: v for k, v in fields.items() if v is not None}

@@ -1,0 +1,78 @@
+"""tokenbot's own HTTP server: /healthz, /readyz, /metrics (and Slack's /slack/events in HTTP mode).
+
+One aiohttp application on TOKENBOT_HTTP_PORT; adapters that need HTTP routes add them to
+`server.app` before `start()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from bot.core.metrics import PROMETHEUS_CONTENT_TYPE
+
+if TYPE_CHECKING:
+    from bot.core.app import TokenBot
+log = logging.getLogger(__name__)
+READY_TIMEOUT_S = 2.0
+
+
+class HttpServer:
+    """The health, readiness and metrics endpoints, plus whatever routes adapters add."""
+
+    def __init__(self, bot: TokenBot) -> None:
+        self.bot = bot
+        self.app = web.Application()
+        self.app.router.add_get("/healthz", self.healthz)
+        self.app.router.add_get("/readyz", self.readyz)
+        self.app.router.add_get("/metrics", self.metrics)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """Liveness: the event loop answers."""
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """Readiness: the store answers and every platform connection is up."""
+        checks: dict[str, bool] = {}
+        try:
+            await asyncio.wait_for(self.bot.store.schema_version(), READY_TIMEOUT_S)
+            checks["store"] = True
+        except Exception:
+            log.warning("readiness: store check failed", exc_info=True)
+            checks["store"] = False
+        for name, check in self.bot.readiness.items():
+            try:
+                checks[name] = bool(await asyncio.wait_for(check(), READY_TIMEOUT_S))
+            except Exception:
+                checks[name] = False
+        ready = all(checks.values())
+        return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text exposition."""
+        body = self.bot.metrics.exposition()
+        content_type, _, params = PROMETHEUS_CONTENT_TYPE.partition(";")
+        charset = "utf-8" if "charset" in params else None
+        return web.Response(body=body, content_type=content_type, charset=charset)
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen (port 0 = any free port); returns the bound port."""
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else port
+        return self.port
+
+    async def aclose(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

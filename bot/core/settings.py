@@ -1,0 +1,208 @@
+"""Settings from TOKENBOT_* / backend env vars and an optional env-style config file."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bot.core.log_setup import DEBUG_ALL
+
+
+def _config_file() -> str | None:
+    # TOKENBOT_CONFIG names an env-style file (see config/tokenbot.example.env).
+    return os.environ.get("TOKENBOT_CONFIG") or None
+
+
+def _alias(*names: str) -> AliasChoices:
+    # Only the documented variable names: a field's own name (ADMINS, DATA_DIR …) is never
+    # read from the environment or the config file, only accepted as a keyword argument.
+    return AliasChoices(*names)
+
+
+# populate_by_name makes pydantic-settings also read every bare field name (ADMINS=mallory
+# made mallory an admin) and keep unknown config-file lines as by-name extras; generic names
+# in a container or CI environment must change nothing, so those two sources are filtered.
+class _DocumentedNames(PydanticBaseSettingsSource):
+    """Passes on only what a source read under a documented variable name (TOKENBOT_ADMINS)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self._inner = inner
+        self._names = frozenset(
+            name
+            for field in settings_cls.model_fields.values()
+            if isinstance(field.validation_alias, AliasChoices)
+            for name in field.validation_alias.choices
+            if isinstance(name, str)
+        )
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: `__call__` filters the inner source's whole result."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._inner().items() if k in self._names}
+
+
+class Settings(BaseSettings):
+    """Everything tokenbot reads from its environment. Documented in README and config/."""
+
+    # populate_by_name: code and tests build Settings(data_dir=...) by field name.
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments by field name; environment and config file by documented name."""
+        return (
+            init_settings,
+            _DocumentedNames(settings_cls, env_settings),
+            _DocumentedNames(settings_cls, dotenv_settings),
+            file_secret_settings,
+        )
+
+    alltoken_base_url: str = Field(
+        "https://api.alltoken.ai", validation_alias=_alias("ALLTOKEN_BASE_URL")
+    )
+    openmarlin_server_url: str = Field(
+        "https://api.openmarlin.ai",
+        validation_alias=_alias("OPENMARLIN_SERVER_URL"),
+    )
+    openclaw_token_api_base: str = Field(
+        "https://proxy.openclaw-token.dev/v1",
+        validation_alias=_alias("OPENCLAW_TOKEN_API_BASE"),
+    )
+    data_dir: Path = Field(Path("./tokenbot-data"), validation_alias=_alias("TOKENBOT_DATA_DIR"))
+    master_key: SecretStr | None = Field(None, validation_alias=_alias("TOKENBOT_MASTER_KEY"))
+    log_level: str = Field("INFO", validation_alias=_alias("TOKENBOT_LOG_LEVEL"))
+
+    # HTTP behaviour towards the backends.
+    http_timeout_s: float = Field(60.0, validation_alias=_alias("TOKENBOT_HTTP_TIMEOUT"))
+    models_cache_ttl_s: float = Field(300.0, validation_alias=_alias("TOKENBOT_MODELS_CACHE_TTL"))
+    # Jobs: how long an image/video may take before it is reported as timed out.
+    image_timeout_s: float = Field(600.0, validation_alias=_alias("TOKENBOT_IMAGE_TIMEOUT"))
+    video_timeout_s: float = Field(1800.0, validation_alias=_alias("TOKENBOT_VIDEO_TIMEOUT"))
+    max_polls_per_second: float = Field(
+        20.0, validation_alias=_alias("TOKENBOT_MAX_POLLS_PER_SECOND")
+    )
+    # Conversation context budget (characters) for thread follow-ups.
+    context_chars: int = Field(12_000, validation_alias=_alias("TOKENBOT_CONTEXT_CHARS"))
+
+    # Platforms. Slack: bot token required; app token -> Socket Mode, else HTTP mode with
+    # the signing secret. Discord: the bot token; the URLs override REST and gateway bases.
+    slack_bot_token: SecretStr | None = Field(None, validation_alias=_alias("SLACK_BOT_TOKEN"))
+    slack_app_token: SecretStr | None = Field(None, validation_alias=_alias("SLACK_APP_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(
+        None, validation_alias=_alias("SLACK_SIGNING_SECRET")
+    )
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias=_alias("SLACK_API_URL"))
+    discord_token: SecretStr | None = Field(None, validation_alias=_alias("DISCORD_TOKEN"))
+    discord_api_url: str | None = Field(None, validation_alias=_alias("DISCORD_API_URL"))
+    discord_gateway_url: str | None = Field(None, validation_alias=_alias("DISCORD_GATEWAY_URL"))
+    # The HTTP server (Slack HTTP mode, health checks) listens here.
+    http_host: str = Field("0.0.0.0", validation_alias=_alias("TOKENBOT_HTTP_HOST"))
+    http_port: int = Field(3000, validation_alias=_alias("TOKENBOT_HTTP_PORT"))
+    # Platform user ids allowed to run admin commands (comma-separated).
+    admins: str = Field("", validation_alias=_alias("TOKENBOT_ADMINS"))
+    # Start on an empty or different database although the data dir's store.id says another
+    # store lived there (set it for one start, after deciding the old data is gone).
+    allow_new_store: bool = Field(False, validation_alias=_alias("TOKENBOT_ALLOW_NEW_STORE"))
+    # Usage/audit rows kept in memory while the store cannot write (disk full); then dropped.
+    store_max_queued_rows: int = Field(
+        10_000,
+        ge=0,
+        validation_alias=_alias("TOKENBOT_STORE_MAX_QUEUED_ROWS"),
+    )
+
+    # Simulator pacing (`make demo`, `tokenbot sim`); unset: the simulators' demo defaults.
+    sim_image_seconds: float | None = Field(
+        None, ge=0, validation_alias=_alias("TOKENBOT_SIM_IMAGE_SECONDS")
+    )
+    sim_video_seconds: float | None = Field(
+        None, ge=0, validation_alias=_alias("TOKENBOT_SIM_VIDEO_SECONDS")
+    )
+    sim_tokens_per_second: float | None = Field(
+        None, ge=0, validation_alias=_alias("TOKENBOT_SIM_TOKENS_PER_SECOND")
+    )
+    sim_latency_ms: float | None = Field(
+        None, ge=0, validation_alias=_alias("TOKENBOT_SIM_LATENCY_MS")
+    )
+    sim_video_url_ttl_s: float | None = Field(
+        None, ge=0, validation_alias=_alias("TOKENBOT_SIM_VIDEO_URL_TTL")
+    )
+    sim_openmarlin_task_seconds: float | None = Field(
+        None, ge=0, validation_alias=_alias("TOKENBOT_SIM_OPENMARLIN_TASK_SECONDS")
+    )
+
+    @field_validator(
+        "sim_image_seconds",
+        "sim_video_seconds",
+        "sim_tokens_per_second",
+        "sim_latency_ms",
+        "sim_video_url_ttl_s",
+        "sim_openmarlin_task_seconds",
+        mode="before",
+    )
+    @classmethod
+    def _unset_when_empty(cls, v: object) -> object:
+        # `TOKENBOT_SIM_LATENCY_MS=` (as in a copied example file) means "the default".
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @property
+    def admin_ids(self) -> frozenset[str]:
+        """TOKENBOT_ADMINS as a set of platform user ids."""
+        return frozenset(a.strip() for a in self.admins.split(",") if a.strip())
+
+    @field_validator("alltoken_base_url", "openclaw_token_api_base")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    @field_validator("openmarlin_server_url")
+    @classmethod
+    def _bare_origin(cls, v: str) -> str:
+        v = v.rstrip("/")
+        if v.endswith("/v1"):
+            raise ValueError(
+                "OPENMARLIN_SERVER_URL must be a bare origin such as https://api.openmarlin.ai "
+                f"(without /v1); got {v}"
+            )
+        return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.strip().upper()
+        if v != DEBUG_ALL and v not in logging.getLevelNamesMapping():
+            raise ValueError(
+                "TOKENBOT_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL "
+                f"(or DEBUG-ALL: DEBUG for the libraries too); got {v}"
+            )
+        return v
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite database file."""
+        return self.data_dir / "tokenbot.db"
+
+    @property
+    def images_dir(self) -> Path:
+        """Where generated images are written before delivery."""
+        return self.data_dir / "images"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, the optional config file, then `overrides`."""
+    return Settings(_env_file=_config_file(), **overrides)
