@@ -2,9 +2,11 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# Two stamps: the demo and `tokenbot run` need only tokenbot's own dependencies; tests, lint
-# and benchmarks also need the [test] extra (pytest, hypothesis, ruff, mypy …).
+# Three stamps: `tokenbot run` needs only tokenbot's own dependencies; the demo also needs the
+# [sim] extra (the simulators' AllToken SDK and Pillow); tests, lint and benchmarks need
+# [test,sim] (pytest, hypothesis, ruff, mypy … and the simulators they run against).
 RUNTIME := $(VENV)/.installed-runtime
+DEMO    := $(VENV)/.installed-demo
 STAMP   := $(VENV)/.installed
 
 .PHONY: demo test bench lint install clean
@@ -17,14 +19,18 @@ $(RUNTIME): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(RUNTIME)
 
-# The [test] install includes the runtime one, so it satisfies both stamps.
+$(DEMO): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[sim]'
+	touch $(DEMO) $(RUNTIME)
+
+# The [test,sim] install includes the other two, so it satisfies every stamp.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP) $(RUNTIME)
+	$(BIN)/python -m pip install --quiet -e '.[test,sim]'
+	touch $(STAMP) $(DEMO) $(RUNTIME)
 
 install: $(RUNTIME)
 
-demo: $(RUNTIME)
+demo: $(DEMO)
 	$(BIN)/tokenbot console --sim
 
 test: $(STAMP)

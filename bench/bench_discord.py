@@ -183,7 +183,7 @@ async def streaming_rows() -> list[Row]:
     """Edits per streamed reply and last-token-to-screen delay at 30 tokens/s."""
     with sim_process(TOKENBOT_SIM_TOKENS_PER_SECOND="30") as url:
         async with _world(url, 1) as (ft, bot, _runner):
-            marks = _time_tokens(bot.services.alltoken)
+            marks = _time_tokens(bot.services.get(AllTokenService))
             edits: list[int] = []
             delays: list[float] = []
             durations: list[float] = []

@@ -72,8 +72,8 @@ DISCORD_MIX: list[dict[str, Any]] = [
     {"name": "alltoken-cost", "options": {}},
     {"name": "alltoken-image", "options": {"prompt": "a lighthouse, take {k}"}},
     {"name": "alltoken-video", "options": {"prompt": "waves on a pier {k}", "duration": 4}},
-    {"name": "openmarlin", "options": {"text": "say hello {k}"}},
-    {"name": "openclaw-token", "options": {"text": "credits balance"}},
+    {"name": "openmarlin", "subcommand": "run", "options": {"instruction": "say hello {k}"}},
+    {"name": "openclaw-token", "subcommand": "credits balance", "options": {}},
 ]
 
 

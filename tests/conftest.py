@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.app import TokenBot
+from bot.core.app import Outcome, TokenBot
 from bot.core.log_setup import quiet_libraries
 from bot.core.messages import Conversation, Destination, Inbound
 from bot.core.settings import Settings
@@ -138,6 +138,8 @@ class Chat:
             user=user,
             text="",
             is_direct=True,
+            # The console's messages are private to the person typing; other platforms' are not.
+            is_public=platform != "console",
         )
         dest = self.inbound_proto.destination()
         convs: dict[str, RecordingConversation] = bot.test_conversations  # type: ignore[attr-defined]
@@ -150,7 +152,7 @@ class Chat:
     def inbound(self, text: str, **kw: object) -> Inbound:
         return self.inbound_proto.model_copy(update={"text": text, **kw})
 
-    async def send(self, text: str, **kw: object) -> bool:
+    async def send(self, text: str, **kw: object) -> Outcome:
         return await self.bot.handle(self.inbound(text, **kw), self.conv)
 
     async def give_key(self, key: str) -> None:

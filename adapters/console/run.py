@@ -20,7 +20,7 @@ from adapters.console.demo_links import DemoMedia
 from adapters.console.render import render
 from bot.core.app import TokenBot
 from bot.core.failures import new_error_ref, unexpected_failure
-from bot.core.messages import Destination, FormRequest, Inbound, Notice
+from bot.core.messages import Destination, FormRequest, Inbound
 from bot.core.outbound_text import neutralise_controls
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,8 @@ class ConsoleAdapter:
             user=self.user,
             text=text,
             is_direct=True,
+            is_public=False,
+            addressed=True,
         )
 
     async def guarded(self, what: str, step: Awaitable[object]) -> None:
@@ -144,11 +146,8 @@ class ConsoleAdapter:
             else:
                 self.printer.write_block("usage: /action <action_id> <value>")
             return
-        handled = await self.bot.handle(self.inbound(text), conversation)
-        if not handled:
-            await conversation.say(
-                [Notice(level="info", text="Not a tokenbot command. Try `/alltoken-help`.")]
-            )
+        # What is not a command is answered by the core ("That isn't a tokenbot command…").
+        await self.bot.handle(self.inbound(text), conversation)
 
     async def run(self) -> int:
         """Until end of input (or /quit); then let pending jobs finish. Returns an exit code."""

@@ -37,26 +37,21 @@ from adapters.discord.session import (
     SessionRegistry,
 )
 from adapters.discord.views import FORM_TIMEOUT_S, FormModal
-from bot.backends.alltoken import catalog
 from bot.core.app import TokenBot
-from bot.core.messages import Actions, Button, Destination, FormRequest, Inbound, Notice, Turn
+from bot.core.command_spec import CommandSpec, OptionValue
+from bot.core.family import CommandFamily
+from bot.core.messages import Actions, Button, Destination, FormRequest, Inbound, Turn
 
 log = logging.getLogger(__name__)
 
 # The custom_id action of the button that opens a private form (handled here, not by the core).
 FORM_ACTION = "discord.form"
-NOT_A_COMMAND = "Not a tokenbot command. Try `/alltoken-help`."
 # A command that said nothing visible (it answered by DM only, or a job is about to post):
 # "thinking…" is replaced after this long rather than left until Discord times it out.
 SETTLE_AFTER_S = 5.0
 SETTLED = "✅ Done."
 _MAX_THREADS = 10_000
 _MAX_FORMS = 1_000
-_CATALOG_MODELS = {
-    "chat": catalog.CHAT_MODELS,
-    "image": catalog.IMAGE_MODELS,
-    "video": catalog.VIDEO_MODELS,
-}
 
 
 def default_intents(message_content: bool = True) -> discord.Intents:
@@ -158,27 +153,63 @@ class DiscordAdapter:
         while len(self._threads) > _MAX_THREADS:
             self._threads.popitem(last=False)
 
-    def model_names(self, kind: str) -> list[str]:
-        """Model ids for autocomplete: the cached live list, else the catalog. Never the network."""
-        cached = self.bot.services.alltoken.cached_models(kind)  # type: ignore[arg-type]
-        if cached:
-            return [m.id for m in cached]
-        return list(_CATALOG_MODELS.get(kind, ()))
+    # --- the command tree's questions (ports.SlashRunner) ----------------------------------
+
+    @property
+    def slash_commands(self) -> list[str]:
+        """Every slash command the bot's families own, in their order."""
+        return self.bot.slash_commands
+
+    def _family_of(self, slash: str) -> CommandFamily | None:
+        name = slash.lstrip("/").lower()
+        return next(
+            (
+                f
+                for f in self.bot.families
+                if name in (s.lstrip("/").lower() for s in f.slash_commands)
+            ),
+            None,
+        )
+
+    def specs_for(self, slash: str) -> tuple[CommandSpec, ...]:
+        """The specs whose first path word is this slash command."""
+        name = slash.lstrip("/").lower()
+        return tuple(s for s in self.bot.specs if s.path[0].lower() == name)
+
+    def family_label(self, slash: str) -> str:
+        """The owning family's display name."""
+        family = self._family_of(slash)
+        return family.display_name if family is not None else slash.lstrip("/")
+
+    def suggestions(self, kind: str) -> list[str]:
+        """Autocomplete values from the families' caches (the bot's hook never calls the network)."""
+        return list(self.bot.suggest(kind))
 
     # --- slash commands ------------------------------------------------------------------
 
     async def run_slash(
-        self, interaction: discord.Interaction, command: str, text: str, *, defer: bool = True
+        self,
+        interaction: discord.Interaction,
+        command: str,
+        text: str,
+        *,
+        options: dict[str, OptionValue] | None = None,
+        subcommand: str | None = None,
+        defer: bool = True,
     ) -> None:
         """Acknowledge within Discord's 3 s, then let the core handle the command."""
         try:
-            await self._run_slash(interaction, command, text, defer=defer)
+            inbound = inbound_of.from_interaction(
+                interaction, command, text, options=options, subcommand=subcommand
+            )
+            await self._run_slash(interaction, inbound, defer=defer)
         except Exception as exc:
             await tell_interaction(interaction, log_crash(log, f"slash command {command}", exc))
 
     async def _run_slash(
-        self, interaction: discord.Interaction, command: str, text: str, *, defer: bool
+        self, interaction: discord.Interaction, inbound: Inbound, *, defer: bool
     ) -> None:
+        command = inbound.command
         session_state = "unanswered"
         original_id: str | None = None
         if defer:
@@ -193,7 +224,6 @@ class DiscordAdapter:
         session = InteractionSession.of(interaction, session_state)  # type: ignore[arg-type]
         session.original_id = original_id
         self.sessions.add(session, self.clock())
-        inbound = inbound_of.from_interaction(interaction, command, text)
         conversation = DiscordConversation(
             self, inbound.destination(**session.extras()), session=session
         )
@@ -218,17 +248,14 @@ class DiscordAdapter:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _handle(self, inbound: Inbound, conversation: DiscordConversation) -> bool:
+    async def _handle(self, inbound: Inbound, conversation: DiscordConversation) -> None:
         async with self._busy():
             try:
-                handled = await self.bot.handle(inbound, conversation)
-                if not handled and inbound.command:
-                    await conversation.whisper([Notice(level="info", text=NOT_A_COMMAND)])
-                return handled
+                # The core answers what was addressed to the bot but is not a command itself.
+                await self.bot.handle(inbound, conversation)
             except Exception as exc:
                 # bot.handle never raises by contract; this also guards the adapter's delivery.
                 await conversation.report_crash(f"handling {inbound.command or 'a message'}", exc)
-                return True
 
     # --- messages ------------------------------------------------------------------------
 
@@ -273,15 +300,7 @@ class DiscordAdapter:
                 }
             )
         conversation = DiscordConversation(self, destination, message=message)
-        handled = await self._handle(inbound, conversation)
-        mentioned = bot_id is not None and any(u.id == bot_id for u in message.mentions)
-        if not handled and (message.guild is None or mentioned):
-            try:
-                await message.reply(
-                    NOT_A_COMMAND, mention_author=False, allowed_mentions=NO_MENTIONS
-                )
-            except discord.HTTPException as exc:
-                log.info("could not answer a mention (%s %s)", exc.status, exc.code)
+        await self._handle(inbound, conversation)
 
     async def _history(self, thread: discord.Thread, message: discord.Message) -> tuple[Turn, ...]:
         try:
@@ -408,6 +427,7 @@ class DiscordAdapter:
             user=str(interaction.user.id),
             text="",
             is_direct=origin.is_direct,
+            is_public=False,
         )
         conversation = DiscordConversation(
             self, inbound.destination(**session.extras()), session=session

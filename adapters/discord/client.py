@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
 from adapters.discord.commands import build_tree
 from adapters.discord.guard import NO_MENTIONS
-
-if TYPE_CHECKING:
-    from adapters.discord.adapter import DiscordAdapter
+from adapters.discord.ports import EventSink
 
 # tokenbot never joins voice channels: skip discord.py's warnings about missing voice libraries.
 discord.VoiceClient.warn_nacl = False
@@ -18,11 +16,9 @@ discord.VoiceClient.warn_dave = False
 
 
 class TokenBotClient(discord.Client):
-    """A Client whose messages, button clicks and slash commands go to a DiscordAdapter."""
+    """A Client whose messages, button clicks and slash commands go to the adapter."""
 
-    def __init__(
-        self, adapter: DiscordAdapter, *, intents: discord.Intents, **options: Any
-    ) -> None:
+    def __init__(self, adapter: EventSink, *, intents: discord.Intents, **options: Any) -> None:
         # No reply may ping anyone: model text can contain @everyone or user mentions. Forced,
         # not defaulted, so no client option can turn pings back on (sends pass it explicitly too).
         options["allowed_mentions"] = NO_MENTIONS

@@ -22,12 +22,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
 from adapters.discord.guard import NO_MENTIONS, crash_text, is_transient, log_crash
 from adapters.discord.outgoing import Outgoing, RefReplacements
+from adapters.discord.ports import ConversationHost
 from adapters.discord.render import MAX_CONTENT, Rendered, inert, render, render_markdown
 from adapters.discord.session import InteractionSession
 from adapters.discord.views import build_view
@@ -45,9 +46,6 @@ from bot.core.messages import (
 )
 from bot.core.streaming import ThrottledStream
 from bot.core.text_split import split_markdown
-
-if TYPE_CHECKING:
-    from adapters.discord.adapter import DiscordAdapter
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +104,7 @@ class DiscordConversation:
 
     def __init__(
         self,
-        adapter: DiscordAdapter,
+        adapter: ConversationHost,
         destination: Destination,
         *,
         session: InteractionSession | None = None,

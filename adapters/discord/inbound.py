@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import discord
 
+from bot.core.command_spec import OptionValue
 from bot.core.messages import Attachment, Inbound, Turn
 
 # The workspace of direct messages (Discord's own URL for them is /channels/@me).
@@ -35,8 +36,19 @@ def place_of(channel: object, channel_id: int | None) -> tuple[str, str | None]:
     return str(channel_id or getattr(channel, "id", None) or ""), None
 
 
-def from_interaction(interaction: discord.Interaction, command: str | None, text: str) -> Inbound:
-    """A slash command (or, with no command, a button click) as an Inbound."""
+def from_interaction(
+    interaction: discord.Interaction,
+    command: str | None,
+    text: str,
+    *,
+    options: dict[str, OptionValue] | None = None,
+    subcommand: str | None = None,
+) -> Inbound:
+    """A slash command (or, with no command, a button click) as an Inbound.
+
+    Typed options travel as values; `text` is then only a readable echo. Nobody else in the
+    channel sees what a slash command or a click carried, so it is never public.
+    """
     channel, thread = place_of(interaction.channel, interaction.channel_id)
     return Inbound(
         platform="discord",
@@ -47,6 +59,10 @@ def from_interaction(interaction: discord.Interaction, command: str | None, text
         text=text,
         is_direct=interaction.guild_id is None,
         command=command,
+        options=options,
+        subcommand=subcommand,
+        is_public=False,
+        addressed=command is not None,
     )
 
 
@@ -64,8 +80,13 @@ def from_message(
     continues_thread: bool = False,
     history: tuple[Turn, ...] = (),
 ) -> Inbound:
-    """A chat message as an Inbound (mention removed)."""
+    """A chat message as an Inbound (mention removed); public unless it is a direct message.
+
+    A DM or a mention is said to the bot (`addressed`): the core answers it even when it is
+    not a command; other channel messages that are not commands are ignored.
+    """
     channel, thread = place_of(message.channel, message.channel.id)
+    mentioned = bot_id is not None and any(u.id == bot_id for u in message.mentions)
     return Inbound(
         platform="discord",
         workspace=workspace_of(message.guild.id if message.guild else None),
@@ -74,6 +95,8 @@ def from_message(
         user=str(message.author.id),
         text=strip_mention(message.content, bot_id),
         is_direct=message.guild is None,
+        is_public=message.guild is not None,
+        addressed=mentioned or message.guild is None,
         message_id=str(message.id),
         attachments=_attachments(message),
         continues_thread=continues_thread,

@@ -20,6 +20,7 @@ import discord
 
 from bot.core.messages import Actions, Button, Failure, Fields, Image, Link, Notice, Part, Text
 from bot.core.outbound_text import neutralise_controls
+from bot.core.text_split import clip
 
 __all__ = [
     "CUSTOM_ID_PREFIX",
@@ -67,10 +68,6 @@ class Rendered:
     content: str = ""
     embeds: list[discord.Embed] = field(default_factory=list)
     buttons: list[Button] = field(default_factory=list)
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def inert(text: str) -> str:
@@ -169,18 +166,18 @@ def render_markdown(parts: Sequence[Part], *, subtext_notices: bool = False) -> 
 
 def _failure_embed(part: Failure) -> discord.Embed:
     embed = discord.Embed(
-        title=_clip(f"❌ {inert(part.message)}", MAX_TITLE), colour=discord.Colour(FAILURE_COLOUR)
+        title=clip(f"❌ {inert(part.message)}", MAX_TITLE), colour=discord.Colour(FAILURE_COLOUR)
     )
     code = inert(part.code)
-    embed.add_field(name="Code", value=_clip(f"`{code}`", MAX_FIELD_VALUE), inline=True)
+    embed.add_field(name="Code", value=clip(f"`{code}`", MAX_FIELD_VALUE), inline=True)
     if part.request_id:
         request_id = inert(part.request_id)
         embed.add_field(
-            name="Request id", value=_clip(f"`{request_id}`", MAX_FIELD_VALUE), inline=True
+            name="Request id", value=clip(f"`{request_id}`", MAX_FIELD_VALUE), inline=True
         )
     if part.hint:
         embed.add_field(
-            name="Next step", value=_clip(inert(part.hint), MAX_FIELD_VALUE), inline=False
+            name="Next step", value=clip(inert(part.hint), MAX_FIELD_VALUE), inline=False
         )
     return embed
 
@@ -192,13 +189,13 @@ def _fields_embeds(part: Fields) -> list[discord.Embed]:
     for start in range(0, len(rows), MAX_FIELDS):
         embed = discord.Embed(colour=discord.Colour(FIELDS_COLOUR))
         if start == 0:
-            embed.title = _clip(inert(part.title), MAX_TITLE)
+            embed.title = clip(inert(part.title), MAX_TITLE)
         for label, value in rows[start : start + MAX_FIELDS]:
             if not label and not value:
                 continue
             embed.add_field(
-                name=_clip(label or _BLANK, MAX_FIELD_NAME),
-                value=_clip(value or _BLANK, MAX_FIELD_VALUE),
+                name=clip(label or _BLANK, MAX_FIELD_NAME),
+                value=clip(value or _BLANK, MAX_FIELD_VALUE),
                 inline=len(value) <= _INLINE_MAX,
             )
         embeds.append(embed)
@@ -240,4 +237,4 @@ def _embed_text(embed: discord.Embed) -> str:
 
 def button_label(button: Button) -> str:
     """A button's label within Discord's 80 characters."""
-    return _clip(inert(button.label), MAX_LABEL)
+    return clip(inert(button.label), MAX_LABEL)

@@ -28,14 +28,8 @@ from adapters.slack.mrkdwn import escape
 from adapters.slack.platform import SlackPlatform, build_client
 from adapters.slack.render import LINK_ACTION
 from bot.core.key_shapes import find_keys
-from bot.core.messages import Notice
 
 log = logging.getLogger(__name__)
-
-NOT_A_COMMAND = (
-    "That isn't a tokenbot command. Try `alltoken chat <question>` or `/alltoken-help` "
-    "for the list."
-)
 
 
 class SlackHandlers:
@@ -86,8 +80,8 @@ class SlackHandlers:
         """A slash command."""
         inbound, extras = mapping.command_inbound(body)
         conversation = self.platform.conversation_for(inbound.destination(**extras))
-        if not await self.bot.handle(inbound, conversation):
-            await conversation.whisper([Notice(level="info", text=NOT_A_COMMAND)])
+        # What is not a command is answered by the core, in the same words everywhere.
+        await self.bot.handle(inbound, conversation)
 
     async def message(self, event: dict[str, Any], team: str, addressed: bool) -> None:
         """A mention, a DM or a channel message."""
@@ -103,9 +97,7 @@ class SlackHandlers:
                 update={"history": thread.history, "continues_thread": thread.answered_author}
             )
         conversation = self.platform.conversation_for(inbound.destination(**extras))
-        handled = await self.bot.handle(inbound, conversation)
-        if not handled and addressed and not find_keys(inbound.text):
-            await conversation.whisper([Notice(level="info", text=NOT_A_COMMAND)])
+        await self.bot.handle(inbound.model_copy(update={"addressed": addressed}), conversation)
 
     async def action(self, body: dict[str, Any], action: dict[str, Any]) -> None:
         """A button click routed to the core."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
 from adapters.slack.errors import EPHEMERAL_ERRORS, error_code, is_channel_error, wrap
 from adapters.slack.guard import crash_text, log_crash
 from adapters.slack.modals import closed_notice, form_view
+from adapters.slack.ports import SlackWorkspaces
 from adapters.slack.render import SlackMessage, render_messages
 from adapters.slack.streams import NativeStream, PostUpdateStream
 from bot.core.messages import (
@@ -31,9 +32,6 @@ from bot.core.messages import (
 )
 from bot.core.outbound_text import neutralise_controls
 
-if TYPE_CHECKING:
-    from adapters.slack.platform import SlackPlatform
-
 log = logging.getLogger(__name__)
 
 # Slack's file size limit is 1 GB.
@@ -44,9 +42,13 @@ _SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "
 
 
 class SlackConversation:
-    """The Slack adapter's Conversation for one destination (channel, thread, person)."""
+    """The Slack adapter's Conversation for one destination (channel, thread, person).
 
-    def __init__(self, destination: Destination, platform: SlackPlatform) -> None:
+    It sees the platform only through the `SlackWorkspaces` protocol (adapters.slack.ports),
+    so platform → conversation is the one direction an import goes.
+    """
+
+    def __init__(self, destination: Destination, platform: SlackWorkspaces) -> None:
         self.destination = destination
         self.platform = platform
         self.limits = Limits(
@@ -60,7 +62,7 @@ class SlackConversation:
 
     def count_stream_edit(self) -> None:
         """One streamed post, update or append (the tokenbot_stream_edits metric)."""
-        self.platform.bot.metrics.stream_edits.labels("slack").inc()
+        self.platform.count_stream_edit()
 
     @property
     def team(self) -> str:

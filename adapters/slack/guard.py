@@ -11,14 +11,12 @@ from __future__ import annotations
 import logging
 import traceback
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from adapters.slack.modals import decode_metadata
+from adapters.slack.ports import SlackWorkspaces
 from bot.core.failures import new_error_ref, unexpected_failure
 from bot.core.messages import Destination
-
-if TYPE_CHECKING:
-    from adapters.slack.platform import SlackPlatform
 
 __all__ = ["ReplyRoute", "crash_text", "log_crash", "route_of", "tell"]
 
@@ -97,7 +95,7 @@ def route_of(body: Any) -> ReplyRoute:
     )
 
 
-async def tell(platform: SlackPlatform, route: ReplyRoute, ref: str) -> bool:
+async def tell(platform: SlackWorkspaces, route: ReplyRoute, ref: str) -> bool:
     """Tell the person about `ref`: ephemeral, else response_url, else DM. False if all failed."""
     text = crash_text(ref)
     client = platform.client

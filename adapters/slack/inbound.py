@@ -169,6 +169,58 @@ class ThreadContext:
     answered_author: bool = False  # … in answer to the person replying now
 
 
+async def _earlier_replies(
+    client: AsyncWebClient, channel: str, thread: str, latest: str
+) -> list[Any] | None:
+    """The thread's messages up to `latest`, as Slack sent them; None when Slack won't say."""
+    try:
+        resp = await client.conversations_replies(
+            channel=channel,
+            ts=thread,
+            latest=latest,
+            inclusive=False,
+            limit=HISTORY_FETCH,
+        )
+    except SlackApiError as exc:
+        log.warning("conversations.replies failed (%s); no thread context", error_code(exc))
+        return None
+    return list(resp.get("messages") or ())
+
+
+def _is_bot_message(msg: dict[str, Any], identity: SlackIdentity) -> bool:
+    return msg.get("user") == identity.bot_user_id or msg.get("bot_id") == identity.bot_id
+
+
+def _is_person_message(msg: dict[str, Any]) -> bool:
+    # Other apps and system messages are not part of the conversation.
+    return not msg.get("bot_id") and msg.get("subtype") in USER_SUBTYPES
+
+
+def _read_thread(
+    messages: list[Any], identity: SlackIdentity, author: str, current: float
+) -> ThreadContext:
+    """Turns and bot presence from the messages before `current`, replied to by `author`."""
+    turns: list[Turn] = []
+    present = answered = False
+    previous_author: str | None = None
+    for index, msg in enumerate(messages):
+        if not isinstance(msg, dict) or float(msg.get("ts") or 0) >= current:
+            continue
+        text = str(msg.get("text") or "").strip()
+        if _is_bot_message(msg, identity):
+            present = True
+            answered = answered or index == 0 or previous_author == author
+            previous_author = identity.bot_user_id
+            if text:
+                turns.append(Turn(role="assistant", text=redact(text)))
+        elif _is_person_message(msg):
+            previous_author = str(msg.get("user") or "")
+            text = from_slack(strip_mention(text, identity.bot_user_id))
+            if text:
+                turns.append(Turn(role="user", text=redact(text)))
+    return ThreadContext(tuple(turns[-MAX_TURNS:]), present, answered)
+
+
 async def thread_context(
     client: AsyncWebClient,
     identity: SlackIdentity,
@@ -181,37 +233,7 @@ async def thread_context(
     silently run commands on their own keys.
     """
     assert inbound.thread and inbound.message_id
-    try:
-        resp = await client.conversations_replies(
-            channel=inbound.channel,
-            ts=inbound.thread,
-            latest=inbound.message_id,
-            inclusive=False,
-            limit=HISTORY_FETCH,
-        )
-    except SlackApiError as exc:
-        log.warning("conversations.replies failed (%s); no thread context", error_code(exc))
+    messages = await _earlier_replies(client, inbound.channel, inbound.thread, inbound.message_id)
+    if messages is None:
         return ThreadContext()
-    current = float(inbound.message_id)
-    turns: list[Turn] = []
-    present = answered = False
-    previous_author: str | None = None
-    for index, msg in enumerate(resp.get("messages") or ()):
-        if not isinstance(msg, dict) or float(msg.get("ts") or 0) >= current:
-            continue
-        text = str(msg.get("text") or "").strip()
-        if msg.get("user") == identity.bot_user_id or msg.get("bot_id") == identity.bot_id:
-            present = True
-            if index == 0 or previous_author == inbound.user:
-                answered = True
-            previous_author = identity.bot_user_id
-            if text:
-                turns.append(Turn(role="assistant", text=redact(text)))
-            continue
-        if msg.get("bot_id") or msg.get("subtype") not in USER_SUBTYPES:
-            continue  # other apps and system messages are not part of the conversation
-        previous_author = str(msg.get("user") or "")
-        text = from_slack(strip_mention(text, identity.bot_user_id))
-        if text:
-            turns.append(Turn(role="user", text=redact(text)))
-    return ThreadContext(tuple(turns[-MAX_TURNS:]), present, answered)
+    return _read_thread(messages, identity, inbound.user, float(inbound.message_id))

@@ -20,13 +20,14 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.conversation import SlackConversation
 from adapters.slack.limits import LruCounter, RecentKeys, TokenBucket
 from adapters.slack.supervisor import Supervisor
 from bot.core.messages import Destination
 
 if TYPE_CHECKING:
-    from adapters.slack.conversation import SlackConversation
     from bot.core.app import TokenBot
+
 log = logging.getLogger(__name__)
 
 # A response_url accepts 5 posts within 30 minutes.
@@ -95,8 +96,6 @@ class SlackPlatform:
 
     def conversation_for(self, destination: Destination) -> SlackConversation:
         """A Conversation for new messages and for jobs resumed after a restart."""
-        from adapters.slack.conversation import SlackConversation
-
         return SlackConversation(destination, self)
 
     # --- threads ---------------------------------------------------------------------------
@@ -125,6 +124,10 @@ class SlackPlatform:
             self._threads.popitem(last=False)
 
     # --- budgets ---------------------------------------------------------------------------
+
+    def count_stream_edit(self) -> None:
+        """One streamed post, update or append (the tokenbot_stream_edits metric)."""
+        self.bot.metrics.stream_edits.labels("slack").inc()
 
     def stream_budget(self, team: str) -> TokenBucket:
         """Tier 2 budget for chat.startStream + chat.stopStream in one workspace."""

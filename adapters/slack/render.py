@@ -21,7 +21,7 @@ from adapters.slack.inert import inert_markdown, inert_plain
 from adapters.slack.mrkdwn import escape, is_safe_url, link, to_mrkdwn
 from bot.core.messages import Actions, Failure, Fields, Image, Link, Notice, Part, Text
 from bot.core.outbound_text import neutralise_controls
-from bot.core.text_split import split_markdown
+from bot.core.text_split import clip, split_markdown
 
 __all__ = [
     "LINK_ACTION",
@@ -55,16 +55,12 @@ LINK_ACTION = "tokenbot.link"
 _ICONS = {"info": "ℹ️", "success": "✅", "warning": "⚠️", "progress": "⏳"}
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _mrkdwn(text: str) -> dict[str, str]:
-    return {"type": "mrkdwn", "text": _clip(text, SECTION_TEXT)}
+    return {"type": "mrkdwn", "text": clip(text, SECTION_TEXT)}
 
 
 def _plain(text: str, limit: int) -> dict[str, Any]:
-    return {"type": "plain_text", "text": _clip(inert_plain(text), limit), "emoji": True}
+    return {"type": "plain_text", "text": clip(inert_plain(text), limit), "emoji": True}
 
 
 def _esc(text: str) -> str:
@@ -110,7 +106,7 @@ def _fields(part: Fields) -> list[Block]:
     cells = [
         {
             "type": "mrkdwn",
-            "text": _clip(f"*{_esc(label)}*\n{to_mrkdwn(value)}", FIELD_TEXT),
+            "text": clip(f"*{_esc(label)}*\n{to_mrkdwn(value)}", FIELD_TEXT),
         }
         for label, value in part.rows
     ]
@@ -143,7 +139,7 @@ def _actions(part: Actions) -> list[Block]:
             "type": "button",
             "action_id": button.action_id,
             "text": _plain(button.label, BUTTON_LABEL),
-            "value": _clip(button.value, BUTTON_VALUE),
+            "value": clip(button.value, BUTTON_VALUE),
         }
         if button.style != "default":
             element["style"] = button.style
@@ -212,7 +208,7 @@ def markdown_of(parts: Sequence[Part]) -> str:
 def fallback_text(parts: Sequence[Part]) -> str:
     """The message's `text`: what notifications and block-less clients show (mrkdwn)."""
     text = to_mrkdwn(markdown_of(parts)).strip()
-    return _clip(text, FALLBACK_TEXT) or " "
+    return clip(text, FALLBACK_TEXT) or " "
 
 
 @dataclass

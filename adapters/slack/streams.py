@@ -3,9 +3,21 @@
 - `PostUpdateStream`: the core's ThrottledStream over chat.postMessage + chat.update (at most
   one update per second per message; overflow continues in new messages, fence-safe). Where
   the bot can't post, the text is collected and delivered once at the end (response_url / DM).
-- `NativeStream`: Slack's chat streaming API (startStream / appendStream / stopStream) for
-  replies in a thread. If the API fails, or the text outgrows one streamed message, the rest
+- `NativeStream`: Slack's chat streaming (startStream / appendStream / stopStream) for replies
+  in a thread, through the SDK's `AsyncChatStream` (`client.chat_stream`, what bolt's
+  `say_stream` returns). If the API fails, or the text outgrows one streamed message, the rest
   continues as a PostUpdateStream in the same thread, reopening an open code fence.
+
+Can the SDK's buffering hold us to one edit a second? No, so the pacing stays ours.
+`AsyncChatStream.append` calls Slack whenever its buffer reaches `buffer_size` characters
+(default 256) and never on a clock: twenty 300-character deltas in one second make 19
+appendStream calls, while a slow model shows nothing until 256 characters have piled up
+(there is no timer to flush the rest). A failed call also leaves the text in its
+private buffer, to go out again with the next append or with `stop()`, which would duplicate
+what the post + update fallback then posts. So NativeStream keeps its once-a-second clock and
+the per-workspace Tier 4 budget, and hands every piece over as `chunks=[MarkdownTextChunk]`:
+chunks bypass the SDK's buffer (it stays empty), so each append is exactly one API call and
+a failed one leaves nothing behind.
 
 Streamed text is model output: it is made inert like every markdown block. A native stream
 is sent in pieces, so each piece is the inert form of the whole text sent so far minus what
@@ -19,22 +31,21 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.models.messages.chunk import Chunk, MarkdownTextChunk
+from slack_sdk.web.async_chat_stream import AsyncChatStream
 
 from adapters.slack.errors import error_code, is_channel_error, retry_after, wrap
 from adapters.slack.inert import inert_markdown, settled_length
 from adapters.slack.limits import TokenBucket
 from adapters.slack.mrkdwn import to_mrkdwn
+from adapters.slack.ports import StreamTarget
 from adapters.slack.render import SlackMessage, markdown_block, markdown_of, trailer_blocks
 from bot.core.messages import MessageRef, Part
 from bot.core.outbound_text import neutralise_controls
 from bot.core.streaming import ThrottledStream
 from bot.core.text_split import open_fence
-
-if TYPE_CHECKING:
-    from adapters.slack.conversation import SlackConversation
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +58,11 @@ APPEND_INTERVAL_S = 1.0
 _MAX_FAILURES = 3
 
 
+def _chunks(markdown: str) -> list[Chunk] | None:
+    """`markdown` as the chunks of one streaming call (None for nothing)."""
+    return [MarkdownTextChunk(text=markdown)] if markdown else None
+
+
 def _message(markdown: str) -> SlackMessage:
     text = to_mrkdwn(markdown)
     if len(text) > _TEXT_LIMIT:
@@ -57,7 +73,7 @@ def _message(markdown: str) -> SlackMessage:
 class SlackSink:
     """The StreamSink of a ThrottledStream: post + update, or collect when the bot can't post."""
 
-    def __init__(self, conversation: SlackConversation) -> None:
+    def __init__(self, conversation: StreamTarget) -> None:
         self.conversation = conversation
         self.deferred: dict[str, str] = {}  # messages to deliver elsewhere at the end, in order
         self.posts = 0
@@ -113,7 +129,7 @@ class SlackSink:
 class PostUpdateStream:
     """A TextStream: ThrottledStream over chat.postMessage + chat.update."""
 
-    def __init__(self, conversation: SlackConversation) -> None:
+    def __init__(self, conversation: StreamTarget) -> None:
         self.sink = SlackSink(conversation)
         self.stream = ThrottledStream(self.sink, conversation.limits)
 
@@ -132,11 +148,14 @@ class PostUpdateStream:
 
 
 class NativeStream:
-    """A TextStream over chat.startStream / appendStream / stopStream in a thread."""
+    """A TextStream over the SDK's AsyncChatStream in a thread, paced by us (≤ 1 append a second).
+
+    See the module docstring for why the SDK's own buffering can't do the pacing.
+    """
 
     def __init__(
         self,
-        conversation: SlackConversation,
+        conversation: StreamTarget,
         append_budget: TokenBucket,
         *,
         interval: float = APPEND_INTERVAL_S,
@@ -146,7 +165,7 @@ class NativeStream:
         self._budget = append_budget
         self._interval = interval
         self._max_chars = max_chars
-        self._ts: str | None = None
+        self._streamer: AsyncChatStream | None = None  # set once chat.startStream succeeded
         self._sent = ""  # text Slack has accepted into the streamed message
         self._sent_inert = ""  # … as it was sent: inert_markdown(self._sent)
         self._pending = ""
@@ -194,7 +213,7 @@ class NativeStream:
         if len(self._sent) + len(self._pending) > self._max_chars:
             await self._cut_over("the answer outgrew one streamed message")
             return
-        if self._ts is None:
+        if self._streamer is None:
             await self._start()
             return
         now = time.monotonic()
@@ -214,9 +233,7 @@ class NativeStream:
         self._pending = self._pending[len(text) :]
         self._last = now
         try:
-            await self.conversation.client.chat_appendStream(
-                channel=self.conversation.destination.channel, ts=self._ts, markdown_text=piece
-            )
+            await self._streamer.append(chunks=_chunks(piece))
         except Exception as exc:
             self._pending = text + self._pending
             self._failures += 1
@@ -257,14 +274,17 @@ class NativeStream:
         self._pending = self._pending[len(text) :]
         self._last = time.monotonic()
         try:
-            resp = await self.conversation.client.chat_startStream(
+            # chat_stream only builds the helper; its first append is chat.startStream.
+            streamer: AsyncChatStream = await self.conversation.client.chat_stream(
                 channel=dest.channel,
                 thread_ts=dest.thread or "",
-                markdown_text=piece,
                 recipient_user_id=dest.user,
                 recipient_team_id=self.conversation.team,
+                buffer_size=1,  # never hold text back: the pacing is ours (module docstring)
             )
-            self._ts = str(resp["ts"])
+            await streamer.append(chunks=_chunks(piece))
+            if not streamer.ts:
+                raise SlackRequestError("chat.startStream answered without a ts")
         except Exception as exc:
             log.warning(
                 "chat.startStream failed (%s); posting and updating instead", error_code(exc)
@@ -273,6 +293,7 @@ class NativeStream:
             self._fallback = PostUpdateStream(self.conversation)
             await self._pump()
             return
+        self._streamer = streamer
         self._sent, self._sent_inert = text, piece
         self.conversation.count_stream_edit()
         self.conversation.platform.note_answered(dest.channel, dest.thread)
@@ -284,13 +305,9 @@ class NativeStream:
         closing = ""
         if fence is not None:
             closing = ("" if self._sent.endswith("\n") else "\n") + fence.marker
-        if self._ts is not None:
+        if self._streamer is not None:
             try:
-                await self.conversation.client.chat_stopStream(
-                    channel=self.conversation.destination.channel,
-                    ts=self._ts,
-                    markdown_text=closing or None,
-                )
+                await self._streamer.stop(chunks=_chunks(closing))
             except Exception as exc:
                 log.warning("chat.stopStream failed (%s)", error_code(exc))
         reopen = fence.opener + "\n" if fence is not None else ""
@@ -337,42 +354,42 @@ class NativeStream:
                 if current is not None and current.cancelling():
                     raise  # we are being cancelled ourselves, not just the timer
         async with self._lock:
-            if self._fallback is None and self._ts is None:
+            if self._streamer is not None and self._fallback is None:
+                await self._stop(trailer)
+                return
+            if self._fallback is None:
                 self._fallback = PostUpdateStream(self.conversation)  # no text was ever shown
-            if self._fallback is not None:
-                if self._pending:
-                    text, self._pending = self._pending, ""
-                    await self._fallback.append(text)
-                await self._fallback.finish(trailer)
-                return
-            try:
-                text, piece = self._next_piece(final=True)
-            except _Unstable:
-                await self._cut_over("earlier text changed meaning")
-                assert self._fallback is not None
-                await self._fallback.finish(trailer)
-                return
-            self._pending = ""
-            blocks = trailer_blocks(trailer)
-            try:
-                await self.conversation.client.chat_stopStream(
-                    channel=self.conversation.destination.channel,
-                    ts=self._ts,
-                    markdown_text=piece or None,
-                    blocks=blocks or None,
-                )
-            except Exception as exc:
-                log.warning("chat.stopStream failed (%s); posting the rest", error_code(exc))
-                fence = open_fence(self._sent)
-                reopen = fence.opener + "\n" if fence is not None else ""
-                self._fallback = PostUpdateStream(self.conversation)
-                if text:
-                    await self._fallback.append(reopen + text)
-                await self._fallback.finish(trailer)
-                return
-            self._sent += text
-            self._sent_inert += piece
-            self.conversation.count_stream_edit()
+            if self._pending:
+                text, self._pending = self._pending, ""
+                await self._fallback.append(text)
+            await self._fallback.finish(trailer)
+
+    async def _stop(self, trailer: Sequence[Part]) -> None:
+        """chat.stopStream with the rest and the trailer; post + update it if that fails."""
+        assert self._streamer is not None
+        try:
+            text, piece = self._next_piece(final=True)
+        except _Unstable:
+            await self._cut_over("earlier text changed meaning")
+            assert self._fallback is not None
+            await self._fallback.finish(trailer)
+            return
+        self._pending = ""
+        blocks = trailer_blocks(trailer)
+        try:
+            await self._streamer.stop(chunks=_chunks(piece), blocks=blocks or None)
+        except Exception as exc:
+            log.warning("chat.stopStream failed (%s); posting the rest", error_code(exc))
+            fence = open_fence(self._sent)
+            reopen = fence.opener + "\n" if fence is not None else ""
+            self._fallback = PostUpdateStream(self.conversation)
+            if text:
+                await self._fallback.append(reopen + text)
+            await self._fallback.finish(trailer)
+            return
+        self._sent += text
+        self._sent_inert += piece
+        self.conversation.count_stream_edit()
 
 
 class _Unstable(Exception):

@@ -1,67 +1,65 @@
-"""Composition root: builds the HTTP client, services, store and jobs, and handles messages.
+"""Composition root: builds the HTTP client, store, jobs and families, and handles messages.
 
-Commands come from command families (bot/core/family.py); the app knows how to run a family's
-parser, handlers, button actions and private forms, not what any particular command does.
+Commands come from command families (bot/core/family.py), registered at construction: the app
+runs a family's parser, handlers, button actions and private forms, never naming a backend. Each
+request gets its own HandlerContext (bot/core/context.py) with its own request id.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
 import httpx
 from pydantic import BaseModel, SecretStr
 
-from bot.backends.alltoken import catalog
-from bot.backends.alltoken.family import alltoken_family
-from bot.backends.alltoken.grammar import RouterContext
-from bot.backends.alltoken.handlers import HandledFailure
-from bot.backends.alltoken.service import AllTokenService, ChatMessage
-from bot.backends.alltoken.spec import ChatCommand, UsageError
-from bot.backends.openclaw_token.family import openclaw_token_family
-from bot.backends.openmarlin.family import openmarlin_family
-from bot.core.context import KEY_HINTS, HandlerContext, MissingKey
+from bot.core.command_spec import CommandSpec
+from bot.core.context import (
+    ConversationMemory,
+    HandlerContext,
+    MissingKey,
+    RequestJobs,
+    ServiceRegistry,
+)
 from bot.core.errors import BackendError
-from bot.core.failures import new_error_ref, render_failure, unexpected_failure
-from bot.core.family import ActionHandler, CommandFamily, FormHandler, Handler
+from bot.core.failures import HandledFailure, generic_failure, new_error_ref, unexpected_failure
+from bot.core.family import ActionHandler, CommandFamily, FormHandler, Handler, Wiring
+from bot.core.grammar import ParseState, UsageError
 from bot.core.http import build_http_client
 from bot.core.jobs import JobRunner
-from bot.core.key_shapes import find_keys, fingerprint, redact
-from bot.core.keys import SERVICE_NAMES, UNREADABLE_CODE, unreadable_key_failure
+from bot.core.key_shapes import find_keys, fingerprint
+from bot.core.keys import UNREADABLE_CODE, KeyDirectory, missing_key_notice, unreadable_key_failure
 from bot.core.messages import Conversation, Destination, Failure, Inbound, Notice, Part
 from bot.core.metrics import Metrics
 from bot.core.outbound_text import scrub_surrogates
 from bot.core.poll_budget import PollBudget
+from bot.core.secret_refusal import refuse_secret, typed_in_public, warn_leaked_key
 from bot.core.settings import Settings
 from bot.store import AuditEntry, Owner, SecretBox, Store
 from bot.store.credentials import CredentialUnreadableError
 
 if TYPE_CHECKING:
     from bot.core.http_server import HttpServer
+
 log = logging.getLogger(__name__)
 
-_RECENT_CONVERSATIONS = 10_000
-
-# Follow-up text in a thread -> the command that continues it (e.g. chat with the same model).
-Continuation = Callable[[str], BaseModel]
+FamilyFactory = Callable[[], list[CommandFamily]]
 
 
-def _explicit(inbound: Inbound) -> bool:
-    """A slash command, a DM, a reply in the bot's thread, or text that spells a command out."""
-    if inbound.command or inbound.is_direct or inbound.continues_thread:
-        return True
-    lowered = inbound.text.lower()
-    return any(
-        marker in lowered for marker in ("alltoken-", "/alltoken", "openmarlin", "openclaw-token")
-    )
+class Outcome(enum.Enum):
+    """What became of a message: a command ran, it was not for the bot, or it was not a command."""
 
+    HANDLED = "handled"
+    IGNORED = "ignored"
+    # Said to the bot but not a command: the core already told the user so.
+    UNKNOWN = "unknown"
 
-def _typed_in_public(inbound: Inbound) -> bool:
-    """A message others in the channel can read (slash command text and DMs are not)."""
-    return not (inbound.is_direct or inbound.command is not None or inbound.platform == "console")
+    def __bool__(self) -> bool:
+        # True when the message was a command (run, refused or malformed), as adapters ask.
+        return self is Outcome.HANDLED
 
 
 def _command_name(command: BaseModel) -> str:
@@ -88,18 +86,15 @@ def _cleaned(inbound: Inbound) -> Inbound:
     return inbound.model_copy(update={"text": text, "history": history})
 
 
-@dataclass
-class Services:
-    """One client per backend, all on the shared httpx client. Families attach theirs."""
-
-    alltoken: AllTokenService
-    openmarlin: Any = None
-    openclaw_token: Any = None
+FAMILY_ENTRY_POINTS = "tokenbot.families"
 
 
 def default_families() -> list[CommandFamily]:
-    """Every command family this build has."""
-    return [alltoken_family(), openmarlin_family(), openclaw_token_family()]
+    """A fresh instance of every installed family, found by entry point (pyproject.toml's
+    `tokenbot.families`), so the core never imports a backend. Sorted by name, so the order in
+    which their triggers are tried does not depend on how the package was installed."""
+    found = sorted(entry_points(group=FAMILY_ENTRY_POINTS), key=lambda ep: ep.name)
+    return [ep.load()() for ep in found]
 
 
 class TokenBot:
@@ -110,7 +105,6 @@ class TokenBot:
         settings: Settings,
         http: httpx.AsyncClient,
         store: Store,
-        services: Services,
         families: list[CommandFamily] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -122,11 +116,14 @@ class TokenBot:
         self.web_server: HttpServer | None = None
         self.http = http
         self.store = store
-        self.services = services
+        self.services = ServiceRegistry()
+        self.memory = ConversationMemory()
+        self.keys = KeyDirectory()
         self._conversation_factories: dict[str, Callable[[Destination], Conversation]] = {}
         self.jobs = JobRunner(
             store, self.conversation_for, PollBudget(settings.max_polls_per_second)
         )
+        self.jobs.keys = self.keys
         self.metrics.track_jobs(lambda: self.jobs.active)
         # Store write health on /readyz and /metrics (a full disk degrades it, see Store.health).
         self.store.max_queued_rows = settings.store_max_queued_rows
@@ -136,39 +133,47 @@ class TokenBot:
         self.forms: dict[str, FormHandler] = {}
         self.families = families if families is not None else default_families()
         self._handlers: dict[type[BaseModel], Handler] = {}
+        self._family_of: dict[type[BaseModel], CommandFamily] = {}
         self._slash: dict[str, CommandFamily] = {}
+        wiring = Wiring(
+            settings, http, self.services, self.jobs, self.metrics, self.actions, self.forms
+        )
         for family in self.families:
             self._handlers.update(family.handlers)
+            self._family_of.update(dict.fromkeys(family.handlers, family))
             for name in family.slash_commands:
                 self._slash[name.lstrip("/").lower()] = family
+            for service in family.key_services:
+                self.keys.add(service)
             if family.attach:
-                family.attach(self)
-        # Conversations whose latest bot action was an AllToken call ("how much did that cost").
-        self._alltoken_recent: OrderedDict[str, None] = OrderedDict()
-        self._threads: OrderedDict[str, Continuation] = OrderedDict()
-        self.last_request_id: str | None = None
-        self._models_source: object = None
-        self._chat_models: frozenset[str] = frozenset(catalog.CHAT_MODELS)
+                family.attach(wiring)
+        self._markers = tuple(m for f in self.families for m in f.markers)
+        self._by_name = {f.name: f for f in self.families}
+        forms = ", ".join(f.key_command for f in self.families if f.key_command)
+        self._key_forms_hint = (
+            f"Keys go only through the private forms: {forms}. Leave keys out of prompts."
+        )
+        self._rotate_hint = (
+            "Rotate that key now at its provider, then store the new one privately "
+            f"({forms} open private forms)."
+        )
+        # The first family's help lists every family's commands.
+        helps = next((f.help_command for f in self.families if f.help_command), "")
+        self._not_a_command = "That isn't a tokenbot command." + (
+            f" Try {helps} for the list." if helps else ""
+        )
 
     @classmethod
     async def create(
         cls, settings: Settings, families: list[CommandFamily] | None = None
     ) -> TokenBot:
-        """Open the store and build the services."""
+        """Open the store and the shared HTTP client; the families attach their services."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         box = SecretBox.from_settings(settings.master_key, settings.data_dir)
         store = await Store.open(settings.db_path, box, allow_new_store=settings.allow_new_store)
         metrics = Metrics()
         http = build_http_client(settings.http_timeout_s, metrics.http_hooks())
-        metrics.name_backend(settings.alltoken_base_url, "alltoken")
-        metrics.name_backend(settings.openmarlin_server_url, "openmarlin")
-        metrics.name_backend(settings.openclaw_token_api_base, "openclaw_token")
-        services = Services(
-            alltoken=AllTokenService(
-                http, settings.alltoken_base_url, models_ttl_s=settings.models_cache_ttl_s
-            )
-        )
-        return cls(settings, http, store, services, families, metrics)
+        return cls(settings, http, store, families, metrics)
 
     async def start(self) -> int:
         """Resume unfinished jobs (call once every adapter has registered its conversations)."""
@@ -187,6 +192,20 @@ class TokenBot:
         """Every platform slash command the families own (for manifests and command trees)."""
         return [f"/{name}" for name in self._slash]
 
+    @property
+    def specs(self) -> list[CommandSpec]:
+        """Every command spec of every family (help, command trees, manifests)."""
+        return [spec for family in self.families for spec in family.specs]
+
+    def suggest(self, kind: str) -> list[str]:
+        """Suggestions for an option's `suggest` list, from the families' caches (never the network)."""
+        for family in self.families:
+            if family.suggest is not None:
+                found = family.suggest(kind)
+                if found:
+                    return found
+        return []
+
     def register_platform(
         self, platform: str, factory: Callable[[Destination], Conversation]
     ) -> None:
@@ -200,87 +219,79 @@ class TokenBot:
             raise LookupError(f"no adapter for platform {destination.platform} is running")
         return factory(destination)
 
-    # --- conversation state -------------------------------------------------------------
+    def context(self, inbound: Inbound, conversation: Conversation) -> HandlerContext:
+        """A fresh per-request context (own request id, own record of jobs started)."""
+        return HandlerContext(
+            inbound=inbound,
+            conversation=conversation,
+            store=self.store,
+            services=self.services,
+            jobs=RequestJobs(self.jobs),
+            memory=self.memory,
+            settings=self.settings,
+            keys=self.keys,
+        )
 
-    def router_context(self, conversation_key: str | None = None) -> RouterContext:
-        """What the router may know: cached model ids and whether the last call was AllToken."""
-        cached = self.services.alltoken.cached_models("chat")
-        if cached is not self._models_source:
-            # Rebuilt only when the service refreshed its cache, not per message.
-            self._models_source = cached
-            self._chat_models = (
-                frozenset(m.id.lower() for m in cached)
-                if cached
-                else frozenset(catalog.CHAT_MODELS)
-            )
-        recent = bool(conversation_key and conversation_key in self._alltoken_recent)
-        return RouterContext(chat_models=self._chat_models, last_call_was_alltoken=recent)
+    # --- parsing ------------------------------------------------------------------------
 
-    @staticmethod
-    def _remember(cache: OrderedDict[str, Any], key: str, value: Any) -> None:
-        cache[key] = value
-        cache.move_to_end(key)
-        while len(cache) > _RECENT_CONVERSATIONS:
-            cache.popitem(last=False)
+    def parse_state(self, conversation_key: str | None = None) -> ParseState:
+        """What a parser may know beyond the text."""
+        return ParseState(
+            conversation_key=conversation_key or "",
+            recent_family=self.memory.recent_family(conversation_key),
+        )
 
-    def note_alltoken_call(self, *conversation_keys: str) -> None:
-        """Remember that these conversations just used AllToken (bounded memory)."""
-        for key in conversation_keys:
-            self._remember(self._alltoken_recent, key, None)
+    def _explicit(self, inbound: Inbound) -> bool:
+        """Said to the bot (slash command, DM, mention), a reply in the bot's thread, or text that
+        spells a command out."""
+        if inbound.command or inbound.is_direct or inbound.addressed or inbound.continues_thread:
+            return True
+        lowered = inbound.text.lower()
+        return any(marker in lowered for marker in self._markers)
 
-    def note_thread(self, conversation_key: str, continuation: Continuation) -> None:
-        """Plain replies in this thread continue the conversation through `continuation`."""
-        self._remember(self._threads, conversation_key, continuation)
+    def _parse_slash(self, inbound: Inbound) -> BaseModel | None:
+        assert inbound.command is not None
+        family = self._slash.get(inbound.command.lstrip("/").lower())
+        if family is None:
+            return None
+        state = self.parse_state(inbound.conversation_key)
+        if inbound.options is not None and family.parse_options is not None:
+            path = (inbound.command.lstrip("/").lower(), *(inbound.subcommand or "").split())
+            spec = next((s for s in family.specs if s.path == path), None)
+            if spec is not None:
+                return family.parse_options(spec, inbound.options, state)
+        return family.parse_slash(inbound.command, inbound.text, state)
 
-    def history_for(self, inbound: Inbound) -> list[ChatMessage]:
-        """The thread's earlier turns within the context budget, oldest dropped first."""
-        budget = self.settings.context_chars
-        kept: list[ChatMessage] = []
-        for turn in reversed(inbound.history):
-            if len(turn.text) > budget:
-                break
-            budget -= len(turn.text)
-            # An earlier message of the thread may hold a key someone pasted: never send it on.
-            kept.append(ChatMessage(role=turn.role, content=redact(turn.text)))
-        kept.reverse()
-        return kept
-
-    # --- handling -----------------------------------------------------------------------
+    def _parse_thread_reply(self, inbound: Inbound) -> BaseModel | None:
+        text = inbound.text.strip()
+        continuation = self.memory.continuation(inbound.conversation_key)
+        if continuation is not None:
+            return continuation(text)
+        owner = next((f for f in self.families if f.continue_thread is not None), None)
+        return owner.continue_thread(text) if owner and owner.continue_thread else None
 
     def parse(self, inbound: Inbound) -> BaseModel | None:
         """Text (or a platform slash command) to a command; None when it is not for us."""
         if inbound.command:
-            family = self._slash.get(inbound.command.lstrip("/").lower())
-            if family is None:
-                return None
-            ctx = self.router_context(inbound.conversation_key)
-            return family.parse_slash(inbound.command, inbound.text, ctx)
+            return self._parse_slash(inbound)
         lowered = inbound.text.lower()
-        context: RouterContext | None = None
+        state: ParseState | None = None
         for family in self.families:
             # Most channel messages are not commands: reject them before any real work.
             if family.keywords and not any(k in lowered for k in family.keywords):
                 continue
-            context = context or self.router_context(inbound.conversation_key)
-            command = family.parse(inbound.text, context)
+            state = state or self.parse_state(inbound.conversation_key)
+            command = family.parse(inbound.text, state)
             if command is not None:
                 return command
         if inbound.continues_thread and inbound.text.strip():
-            if len(inbound.text.strip()) > catalog.MAX_PROMPT_CHARS:
-                # The same limit as a spelled-out prompt, before anything reaches a backend.
-                raise UsageError(
-                    "chat",
-                    f"that message is too long ({len(inbound.text.strip()):,} characters; "
-                    f"the limit is {catalog.MAX_PROMPT_CHARS:,})",
-                )
-            continuation = self._threads.get(inbound.conversation_key)
-            if continuation is not None:
-                return continuation(inbound.text)
-            return ChatCommand(prompt=inbound.text.strip())
+            return self._parse_thread_reply(inbound)
         return None
 
-    async def handle(self, inbound: Inbound, conversation: Conversation) -> bool:
-        """Handle one message; True when it was a command. Never raises to the adapter."""
+    # --- handling -----------------------------------------------------------------------
+
+    async def handle(self, inbound: Inbound, conversation: Conversation) -> Outcome:
+        """Handle one message and say what became of it. Never raises to the adapter."""
         try:
             return await self._handle(_cleaned(inbound), conversation)
         except Exception:
@@ -288,113 +299,124 @@ class TokenBot:
             ref = new_error_ref()
             log.exception("handling a message failed (ref %s)", ref)
             await self._safe_whisper(conversation, [unexpected_failure(ref)])
-            return True
+            return Outcome.HANDLED
 
-    async def _handle(self, inbound: Inbound, conversation: Conversation) -> bool:
+    async def _handle(self, inbound: Inbound, conversation: Conversation) -> Outcome:
         owner = Owner.of(inbound)
         keys = find_keys(inbound.text)
+
+        async def audit(command: str, outcome: str, detail: str) -> None:
+            await self._audit(owner, command, outcome, detail)
+
         try:
             command = self.parse(inbound)
         except UsageError as exc:
-            if keys:
-                # The usage problem may quote the key: say only that a key was refused.
-                await self._refuse_secret(inbound, conversation, keys, exc.command)
-                return True
-            if not _explicit(inbound):
-                # "are the alltoken models any good?" in a channel is conversation, not a
-                # malformed command: only answer usage errors when the command was spelled out.
-                log.debug("ignored a loose trigger in a channel message: %s", exc.problem)
-                return False
-            await self._safe_whisper(
-                conversation,
-                [Failure(code="usage", message=exc.problem, hint=f"Usage: `{exc.usage}`")],
-            )
-            await self._audit(owner, exc.command, "usage_error", exc.problem)
-            self.metrics.commands.labels(exc.command, "usage_error").inc()
-            return True
-        if keys and command is not None and not _carries_only(command, keys):
-            await self._refuse_secret(inbound, conversation, keys, _command_name(command))
-            return True
-        if keys and command is None and (inbound.is_direct or _explicit(inbound)):
-            # Not a command, but a key sent to the bot: say what happened rather than stay silent.
-            await self._refuse_secret(inbound, conversation, keys, "message")
-            return True
-        await self._warn_leaked_key(inbound, conversation, command, keys)
+            return await self._usage_error(inbound, conversation, keys, exc, audit)
+        if keys and (
+            (command is not None and not _carries_only(command, keys))
+            or (command is None and (inbound.is_direct or self._explicit(inbound)))
+        ):
+            # Not the key a `key set` stores (or not a command at all): say what happened.
+            name = _command_name(command) if command is not None else "message"
+            await refuse_secret(inbound, conversation, keys, self._key_forms_hint, audit, name)
+            self.metrics.commands.labels(name, "refused").inc()
+            return Outcome.HANDLED
+        await warn_leaked_key(
+            inbound,
+            conversation,
+            keys,
+            command is not None,
+            self._rotate_hint,
+            audit,
+        )
         if command is None:
-            return False
+            if keys or not (inbound.addressed or inbound.is_direct or inbound.command):
+                # (A key in public chatter was already answered by the rotate warning.)
+                return Outcome.IGNORED
+            await self._safe_whisper(conversation, [Notice(level="info", text=self._not_a_command)])
+            return Outcome.UNKNOWN
         handler = self._handlers.get(type(command))
         if handler is None:
             log.error("no handler for %s", type(command).__name__)
-            return False
-        self.last_request_id = None
-        ctx = HandlerContext(inbound=inbound, conversation=conversation, bot=self)
-        name = _command_name(command)
-        outcome, detail = "ok", None
-        try:
-            await handler(command, ctx)
-        except MissingKey as exc:
-            outcome, detail = "denied", f"no {exc.service} key"
-            await self._safe_whisper(
-                conversation,
-                [
-                    Notice(
-                        level="warning",
-                        text=f"You have no {SERVICE_NAMES.get(exc.service, exc.service)} key stored yet. "
-                        + KEY_HINTS.get(exc.service, ""),
-                    )
-                ],
-            )
-        except HandledFailure as exc:
-            outcome, detail = "failed", exc.error.code
-        except CredentialUnreadableError as exc:
-            outcome, detail = "failed", UNREADABLE_CODE
-            await self._safe_whisper(conversation, [unreadable_key_failure(exc.service)])
-        except BackendError as exc:
-            outcome, detail = "failed", exc.code
-            self.last_request_id = exc.request_id
-            await self._safe_say(conversation, [render_failure(exc)])
-        except Exception as exc:
-            ref = new_error_ref()
-            outcome, detail = "failed", f"{type(exc).__name__} (ref {ref})"
-            log.exception("command %s failed (ref %s)", name, ref)
-            await self._safe_say(conversation, [unexpected_failure(ref)])
-        await self._audit(owner, name, outcome, detail, self.last_request_id)
-        self.metrics.commands.labels(name, outcome).inc()
-        return True
+            return Outcome.IGNORED
+        await self._run(command, handler, self.context(inbound, conversation))
+        return Outcome.HANDLED
 
-    async def _refuse_secret(
-        self, inbound: Inbound, conversation: Conversation, keys: list[str], command: str
-    ) -> None:
-        """A key typed where it does not belong: nothing is sent, stored or echoed."""
-        deleted = False
-        if _typed_in_public(inbound):
-            deleted = await self._delete_inbound(conversation)
-        shown = ", ".join(fingerprint(k) for k in keys)
-        if deleted:
-            seen = " tokenbot deleted your message, but others may have seen it: rotate that key."
-        elif _typed_in_public(inbound):
-            seen = " Everyone in this channel can read your message: rotate that key."
-        else:
-            seen = ""
+    async def _usage_error(
+        self,
+        inbound: Inbound,
+        conversation: Conversation,
+        keys: list[str],
+        exc: UsageError,
+        audit: Callable[[str, str, str], Awaitable[None]],
+    ) -> Outcome:
+        if keys:
+            # The usage problem may quote the key: say only that a key was refused.
+            await refuse_secret(
+                inbound, conversation, keys, self._key_forms_hint, audit, exc.command
+            )
+            self.metrics.commands.labels(exc.command, "refused").inc()
+            return Outcome.HANDLED
+        if not self._explicit(inbound):
+            # "are the alltoken models any good?" in a channel is conversation, not a
+            # malformed command: only answer usage errors when the command was spelled out.
+            log.debug("ignored a loose trigger in a channel message: %s", exc.problem)
+            return Outcome.IGNORED
         await self._safe_whisper(
             conversation,
-            [
-                Failure(
-                    code="key_in_text",
-                    message=f"Your message contains what looks like an API key ({shown}), so "
-                    f"tokenbot did not run it: nothing was sent to a backend or stored.{seen}",
-                    hint="Keys go only through the private forms: `/alltoken-key`, "
-                    "`/openmarlin key`, `/openclaw-token auth login`. Leave keys out of prompts.",
-                )
-            ],
+            [Failure(code="usage", message=exc.problem, hint=f"Usage: `{exc.usage}`")],
         )
-        await self._audit(
-            Owner.of(inbound),
-            command,
-            "refused",
-            f"key in text {shown}" + (" (deleted)" if deleted else ""),
-        )
-        self.metrics.commands.labels(command, "refused").inc()
+        await audit(exc.command, "usage_error", exc.problem)
+        self.metrics.commands.labels(exc.command, "usage_error").inc()
+        return Outcome.HANDLED
+
+    def _render(self, exc: BackendError) -> Failure:
+        family = self._by_name.get(exc.backend)
+        if family is not None and family.render_failure is not None:
+            return family.render_failure(exc)
+        return generic_failure(exc, family.display_name if family else exc.backend)
+
+    async def _run(self, command: BaseModel, handler: Handler, ctx: HandlerContext) -> None:
+        """Run one handler; audit its outcome with this request's own request id."""
+        name = _command_name(command)
+        outcome, detail = await self._outcome_of(handler(command, ctx), ctx, name)
+        if outcome == "ok" and ctx.jobs.started:
+            # The job audits how it ended; this row says only that it was started.
+            outcome, detail = "started", ", ".join(job.id for job in ctx.jobs.started)
+        await self._audit(ctx.owner, name, outcome, detail, ctx.request_id)
+        self.metrics.commands.labels(name, outcome).inc()
+
+    async def _outcome_of(
+        self, work: Awaitable[object], ctx: HandlerContext, name: str, *, private: bool = False
+    ) -> tuple[str, str | None]:
+        """Await a handler (or action, or form) and turn what it raised into an audited outcome.
+
+        A command's failure is said where the command was; a form's or a click's only to its user.
+        """
+        say = self._safe_whisper if private else self._safe_say
+        try:
+            await work
+        except MissingKey as exc:
+            await self._safe_whisper(ctx.conversation, [missing_key_notice(exc.service, self.keys)])
+            return "denied", f"no {exc.service} key"
+        except HandledFailure as exc:
+            ctx.request_id = ctx.request_id or exc.error.request_id
+            return "failed", exc.error.code
+        except CredentialUnreadableError as exc:
+            await self._safe_whisper(
+                ctx.conversation, [unreadable_key_failure(exc.service, self.keys)]
+            )
+            return "failed", UNREADABLE_CODE
+        except BackendError as exc:
+            ctx.request_id = exc.request_id
+            await say(ctx.conversation, [self._render(exc)])
+            return "failed", exc.code
+        except Exception as exc:
+            ref = new_error_ref()
+            log.exception("%s failed (ref %s)", name, ref)
+            await say(ctx.conversation, [unexpected_failure(ref)])
+            return "failed", f"{type(exc).__name__} (ref {ref})"
+        return "ok", None
 
     async def submit_form(
         self, inbound: Inbound, form_id: str, values: dict[str, str], conversation: Conversation
@@ -427,15 +449,17 @@ class TokenBot:
             )
             await self._audit(owner, f"form.{form_id}", "refused", "key in a non-key field")
             return False
-        ctx = HandlerContext(inbound=inbound, conversation=conversation, bot=self)
-        try:
-            ok = await handler(ctx, values)
-        except Exception:
-            ref = new_error_ref()
-            log.exception("form %s failed (ref %s)", form_id, ref)
-            await self._safe_whisper(conversation, [unexpected_failure(ref)])
-            ok = False
-        await self._audit(owner, f"form.{form_id}", "ok" if ok else "failed")
+        ctx = self.context(inbound, conversation)
+        result: list[bool] = []
+
+        async def submit() -> None:
+            result.append(await handler(ctx, values))
+
+        outcome, detail = await self._outcome_of(submit(), ctx, f"form {form_id}", private=True)
+        ok = outcome == "ok" and result == [True]
+        if outcome == "ok" and not ok:
+            outcome = "failed"
+        await self._audit(owner, f"form.{form_id}", outcome, detail, ctx.request_id)
         return ok
 
     async def handle_action(
@@ -448,53 +472,8 @@ class TokenBot:
                 conversation, [Notice(level="warning", text="That button is no longer active.")]
             )
             return
-        try:
-            await handler(self, inbound, value, conversation)
-        except Exception:
-            ref = new_error_ref()
-            log.exception("action %s failed (ref %s)", action_id, ref)
-            await self._safe_whisper(conversation, [unexpected_failure(ref)])
-
-    async def _warn_leaked_key(
-        self,
-        inbound: Inbound,
-        conversation: Conversation,
-        command: BaseModel | None,
-        keys: list[str],
-    ) -> None:
-        """A key pasted where others can read it must be rotated: delete it if possible, say so privately."""
-        if not keys or not _typed_in_public(inbound):
-            return
-        deleted = await self._delete_inbound(conversation)
-        shown = ", ".join(fingerprint(k) for k in keys)
-        not_stored = " It was not stored." if command is not None else ""
-        where = (
-            "tokenbot deleted the message, but others may have seen it"
-            if deleted
-            else "everyone in this channel can read it"
-        )
-        await self._safe_whisper(
-            conversation,
-            [
-                Failure(
-                    code="key_exposed",
-                    message=f"Your message contained what looks like an API key ({shown}); {where}.{not_stored}",
-                    hint="Rotate that key now at its provider, then store the new one privately "
-                    "(`/alltoken-key`, `/openmarlin key`, `/openclaw-token auth login` open private forms).",
-                )
-            ],
-        )
-        await self._audit(
-            Owner.of(inbound), "key.exposed", "deleted" if deleted else "warned", shown
-        )
-
-    @staticmethod
-    async def _delete_inbound(conversation: Conversation) -> bool:
-        try:
-            return await conversation.delete_inbound()
-        except Exception:
-            log.exception("could not delete a message containing a key")
-            return False
+        ctx = self.context(inbound, conversation)
+        await self._outcome_of(handler(ctx, value), ctx, f"action {action_id}", private=True)
 
     async def _audit(
         self,
@@ -530,3 +509,6 @@ class TokenBot:
             await conversation.whisper(parts)
         except Exception:
             log.exception("could not deliver a private reply")
+
+
+__all__ = ["Outcome", "TokenBot", "typed_in_public"]

@@ -1,24 +1,34 @@
-"""What a handler receives: the message, the conversation to answer in, and the bot's parts."""
+"""What a handler receives: this request's message, conversation and request id, and typed ports.
+
+A handler never sees the bot. It gets the store, the service registry, the job runner (as
+`RequestJobs`, which remembers what this request started), the conversation memory and the
+settings; `request_id` is this request's own, so concurrent commands never audit each other's.
+"""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from bot.core.messages import Conversation, Inbound
-from bot.store import CredentialUnreadableError, Owner
+from pydantic import BaseModel
+
+from bot.core.key_shapes import redact
+from bot.core.messages import Conversation, Destination, Inbound, Turn
+from bot.store import JobRecord, Owner, Store
 
 if TYPE_CHECKING:
-    from bot.core.app import TokenBot
-KEY_HINTS = {
-    "alltoken": "Set your AllToken key with `/alltoken-key` (a private form) or "
-    "`/alltoken-key set sk-at-…` as a slash command or in a direct message.",
-    "openmarlin": "Run `/openmarlin register` to sign up (the sign-in link comes to you "
-    "privately), or store an existing key privately with `/openmarlin key`.",
-    "openclaw_token": "Sign in with `/openclaw-token auth login` (GitHub), "
-    "`/openclaw-token auth login --email` or `/openclaw-token auth register` "
-    "(email and password go into a private form, never a message).",
-}
+    from bot.core.jobs import JobRunner
+    from bot.core.keys import KeyDirectory
+    from bot.core.settings import Settings
+
+T = TypeVar("T")
+
+_RECENT_CONVERSATIONS = 10_000
+
+# Follow-up text in a thread -> the command that continues it (e.g. chat with the same model).
+Continuation = Callable[[str], BaseModel]
 
 
 class MissingKey(Exception):
@@ -29,28 +39,134 @@ class MissingKey(Exception):
         super().__init__(service)
 
 
+class ServiceRegistry:
+    """The backends' clients, found by type: a family adds its own when the bot is built."""
+
+    def __init__(self) -> None:
+        self._by_type: dict[type[Any], object] = {}
+
+    def add(self, service: object, as_: type[Any] | None = None) -> None:
+        """Register `service` under its class (or under the protocol `as_` it implements)."""
+        self._by_type[as_ or type(service)] = service
+
+    def find(self, kind: type[T]) -> T | None:
+        """The registered instance of `kind`, or None when no family provides one."""
+        return cast("T | None", self._by_type.get(kind))
+
+    def get(self, kind: type[T]) -> T:
+        """The registered instance of `kind`; LookupError when its family is not installed."""
+        found = self.find(kind)
+        if found is None:
+            raise LookupError(f"no {kind.__name__} is registered")
+        return found
+
+
+@dataclass
+class HistoryWindow:
+    """The thread turns that fit the context budget, and how many older ones did not."""
+
+    turns: list[Turn]
+    dropped: int = 0
+
+
+class ConversationMemory:
+    """Per-conversation state a reply depends on: which family ran last, what a thread continues."""
+
+    def __init__(self, limit: int = _RECENT_CONVERSATIONS) -> None:
+        self._limit = limit
+        self._recent: OrderedDict[str, str] = OrderedDict()
+        self._threads: OrderedDict[str, Continuation] = OrderedDict()
+
+    def _remember(self, cache: OrderedDict[str, Any], key: str, value: Any) -> None:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > self._limit:
+            cache.popitem(last=False)
+
+    def note_call(self, family: str, *conversation_keys: str) -> None:
+        """Remember that these conversations just ran a command of `family` (bounded memory)."""
+        for key in conversation_keys:
+            self._remember(self._recent, key, family)
+
+    def recent_family(self, conversation_key: str | None) -> str | None:
+        """The family this conversation used last, if any."""
+        return self._recent.get(conversation_key) if conversation_key else None
+
+    def note_thread(self, conversation_key: str, continuation: Continuation) -> None:
+        """Plain replies in this thread continue the conversation through `continuation`."""
+        self._remember(self._threads, conversation_key, continuation)
+
+    def continuation(self, conversation_key: str) -> Continuation | None:
+        """What a plain reply in this thread continues, if the bot answered in it."""
+        return self._threads.get(conversation_key)
+
+    @staticmethod
+    def history(inbound: Inbound, budget: int) -> HistoryWindow:
+        """The thread's earlier turns within `budget` characters, oldest dropped first."""
+        kept: list[Turn] = []
+        for turn in reversed(inbound.history):
+            if len(turn.text) > budget:
+                break
+            budget -= len(turn.text)
+            # An earlier message of the thread may hold a key someone pasted: never send it on.
+            kept.append(turn.model_copy(update={"text": redact(turn.text)}))
+        kept.reverse()
+        return HistoryWindow(turns=kept, dropped=len(inbound.history) - len(kept))
+
+
+class RequestJobs:
+    """The job runner as one request sees it: it remembers the jobs this request started."""
+
+    def __init__(self, runner: JobRunner) -> None:
+        self.runner = runner
+        self.started: list[JobRecord] = []
+
+    async def start(
+        self, kind: str, owner: Owner, destination: Destination, state: Any
+    ) -> JobRecord:
+        """Write the job's row, then run it in the background (see JobRunner.start)."""
+        job = await self.runner.start(kind, owner, destination, state)
+        self.started.append(job)
+        return job
+
+    def is_running(self, job_id: str) -> bool:
+        """Whether this process is working on the job right now."""
+        return self.runner.is_running(job_id)
+
+    async def cancel_local(self, job_id: str) -> None:
+        """Stop this process's task for a job (the caller records the cancellation)."""
+        await self.runner.cancel_local(job_id)
+
+
 @dataclass
 class HandlerContext:
-    """One command being handled."""
+    """One command, button click or form being handled."""
 
     inbound: Inbound
     conversation: Conversation
-    bot: TokenBot
+    store: Store
+    services: ServiceRegistry
+    jobs: RequestJobs
+    memory: ConversationMemory
+    settings: Settings
+    keys: KeyDirectory
+    # The backend request id this request saw last: audited with the request's outcome.
+    request_id: str | None = None
 
     @property
     def owner(self) -> Owner:
         """Whose keys, usage and jobs this command uses."""
         return Owner.of(self.inbound)
 
+    def history(self) -> HistoryWindow:
+        """The thread's earlier turns that fit the context budget."""
+        return self.memory.history(self.inbound, self.settings.context_chars)
+
     async def require_key(self, service: str) -> str:
         """The caller's own key for `service`, or MissingKey (answered privately by the app)."""
-        try:
-            key = await self.bot.store.get_credential(self.owner, service)
-        except CredentialUnreadableError as exc:
-            # Stored but undecryptable: say so (and how to fix it), not internal_error.
-            from bot.core.keys import report_unreadable_key
-
-            raise await report_unreadable_key(self, exc) from None
+        # A stored key that no longer decrypts raises CredentialUnreadableError: the app
+        # answers it privately with how to fix it, not as internal_error.
+        key = await self.store.get_credential(self.owner, service)
         if not key:
             raise MissingKey(service)
         return key

@@ -55,8 +55,11 @@ def _json_or_none(body: bytes) -> Any:
         return None
 
 
-def alltoken_error(response: httpx.Response, body: bytes | None = None) -> BackendError:
-    """Map AllToken's `{"error": {code, type, message, param, request_id[, task_id]}}` envelope.
+def openai_error(
+    backend: Backend, response: httpx.Response, body: bytes | None = None
+) -> BackendError:
+    """Map the OpenAI-style `{"error": {code, type, message, param, request_id[, task_id]}}`
+    envelope (AllToken, and the OpenClaw Token proxy that answers like it).
 
     Some errors put request_id at the top level; both places are read.
     """
@@ -76,7 +79,7 @@ def alltoken_error(response: httpx.Response, body: bytes | None = None) -> Backe
     )
     request_id = request_id or response.headers.get("x-request-id")
     return BackendError(
-        "alltoken",
+        backend,
         response.status_code,
         code,
         message,
@@ -85,6 +88,11 @@ def alltoken_error(response: httpx.Response, body: bytes | None = None) -> Backe
         retry_after=parse_retry_after(response.headers.get("retry-after")),
         details={k: v for k, v in err.items() if k in ("type", "param")},
     )
+
+
+def alltoken_error(response: httpx.Response, body: bytes | None = None) -> BackendError:
+    """AllToken's error envelope (see openai_error) as a BackendError."""
+    return openai_error("alltoken", response, body)
 
 
 def _default_code(status: int) -> str:
@@ -109,8 +117,12 @@ def _default_message(response: httpx.Response, raw: bytes) -> str:
     return text or response.reason_phrase or f"HTTP {response.status_code}"
 
 
-def transport_error(backend: Backend, exc: Exception) -> BackendError:
-    """A timeout or connection failure, as a BackendError with status 0."""
+def transport_error(backend: Backend, exc: Exception, label: str | None = None) -> BackendError:
+    """A timeout or connection failure, as a BackendError with status 0.
+
+    `label` names who failed in the message ("the OpenClaw Token proxy"); default the backend.
+    """
+    where = label or backend
     cause = exc.__cause__
     # The aiohttp transport reports a dropped connection as ConnectTimeout; its cause says what
     # really happened, so a reset mid-stream is not called a time-out.
@@ -121,12 +133,12 @@ def transport_error(backend: Backend, exc: Exception) -> BackendError:
             backend,
             0,
             "connection_error",
-            f"the connection to {backend} was lost: {type(cause).__name__}",
+            f"the connection to {where} was lost: {type(cause).__name__}",
         )
     if isinstance(exc, httpx.TimeoutException) or isinstance(cause, asyncio.TimeoutError):
-        return BackendError(backend, 0, "timeout", f"{backend} did not answer in time")
+        return BackendError(backend, 0, "timeout", f"{where} did not answer in time")
     return BackendError(
-        backend, 0, "connection_error", f"could not reach {backend}: {type(exc).__name__}"
+        backend, 0, "connection_error", f"could not reach {where}: {type(exc).__name__}"
     )
 
 

@@ -1,16 +1,46 @@
-"""The process's one HTTP client and its one retry policy."""
+"""The process's one HTTP client and the one way every backend is called and retried.
+
+`BackendCall` sends a request, maps an error answer to `BackendError` with the backend's own
+envelope parser, and retries per `RetryPolicy`:
+
+- 429 (the request was refused before any work started, so any request may be resent): wait
+  Retry-After, or `default_wait_s` without one, and try again, `max_retries_on_429` times; a
+  Retry-After beyond `max_wait_s` is reported instead (longer than a chat user should wait).
+- the other TRANSIENT_STATUSES (5xx, and 0: no answer at all) only for a request that is safe to
+  resend (`RESENDABLE_METHODS`, or one carrying an Idempotency-Key), `max_retries` times, with
+  exponential backoff from `backoff_s` (or a longer Retry-After within the cap).
+- nothing else.
+
+Streams are retried only until their headers arrive: once a body is being read, a resend could
+bill a second answer, so failures from then on are reported.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
 
-from bot.core.errors import BackendError
+from bot.core.errors import Backend, BackendError, protocol_error, transport_error
+
+# The one set of statuses worth trying again: rate limited, the gateway or upstream failing for
+# a moment, or (0) no HTTP answer at all: a timeout, a dropped connection. Polling jobs use it
+# too (their 0 also covers an answer that could not be read).
+TRANSIENT_STATUSES: frozenset[int] = frozenset({0, 429, 500, 502, 503, 504})
+
+# Methods whose resend changes nothing the first send did not. DELETE is left out on purpose: a
+# resent revoke answers "already revoked" instead of the first answer. Every PATCH the backends
+# take sets absolute values, so resending one is harmless.
+RESENDABLE_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH"})
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+Sleep = Callable[[float], Awaitable[None]]
+ErrorEnvelope = Callable[[httpx.Response, bytes | None], BackendError]
 
 
 def build_http_client(
@@ -31,16 +61,52 @@ def build_http_client(
     )
 
 
+def read_json(backend: Backend, response: httpx.Response) -> Any:
+    """The JSON body of `response`; BackendError(bad_response) when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        raise protocol_error(
+            backend,
+            f"unreadable JSON from {response.request.url.path}",
+            response.headers.get("x-request-id"),
+        ) from None
+
+
+def is_transient(error: BackendError) -> bool:
+    """Whether `error` may go away by itself (see TRANSIENT_STATUSES)."""
+    return error.status in TRANSIENT_STATUSES
+
+
+def is_resendable(method: str, headers: Mapping[str, str] | None = None) -> bool:
+    """Whether resending this request is harmless: a safe method or an Idempotency-Key."""
+    if method.upper() in RESENDABLE_METHODS:
+        return True
+    return any(name.lower() == IDEMPOTENCY_HEADER.lower() for name in headers or {})
+
+
+@dataclass
+class RetryCount:
+    """Retries spent so far on one request, per kind."""
+
+    rate_limited: int = 0
+    transient: int = 0
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """429 handling for every backend: wait Retry-After (capped) and try again, once."""
+    """How often and how patiently a backend request is tried again (see the module docstring)."""
 
     max_retries_on_429: int = 1
     default_wait_s: float = 1.0
     max_wait_s: float = 30.0
+    # 5xx and transport errors of resendable requests. 0 by default: AllToken's advice for a
+    # 503 is another model, not a resend, and the polling jobs back off on their own.
+    max_retries: int = 0
+    backoff_s: float = 0.5
 
     def wait_for(self, error: BackendError) -> float | None:
-        """Seconds to wait before retrying `error`, or None when it must not be retried."""
+        """Seconds to wait before retrying a 429, or None when it must not be retried."""
         if error.status != 429:
             return None
         wait = error.retry_after if error.retry_after is not None else self.default_wait_s
@@ -48,29 +114,135 @@ class RetryPolicy:
             return None  # longer than a chat user should wait: report it instead
         return wait
 
+    def next_wait(
+        self, error: BackendError, *, resendable: bool, spent: RetryCount
+    ) -> float | None:
+        """Seconds to wait before the next try of a request that failed with `error`, counting
+        the retry in `spent`; None when the error is final."""
+        if error.status == 429:
+            wait = self.wait_for(error)
+            if wait is None or spent.rate_limited >= self.max_retries_on_429:
+                return None
+            spent.rate_limited += 1
+            return wait
+        if not (resendable and is_transient(error)) or spent.transient >= self.max_retries:
+            return None
+        if error.retry_after is not None and error.retry_after > self.max_wait_s:
+            return None
+        spent.transient += 1
+        backoff = self.backoff_s * 2 ** (spent.transient - 1)
+        return max(backoff, error.retry_after or 0.0)
+
 
 DEFAULT_RETRY = RetryPolicy()
 
 
-async def with_429_retry(
-    call: Callable[[], Awaitable[httpx.Response]],
-    to_error: Callable[[httpx.Response], BackendError],
-    policy: RetryPolicy = DEFAULT_RETRY,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> httpx.Response:
-    """Run `call`; on 429 wait and retry per `policy`; any other error status raises.
+@dataclass(frozen=True)
+class BackendCall:
+    """One backend's way of calling HTTP: its name, its error envelope, its retry policy."""
 
-    Only use this for requests that are safe to resend after a 429: a 429 means the request
-    was refused before any work started, so even a paid POST may be resent.
-    """
-    attempts = 0
-    while True:
-        response = await call()
-        if response.status_code < 400:
-            return response
-        error = to_error(response)
-        wait = policy.wait_for(error)
-        if wait is None or attempts >= policy.max_retries_on_429:
+    backend: Backend
+    http: httpx.AsyncClient
+    to_error: ErrorEnvelope
+    policy: RetryPolicy = DEFAULT_RETRY
+    # Who failed, in transport error messages ("the OpenClaw Token proxy"); default the backend.
+    label: str | None = None
+    # Error codes that are business answers whatever their status ("spend limit reached"):
+    # resending cannot change them.
+    final_codes: frozenset[str] = frozenset()
+    sleep: Sleep = field(default=asyncio.sleep, repr=False)
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        accept: frozenset[int] = frozenset(),
+    ) -> httpx.Response:
+        """One request, retried per the policy; error statuses not in `accept` raise.
+
+        `timeout` overrides the client's for this call (None: the client's own).
+        """
+        resendable = is_resendable(method, headers)
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        spent = RetryCount()
+        while True:
+            try:
+                response = await self.http.request(
+                    method, url, json=json, params=params, headers=headers, **extra
+                )
+            except httpx.HTTPError as exc:
+                error = self._transport(exc)
+            else:
+                if response.status_code < 400 or response.status_code in accept:
+                    return response
+                error = self.to_error(response, None)
+            await self._wait_or_raise(error, resendable, spent)
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """A streamed answer, retried per the policy until its headers arrive, never after.
+
+        Transport errors while the caller reads the body become BackendError too.
+        """
+        resendable = is_resendable(method, headers)
+        spent = RetryCount()
+        while True:
+            request = self.http.build_request(method, url, json=json, headers=headers)
+            try:
+                response = await self.http.send(request, stream=True)
+                if response.status_code < 400:
+                    break
+                try:
+                    error = self.to_error(response, await response.aread())
+                finally:
+                    await response.aclose()
+            except httpx.HTTPError as exc:
+                error = self._transport(exc)
+            await self._wait_or_raise(error, resendable, spent)
+        try:
+            yield response
+        except httpx.HTTPError as exc:
+            raise self._transport(exc) from None
+        finally:
+            await response.aclose()
+
+    def _transport(self, exc: httpx.HTTPError) -> BackendError:
+        return transport_error(self.backend, exc, self.label)
+
+    async def _wait_or_raise(
+        self, error: BackendError, resendable: bool, spent: RetryCount
+    ) -> None:
+        wait = None
+        if error.code not in self.final_codes:
+            wait = self.policy.next_wait(error, resendable=resendable, spent=spent)
+        if wait is None:
             raise error
-        attempts += 1
-        await sleep(wait)
+        await self.sleep(wait)
+
+
+@dataclass(frozen=True)
+class PollBackoff:
+    """How a polling job rides out transient errors: back off, give up after `max_errors`."""
+
+    base_s: float = 2.0
+    cap_s: float = 30.0
+    max_errors: int = 6
+
+    def wait_after(self, error: BackendError, errors_so_far: int) -> float | None:
+        """Seconds to wait after the `errors_so_far`-th error in a row (counting this one), or
+        None when the job should fail with it."""
+        if not is_transient(error) or errors_so_far > self.max_errors:
+            return None
+        return min(error.retry_after or self.base_s * errors_so_far, self.cap_s)

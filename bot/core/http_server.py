@@ -8,22 +8,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
 from bot.core.metrics import PROMETHEUS_CONTENT_TYPE
 
 if TYPE_CHECKING:
-    from bot.core.app import TokenBot
+    from collections.abc import Awaitable, Callable
+
+    from bot.core.metrics import Metrics
+    from bot.store import Store
 log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 2.0
+
+
+class ServedBot(Protocol):
+    """What the health and metrics endpoints read from the bot."""
+
+    store: Store
+    metrics: Metrics
+    readiness: dict[str, Callable[[], Awaitable[bool]]]
 
 
 class HttpServer:
     """The health, readiness and metrics endpoints, plus whatever routes adapters add."""
 
-    def __init__(self, bot: TokenBot) -> None:
+    def __init__(self, bot: ServedBot) -> None:
         self.bot = bot
         self.app = web.Application()
         self.app.router.add_get("/healthz", self.healthz)

@@ -54,6 +54,17 @@ class Inbound(BaseModel):
     history: tuple[Turn, ...] = ()
     # A reply inside a thread the bot is answering in: plain text continues that conversation.
     continues_thread: bool = False
+    # Typed slash-command options as the platform delivered them (Discord), keyed by option name,
+    # with `subcommand` naming the command path below the slash command ("keys create"). When set,
+    # the family builds the command from these values instead of re-parsing `text`.
+    options: dict[str, str | int | float | bool] | None = None
+    subcommand: str | None = None
+    # Others in the channel can read this message (adapters know; the core never tests platform
+    # names). Slash-command text and DMs are not public.
+    is_public: bool = True
+    # Said to the bot: a mention, a DM, a slash command, the console. When such a message is not a
+    # command the core says so; unaddressed channel chatter that is not a command is ignored.
+    addressed: bool = False
 
     @property
     def conversation_key(self) -> str:

@@ -179,34 +179,55 @@ class _Cutter:
             out.append((0 if newlines >= 2 else 1 if newlines else 2, c_start, c_end))
         return out
 
-    def cut(self) -> tuple[int, int, str]:
-        """(piece end, next chunk start, closing fence)."""
+    def soft_cut(self) -> tuple[int, int, str] | None:
+        """The best whitespace cut: late in the window first, then by rank; None if none fits."""
         runs = self.runs()
         for min_c in (self.pos + self.budget // 2, self.pos + 1):
             for rank in (0, 1, 2):
-                for r, c_start, c_end in reversed(runs):
-                    if c_start < min_c:
-                        break
-                    if r != rank:
-                        continue
-                    close = self.close_if_fits(c_start)
-                    if close is not None and self.clean(c_start, c_end):
-                        return c_start, c_end, close
+                found = self.soft_cut_ranked(runs, min_c, rank)
+                if found is not None:
+                    return found
+        return None
+
+    def soft_cut_ranked(
+        self, runs: list[tuple[int, int, int]], min_c: int, rank: int
+    ) -> tuple[int, int, str] | None:
+        """The last run of `rank` starting at or after `min_c` that leaves room and fences whole."""
+        for r, c_start, c_end in reversed(runs):
+            if c_start < min_c:
+                break
+            if r != rank:
+                continue
+            close = self.close_if_fits(c_start)
+            if close is not None and self.clean(c_start, c_end):
+                return c_start, c_end, close
+        return None
+
+    def hard_cut(self, strict: bool) -> tuple[int, int, str] | None:
+        """The latest mid-text cut with room for the closing fence; `strict` keeps fence lines."""
         first = _WS_RUN.match(self.text, self.pos)
         content_from = first.end() if first else self.pos
-        for strict in (True, False):
-            c, tries = self.window, 0
-            while c > content_from and tries < _MAX_HARD_TRIES:
-                tries += 1
-                ln = self.line_at(c)
-                if strict and ln.fence_like and ln.start < c < ln.content_end:
-                    c = ln.start  # never split a fence line when there's any other choice
-                    continue
-                close = self.close_if_fits(c)
-                if close is not None and (not strict or self.clean(c, c)):
-                    return c, c, close
-                c -= 1
-        return self.window, self.window, ""  # nothing fits with a closing fence: plain cut
+        c, tries = self.window, 0
+        while c > content_from and tries < _MAX_HARD_TRIES:
+            tries += 1
+            ln = self.line_at(c)
+            if strict and ln.fence_like and ln.start < c < ln.content_end:
+                c = ln.start  # never split a fence line when there's any other choice
+                continue
+            close = self.close_if_fits(c)
+            if close is not None and (not strict or self.clean(c, c)):
+                return c, c, close
+            c -= 1
+        return None
+
+    def cut(self) -> tuple[int, int, str]:
+        """(piece end, next chunk start, closing fence)."""
+        return (
+            self.soft_cut()
+            or self.hard_cut(strict=True)
+            or self.hard_cut(strict=False)
+            or (self.window, self.window, "")  # nothing fits with a closing fence: plain cut
+        )
 
 
 def split_chunks(text: str, limit: int, *, fence: Fence | None = None) -> list[Chunk]:
@@ -265,3 +286,13 @@ def stable_prefix(
     if n <= 0:
         return Stable([], text, fence)
     return Stable([c.text for c in chunks[:n]], text[chunks[n].start :], chunks[n - 1].fence)
+
+
+def clip(text: str, limit: int) -> str:
+    """At most `limit` characters, with "…" where it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def one_line(text: str, limit: int = 80) -> str:
+    """Whitespace collapsed to single spaces, then clipped to `limit` characters."""
+    return clip(" ".join(text.split()), limit)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.core.settings import Settings, load_settings
-from bot.sim.alltoken.server import AllTokenSim, AllTokenSimConfig
+from bot.sim.alltoken.config import DEMO_KEY, AllTokenSimConfig
+from bot.sim.dependencies import require_sim_dependencies
 
-DEMO_ALLTOKEN_KEY = "sk-at-demo-0000000000000000000000"
+if TYPE_CHECKING:
+    from bot.sim.alltoken.server import AllTokenSim
+
+DEMO_ALLTOKEN_KEY = DEMO_KEY
 
 
 class Simulator(Protocol):
@@ -41,10 +45,14 @@ class SimCluster:
     """The running simulators, the settings that point tokenbot at them, and the demo keys."""
 
     def __init__(self, host: str = "127.0.0.1", settings: Settings | None = None) -> None:
+        # One clear line when the [sim] extra is missing; the simulators import it below.
+        require_sim_dependencies()
+        from bot.sim.alltoken.server import AllTokenSim
+
         self.host = host
         # The pacing comes from the environment and the TOKENBOT_CONFIG file alike.
         self._settings = settings if settings is not None else load_settings()
-        self.alltoken = AllTokenSim(sim_config_from_settings(self._settings))
+        self.alltoken: AllTokenSim = AllTokenSim(sim_config_from_settings(self._settings))
         # Each entry: (name, simulator, settings field that should point at it).
         self._sims: list[tuple[str, Simulator, str]] = [
             ("alltoken", self.alltoken, "alltoken_base_url")

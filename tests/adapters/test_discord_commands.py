@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from bot.backends.alltoken.family import alltoken_family
+from bot.backends.alltoken.service import AllTokenService
 from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner
 from tests.fakes.discord import EPHEMERAL, LOADING, DiscordWorld, FakeInteraction, discord_world
@@ -121,11 +123,11 @@ async def test_autocomplete_answers_from_the_cache_without_the_network(
     assert choices and all("claude" in c for c in choices)
     # Once the live list is cached, autocomplete offers it.
     key = await give_key(world, world.fake.bob)
-    await world.bot.services.alltoken.list_models(key, "video")
+    await world.bot.services.get(AllTokenService).list_models(key, "video")
     after_cache = sum(sim.stats.requests.values())
     v = await world.fake.autocomplete("alltoken-video", "model", model="", prompt="x")
     await world.fake.wait_until(lambda: v.callbacks, what="video choices")
-    live = [m.id for m in world.bot.services.alltoken.cached_models("video") or []]
+    live = [m.id for m in world.bot.services.get(AllTokenService).cached_models("video") or []]
     assert [c["value"] for c in v.callbacks[0]["data"]["choices"]] == sorted(live)[:25] or set(
         c["value"] for c in v.callbacks[0]["data"]["choices"]
     ) <= set(live)
@@ -184,6 +186,27 @@ async def test_image_is_uploaded_as_a_valid_png(world: DiscordWorld, sim: AllTok
     png = uploads[0].data
     assert_valid_png(png)
     assert uploads[0].filename.endswith(".png")
+    assert sim.stats.image_submissions == 1
+
+
+async def test_typed_options_reach_the_backend_as_values_not_re_parsed_text(
+    world: DiscordWorld, sim: AllTokenSim
+) -> None:
+    """Bug 3: a prompt that reads like a flag is the prompt; it was cut at `--size=` before."""
+    sent: list[dict[str, Any]] = []
+
+    async def record(request: httpx.Request) -> None:
+        if request.method == "POST" and request.url.path.startswith("/v1/images/generations"):
+            sent.append(json.loads(request.content))
+
+    world.bot.http.event_hooks["request"].append(record)
+    i = await world.fake.slash(
+        "alltoken-image", prompt="a poster reading --size=huge", quality="low"
+    )
+    await answer(world, i, "Image ready")
+    (body,) = sent
+    assert body["prompt"] == "a poster reading --size=huge"
+    assert body["size"] != "huge" and body["quality"] == "low"
     assert sim.stats.image_submissions == 1
 
 

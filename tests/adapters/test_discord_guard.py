@@ -20,6 +20,7 @@ import pytest
 import adapters.discord.conversation as conversation_module
 from adapters.discord import inbound as inbound_module
 from bot.backends.alltoken.family import alltoken_family
+from bot.backends.alltoken.service import AllTokenService
 from bot.core.app import TokenBot
 from bot.core.messages import Failure, Link, Part
 from bot.sim.alltoken.server import AllTokenSim
@@ -183,7 +184,7 @@ async def test_autocomplete(
     world: DiscordWorld, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The model cache is in memory and cannot fail on its own: a patch stands in for a bug.
-    monkeypatch.setattr(world.bot.services.alltoken, "cached_models", boom)
+    monkeypatch.setattr(world.bot.services.get(AllTokenService), "cached_models", boom)
     i = await world.fake.autocomplete("alltoken-chat", "model", model="clau", prompt="x")
     await world.fake.wait_until(lambda: i.callbacks, what="choices")
     (choice,) = i.callbacks[0]["data"]["choices"]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,10 +15,11 @@ from pydantic import BaseModel
 from adapters.discord.adapter import DiscordAdapter
 from adapters.discord.sync import run_sync, sync_commands
 from bot.backends.alltoken.family import alltoken_family
-from bot.backends.alltoken.grammar import RouterContext
 from bot.core.app import TokenBot
+from bot.core.command_spec import CommandSpec, OptionSpec, OptionValue
 from bot.core.context import HandlerContext
-from bot.core.family import CommandFamily
+from bot.core.family import CommandFamily, Wiring
+from bot.core.grammar import ParseState
 from bot.core.messages import Destination, FormField, FormRequest, Notice, Text
 from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner
@@ -37,15 +39,22 @@ class EchoCommand(BaseModel):
     text: str
 
 
-def stand_in_family(slash: str) -> CommandFamily:
-    """A family with one free-text slash command (as OpenMarlin and OpenClaw Token have)."""
+def stand_in_family(slash: str, specs: tuple[CommandSpec, ...] = ()) -> CommandFamily:
+    """A family with one slash command: free text, or (with specs) typed options as values."""
     name = slash.lstrip("/")
 
-    def parse(text: str, ctx: RouterContext) -> BaseModel | None:
+    def parse(text: str, ctx: ParseState) -> BaseModel | None:
         return None
 
-    def parse_slash(command: str, text: str, ctx: RouterContext) -> BaseModel | None:
+    def parse_slash(command: str, text: str, ctx: ParseState) -> BaseModel | None:
         return EchoCommand(family=name, text=text) if command.lstrip("/") == name else None
+
+    def parse_options(
+        spec: CommandSpec, values: Mapping[str, OptionValue], ctx: ParseState
+    ) -> BaseModel | None:
+        if spec.path[1:] == ("auth", "login"):
+            return EchoCommand(family=name, text="login")
+        return EchoCommand(family=name, text=json.dumps([spec.path, dict(values)]))
 
     async def handle(cmd: EchoCommand, ctx: HandlerContext) -> None:
         if cmd.text == "dm":  # answers only by direct message
@@ -68,17 +77,46 @@ def stand_in_family(slash: str) -> CommandFamily:
         await ctx.conversation.whisper([Text(markdown=f"{len(values['password'])} characters")])
         return True
 
-    def attach(bot: TokenBot) -> None:
-        bot.forms[f"{name}.login"] = login
+    def attach(wiring: Wiring) -> None:
+        wiring.forms[f"{name}.login"] = login
 
     return CommandFamily(
         name=name.replace("-", "_"),
+        display_name=name.title(),
         parse=parse,
         parse_slash=parse_slash,
         slash_commands=(slash,),
         handlers={EchoCommand: handle},
         attach=attach,
+        specs=specs,
+        parse_options=parse_options if specs else None,
     )
+
+
+def tree_spec(*path: str, options: tuple[OptionSpec, ...] = ()) -> CommandSpec:
+    return CommandSpec(
+        family="grouped", path=path, usage="/" + " ".join(path), description="d", options=options
+    )
+
+
+GROUPED_SPECS = (
+    tree_spec(
+        "grouped",
+        "keys",
+        "create",
+        options=(
+            OptionSpec(name="name", description="Key name", required=True),
+            OptionSpec(name="limit", kind="float", description="USD", min_value=0),
+            OptionSpec(name="enable", kind="bool", description="On"),
+        ),
+    ),
+    tree_spec(
+        "grouped",
+        "auth",
+        "login",
+        options=(OptionSpec(name="password", description="Password", secret=True),),
+    ),
+)
 
 
 @pytest.fixture
@@ -230,24 +268,89 @@ async def test_thinking_never_hangs_when_a_command_answers_by_dm_or_not_at_all(
     await fake.wait_until(lambda: content(fake.original(quiet)) == "✅ Done.", what="settled")
 
 
-async def test_the_tree_has_every_family_command(tmp_path: Path, sim: AllTokenSim) -> None:
+def _leaf(
+    tree: app_commands.CommandTree, spec: CommandSpec
+) -> app_commands.Command[Any, ..., None]:
+    """The tree's (sub)command for a spec: Discord nests at most command > group > subcommand."""
+    entry: Any = tree.get_command(spec.path[0])
+    below = list(spec.path[1:])
+    if len(below) > 2:
+        below = [below[0], "-".join(below[1:])]
+    for word in below:
+        assert isinstance(entry, app_commands.Group), spec.display
+        entry = entry.get_command(word)
+    assert isinstance(entry, app_commands.Command), spec.display
+    return entry
+
+
+def runnable_specs(families: list[CommandFamily]) -> list[CommandSpec]:
+    """Every spec Discord can run: a one-word spec beside subcommands of its command cannot be."""
+    grouped = {s.path[0] for f in families for s in f.specs if len(s.path) > 1}
+    return [s for f in families for s in f.specs if len(s.path) > 1 or s.path[0] not in grouped]
+
+
+async def test_the_tree_has_every_family_command_from_its_specs(
+    tmp_path: Path, sim: AllTokenSim
+) -> None:
     bot = await TokenBot.create(make_settings(tmp_path / "data", sim))  # this build's families
     try:
         adapter = DiscordAdapter(bot)
         tree = adapter.client.tree
         names = [c.name for c in tree.get_commands()]
         assert names == [s.lstrip("/") for s in bot.slash_commands]
-        for command in tree.get_commands():
-            assert isinstance(command, app_commands.Command)
-            if not command.name.startswith("alltoken-"):
-                assert [p.name for p in command.parameters] == ["text"]
+        specs = runnable_specs(bot.families)
+        assert specs  # the build's families declare their commands
+        for spec in specs:
+            command = _leaf(tree, spec)
+            shown = [o.name for o in spec.options if not o.secret]
+            assert sorted(p.display_name for p in command.parameters) == sorted(shown)
         video = tree.get_command("alltoken-video")
         assert isinstance(video, app_commands.Command)
-        duration = next(p for p in video.parameters if p.name == "duration")
+        duration = next(p for p in video.parameters if p.display_name == "duration")
         assert (duration.min_value, duration.max_value) == (-1, 60)
+        key = tree.get_command("alltoken-key")
+        assert isinstance(key, app_commands.Command)
+        assert [p.display_name for p in key.parameters] == [
+            "action"
+        ]  # the key itself: a private form
         await adapter.client.close()
     finally:
         await bot.aclose()
+
+
+@pytest.fixture
+async def grouped(sim: AllTokenSim, tmp_path: Path) -> AsyncIterator[DiscordWorld]:
+    families = [alltoken_family(), stand_in_family("/grouped", GROUPED_SPECS)]
+    async with discord_world(sim, tmp_path / "data", families=families) as w:
+        yield w
+
+
+async def test_subcommand_options_reach_the_family_as_typed_values(grouped: DiscordWorld) -> None:
+    fake = grouped.fake
+    i = await fake.slash(
+        "grouped", subcommand="keys create", name="ci --limit=5", limit=2.5, enable=True
+    )
+    await fake.wait_until(lambda: "got:" in content(fake.original(i)), what="the answer")
+    path, values = json.loads(content(fake.original(i)).split("got: ", 1)[1])
+    assert path == ["grouped", "keys", "create"]
+    assert values == {"name": "ci --limit=5", "limit": 2.5, "enable": True}
+    assert i.response_type == 5  # deferred: nothing here asks for a secret
+
+
+async def test_a_command_with_a_secret_option_opens_its_form_as_the_first_answer(
+    grouped: DiscordWorld,
+) -> None:
+    fake = grouped.fake
+    i = await fake.slash("grouped", subcommand="auth login")
+    await fake.wait_until(lambda: i.callbacks, what="the modal")
+    assert i.response_type == 9  # a modal, not a defer and not a button
+    modal = i.callbacks[0]["data"]
+    field_id = modal["components"][0]["component"]["custom_id"]
+    submit = await fake.submit_modal(modal["custom_id"], {field_id: "hunter2!"})
+    await fake.wait_until(
+        lambda: "8 characters" in content(fake.original(submit)), what="the form's answer"
+    )
+    assert not any("hunter2!" in c.text() for c in fake.calls)
 
 
 async def test_sync_puts_only_when_the_tree_changed(

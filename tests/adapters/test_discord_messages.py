@@ -102,7 +102,7 @@ async def test_direct_message_is_answered_in_the_dm(world: DiscordWorld) -> None
     await fake.wait_until(lambda: bot_messages(world, dm, "/alltoken-chat"), what="help in DM")
     assert fake.calls_to("POST", THREADS) == []
     await fake.user_message("hello there", dm=True)
-    await fake.wait_until(lambda: bot_messages(world, dm, "Not a tokenbot command"), what="hint")
+    await fake.wait_until(lambda: bot_messages(world, dm, "isn't a tokenbot command"), what="hint")
 
 
 async def test_a_key_pasted_in_public_is_deleted_and_the_user_told_privately(

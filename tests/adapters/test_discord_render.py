@@ -1,4 +1,4 @@
-"""Unit tests of the Discord adapter's pure parts: renderer, option -> text grammar, sessions."""
+"""Unit tests of the Discord adapter's pure parts: renderer, autocomplete filter, sessions."""
 
 from __future__ import annotations
 
@@ -8,15 +8,7 @@ from pathlib import Path
 import discord
 import pytest
 
-from adapters.discord.commands import (
-    chat_text,
-    cost_text,
-    filter_choices,
-    image_text,
-    models_text,
-    search_text,
-    video_text,
-)
+from adapters.discord.commands import filter_choices
 from adapters.discord.conversation import DiscordConversation
 from adapters.discord.render import (
     FAILURE_COLOUR,
@@ -28,16 +20,6 @@ from adapters.discord.render import (
 )
 from adapters.discord.session import EXPIRY_MARGIN_S, InteractionSession
 from adapters.discord.views import build_view
-from bot.backends.alltoken import grammar as router
-from bot.backends.alltoken.spec import (
-    ChatCommand,
-    CostCommand,
-    ImageCommand,
-    ModelsCommand,
-    SearchCommand,
-    UsageError,
-    VideoCommand,
-)
 from bot.core.messages import Actions, Button, Failure, Fields, Image, Link, Notice, Text
 
 # --- renderer ---------------------------------------------------------------------------------
@@ -138,44 +120,7 @@ def test_long_content_splits_at_fences_with_embeds_on_the_first_message() -> Non
     assert first.embeds and not any(r.embeds for r in rest)
 
 
-# --- options -> text grammar, validated by the router again ------------------------------------
-
-
-def test_chat_options_round_trip_through_the_router() -> None:
-    assert router.parse_slash("/alltoken-chat", chat_text("hi there", "claude-haiku-4-5")) == (
-        ChatCommand(prompt="hi there", model="claude-haiku-4-5")
-    )
-    assert router.parse_slash("/alltoken-chat", chat_text("hi")) == ChatCommand(prompt="hi")
-    with pytest.raises(UsageError):
-        router.parse_slash("/alltoken-chat", chat_text("hi", "not-a-model"))
-
-
-def test_media_options_round_trip_through_the_router() -> None:
-    assert router.parse_slash(
-        "/alltoken-image", image_text("a cat", "1536x1024", "high", None)
-    ) == ImageCommand(prompt="a cat", size="1536x1024", quality="high")
-    assert router.parse_slash(
-        "/alltoken-video", video_text("waves", "seedance-2.0", 8, "9:16", "720p")
-    ) == VideoCommand(
-        prompt="waves", model="seedance-2.0", duration=8, ratio="9:16", resolution="720p"
-    )
-    with pytest.raises(UsageError, match="duration"):
-        router.parse_slash("/alltoken-video", video_text("waves", "seedance-1.5-pro", 60))
-
-
-def test_other_options_round_trip_through_the_router() -> None:
-    assert router.parse_slash("/alltoken-search", search_text("news", "qwen3.6-flash")) == (
-        SearchCommand(query="news", model="qwen3.6-flash")
-    )
-    assert router.parse_slash("/alltoken-models", models_text("image", "wan")) == ModelsCommand(
-        type="image", filter="wan"
-    )
-    assert router.parse_slash("/alltoken-cost", cost_text()) == CostCommand()
-    assert router.parse_slash("/alltoken-cost", cost_text("gpt-5.4", 10, 20)) == CostCommand(
-        model="gpt-5.4", prompt_tokens=10, completion_tokens=20
-    )
-    with pytest.raises(UsageError):
-        router.parse_slash("/alltoken-cost", cost_text("gpt-5.4", 10))
+# --- autocomplete -------------------------------------------------------------------------
 
 
 def test_autocomplete_filter_caps_at_25_and_prefers_prefixes() -> None:

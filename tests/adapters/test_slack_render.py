@@ -220,9 +220,8 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "chat_postMessage": ("chat:write", "chat:write.public"),
     "chat_postEphemeral": ("chat:write",),
     "chat_update": ("chat:write",),
-    "chat_startStream": ("chat:write",),
-    "chat_appendStream": ("chat:write",),
-    "chat_stopStream": ("chat:write",),
+    # AsyncChatStream: chat.startStream + chat.appendStream + chat.stopStream.
+    "chat_stream": ("chat:write",),
     # files.getUploadURLExternal + files.completeUploadExternal.
     "files_upload_v2": ("files:write",),
     "conversations_open": ("im:write",),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -127,3 +128,81 @@ async def test_append_failure_continues_with_post_and_update(slack: SlackHarness
     assert streamed.stopped and streamed.text == "first part. "
     continued = fake.bot_messages("C1")[-1]["blocks"][0]["text"]
     assert "second part." in continued and "12 tokens" in continued
+
+
+async def test_big_deltas_are_still_paced_to_one_append_a_second(slack: SlackHarness) -> None:
+    # Each delta alone passes the SDK's default 256-character buffer: its buffering would
+    # call appendStream for every one of them (20 a second); our clock allows one.
+    stream = conversation(slack).stream()
+    assert isinstance(stream, NativeStream)
+    deltas = [f"part{i} " + "x" * 300 + "\n\n" for i in range(30)]
+    for delta in deltas:
+        await stream.append(delta)
+        await asyncio.sleep(0.05)
+    await stream.finish([USAGE])
+    fake = slack.fake
+    [start] = fake.calls_to("chat.startStream")
+    appends = fake.calls_to("chat.appendStream")
+    assert 1 <= len(appends) <= 2  # 1.5 s of text
+    times = [start.at] + [a.at for a in appends]
+    assert all(later - earlier >= 0.9 for earlier, later in itertools.pairwise(times))
+    [state] = fake.streams.values()
+    assert state.stopped and state.text == "".join(deltas)
+
+
+async def test_a_slow_writer_is_shown_without_waiting_for_a_full_buffer(
+    slack: SlackHarness,
+) -> None:
+    # The SDK's buffer would keep these few characters until 256 had piled up.
+    stream = conversation(slack).stream()
+    assert isinstance(stream, NativeStream)
+    await stream.append("Short. ")
+    await asyncio.sleep(0.1)
+    await stream.append("Still short.")
+    fake = slack.fake
+    await fake.wait_for(lambda f: bool(f.calls_to("chat.appendStream")), timeout=5)
+    [state] = fake.streams.values()
+    assert state.text == "Short. Still short." and not state.stopped
+    await stream.finish([USAGE])
+    assert state.stopped and state.text == "Short. Still short."
+
+
+async def test_streaming_calls_carry_the_text_as_markdown_chunks(slack: SlackHarness) -> None:
+    stream = conversation(slack).stream()
+    await stream.append("one ")
+    await asyncio.sleep(1.1)
+    await stream.append("two")
+    await stream.finish([USAGE])
+    fake = slack.fake
+    calls = [c for c in fake.calls if c.method.endswith("Stream")]
+    assert calls[0].method == "chat.startStream"
+    assert calls[-1].method == "chat.stopStream"
+    sent = [
+        chunk["text"]
+        for c in calls
+        for chunk in c.args.get("chunks") or []
+        if chunk.get("type") == "markdown_text"
+    ]
+    assert "".join(sent) == "one two"
+    assert not any(c.args.get("markdown_text") for c in calls)
+
+
+async def test_a_rate_limited_append_is_retried_without_repeating_text(
+    slack: SlackHarness,
+) -> None:
+    # Refused twice: the client's own retry after Retry-After, then ours a second later.
+    slack.fake.fail("chat.appendStream", "ratelimited", status=429, retry_after=1, times=2)
+    stream = conversation(slack).stream()
+    assert isinstance(stream, NativeStream)
+    await stream.append("first. ")
+    await asyncio.sleep(1.05)
+    await stream.append("second. ")
+    fake = slack.fake
+    await fake.wait_for(lambda f: any(s.appends for s in f.streams.values()), timeout=10)
+    await stream.append("third.")
+    await stream.finish([USAGE])
+    assert not stream.fell_back
+    assert len(fake.calls_to("chat.appendStream")) >= 3  # two refused, then accepted
+    [state] = fake.streams.values()
+    assert state.stopped and state.text == "first. second. third."
+    assert not fake.bot_messages("C1")[1:]  # nothing was posted besides the stream

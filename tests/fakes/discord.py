@@ -18,7 +18,7 @@ import itertools
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from bot.core.app import TokenBot
+from bot.core.command_spec import CommandSpec
 from bot.core.settings import Settings
 from bot.sim.alltoken.server import AllTokenSim
 from tests import leaks
@@ -495,34 +496,42 @@ class FakeDiscord:
         return record
 
     @staticmethod
-    def _options(options: dict[str, Any], focused: str | None = None) -> list[dict[str, Any]]:
+    def _options(
+        options: dict[str, Any], focused: str | None = None, subcommand: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Option payloads as Discord nests them: group (2) > subcommand (1) > typed values."""
         out = []
         for name, value in options.items():
             if value is None:
                 continue
-            kind = 4 if isinstance(value, int) and not isinstance(value, bool) else 3
-            option: dict[str, Any] = {"name": name, "type": kind, "value": value}
+            option: dict[str, Any] = {"name": name, "type": _option_type(value), "value": value}
             if name == focused:
                 option["focused"] = True
             out.append(option)
+        words = (subcommand or "").split()
+        for depth, word in reversed(list(enumerate(words))):
+            kind = 1 if depth == len(words) - 1 else 2
+            out = [{"name": word, "type": kind, "options": out}]
         return out
 
     async def slash(
         self,
         name: str,
+        /,
         *,
         user: dict[str, Any] | None = None,
         channel_id: int | None = None,
         dm: bool = False,
         attachment_size_limit: int | None = None,
+        subcommand: str | None = None,
         **options: Any,
     ) -> FakeInteraction:
-        """A person runs a slash command."""
+        """A person runs a slash command (`subcommand="keys create"` below a grouped one)."""
         data = {
             "id": str(self.snowflake()),
             "name": name,
             "type": 1,
-            "options": self._options(options),
+            "options": self._options(options, subcommand=subcommand),
         }
         return await self._interaction(
             2,
@@ -534,14 +543,21 @@ class FakeDiscord:
         )
 
     async def autocomplete(
-        self, name: str, focused: str, *, user: dict[str, Any] | None = None, **options: Any
+        self,
+        name: str,
+        focused: str,
+        /,
+        *,
+        user: dict[str, Any] | None = None,
+        subcommand: str | None = None,
+        **options: Any,
     ) -> FakeInteraction:
         """Discord asks for autocomplete choices of the `focused` option."""
         data = {
             "id": str(self.snowflake()),
             "name": name,
             "type": 1,
-            "options": self._options(options, focused),
+            "options": self._options(options, focused, subcommand),
         }
         return await self._interaction(4, data, user=user, channel_id=None)
 
@@ -719,8 +735,8 @@ class FakeDiscord:
     async def _control_burst(self, request: web.Request) -> web.Response:
         """Dispatch n slash commands at once, each from its own user; `{k}` in options is k.
 
-        Mixed load: `commands` ([{name, options}, …]) is cycled through instead of one
-        name, and `users` (optional) reuses that many users (the k-th is user k % users).
+        Mixed load: `commands` ([{name, subcommand?, options}, …]) is cycled through instead of
+        one name, and `users` (optional) reuses that many users (the k-th is user k % users).
         """
         body = await request.json()
         n = int(body["n"])
@@ -742,6 +758,7 @@ class FakeDiscord:
                     self.slash(
                         str(mix[k % len(mix)]["name"]),
                         user=self.burst_user(k % users),
+                        subcommand=mix[k % len(mix)].get("subcommand"),
                         **options_for(k),
                     )
                     for k in range(n)
@@ -817,7 +834,8 @@ class FakeDiscord:
     def _is_private(self, call: Call) -> bool:
         """Whether only the interacting user sees what this call sends (ephemeral or a DM)."""
         body = call.json if isinstance(call.json, dict) else {}
-        data = body.get("data") if isinstance(body.get("data"), dict) else body
+        inner = body.get("data")
+        data = inner if isinstance(inner, dict) else body
         if int(data.get("flags") or 0) & EPHEMERAL:
             return True
         channel = call.params.get("channel_id", "")
@@ -1176,6 +1194,15 @@ class FakeDiscord:
         self.ready.set()
 
 
+def _option_type(value: Any) -> int:
+    """Discord's option type of a value: boolean 5, integer 4, number 10, string 3."""
+    if isinstance(value, bool):  # before int: a bool is an int
+        return 5
+    if isinstance(value, int):
+        return 4
+    return 10 if isinstance(value, float) else 3
+
+
 def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     # Exactly "application/json", without "; charset=…": discord.py compares the header verbatim.
     return web.Response(
@@ -1199,6 +1226,60 @@ class _Reject(Exception):
 
 def _http_error(status: int, code: int, message: str) -> _Reject:
     return _Reject(_error(status, code, message))
+
+
+# --- typed lines as slash commands -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TypedSlash:
+    """A typed line as a person would send it through the Discord tree."""
+
+    name: str
+    subcommand: str | None
+    options: dict[str, str]
+
+
+def _fillable(spec: CommandSpec) -> bool:
+    """Every required option can take text (the line's rest)."""
+    return all(o.kind == "text" or not o.required for o in spec.options if not o.secret)
+
+
+def _has_text(spec: CommandSpec) -> bool:
+    return any(o.kind == "text" and not o.secret for o in spec.options)
+
+
+def _common(path: tuple[str, ...], words: list[str]) -> int:
+    """How many leading words of the line are the spec's path."""
+    count = 0
+    for part, word in zip(path, words, strict=False):
+        if part != word:
+            break
+        count += 1
+    return count
+
+
+def _text_options(spec: CommandSpec, text: str) -> dict[str, str]:
+    """The line's rest in the first text option (and "x" in any other required one)."""
+    fill = [o for o in spec.options if o.kind == "text" and not o.secret]
+    return {o.name: text or "x" for i, o in enumerate(fill) if o.required or (text and i == 0)}
+
+
+def typed_slash(specs: Sequence[CommandSpec], line: str) -> TypedSlash | None:
+    """The spec sharing most leading words with the line, its text options holding the rest.
+
+    `/openclaw-token keys create x y` -> keys create with name "x y"; a line naming no
+    subcommand goes to a spec with a text option (`/openmarlin x` -> run with "x").
+    """
+    words = line.lstrip("/").split()
+    own = [s for s in specs if words and s.path[0] == words[0] and _fillable(s)]
+    # Discord cannot run the bare command when it has subcommands.
+    own = [s for s in own if len(s.path) > 1] or own
+    spec = max(own, key=lambda s: (_common(s.path, words), _has_text(s)), default=None)
+    if spec is None:
+        return None
+    text = " ".join(words[_common(spec.path, words) :])
+    return TypedSlash(spec.path[0], " ".join(spec.path[1:]) or None, _text_options(spec, text))
 
 
 # --- a whole world for adapter tests ----------------------------------------------------------

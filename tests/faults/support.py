@@ -16,14 +16,17 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from bot.backends.alltoken.family import alltoken_family
+from bot.backends.alltoken.service import AllTokenService
 from bot.backends.openclaw_token.family import openclaw_token_family
+from bot.backends.openclaw_token.service import OpenClawTokenService
 from bot.backends.openmarlin.family import openmarlin_family
 from bot.backends.openmarlin.jobs import OpenMarlinTiming
+from bot.backends.openmarlin.service import OpenMarlinService
 from bot.core.app import TokenBot
 from bot.core.http import RetryPolicy
 from bot.core.messages import Destination, Failure
@@ -40,7 +43,7 @@ Backend = Literal["alltoken", "openmarlin", "openclaw"]
 CLIENT_TIMEOUT_S = 0.25
 SLOW_MS = 800.0
 RETRY_AFTER_S = 0.2
-# One 429 retry policy for every service, with a short default wait (the real one is 1 s).
+# The services' retry policy, with a short default 429 wait (the real one is 1 s).
 FAST_RETRY = RetryPolicy(max_retries_on_429=1, default_wait_s=0.1, max_wait_s=30.0)
 OM_TIMING = OpenMarlinTiming(poll_s=0.05)
 OM_CONFIG = OpenMarlinSimConfig(task_queue_s=0.05, task_run_s=0.1, tokens_per_second=0)
@@ -224,11 +227,12 @@ async def rig(
             families=[alltoken_family(), openmarlin_family(OM_TIMING), openclaw_token_family()],
         )
         services = bot.services
-        services.alltoken.retry = FAST_RETRY
-        services.openmarlin.retry = FAST_RETRY
-        services.openclaw_token.retry = FAST_RETRY
-        services.openclaw_token.backoff_s = 0.01
-        services.openclaw_token.timeout_s = timeout_s
+        services.get(AllTokenService).retry = FAST_RETRY
+        services.get(OpenMarlinService).retry = FAST_RETRY
+        openclaw = services.get(OpenClawTokenService)
+        # OpenClaw Token keeps its CLI's 5xx retries, with a short backoff.
+        openclaw.retry = replace(FAST_RETRY, max_retries=3, backoff_s=0.01)
+        openclaw.timeout_s = timeout_s
         conversations: dict[str, RecordingConversation] = {}
 
         def factory(dest: Destination) -> RecordingConversation:
@@ -278,7 +282,7 @@ def inject(r: Rig, target: Target, fault: FaultKind) -> Callable[[], bool]:
         r.openmarlin.faults.append(om_fault)
         return lambda: om_fault.hits > 0
     codes = {429: "RATE_LIMITED", 500: "INTERNAL_ERROR", 502: "BAD_GATEWAY", 503: "UNAVAILABLE"}
-    r.openclaw.fail_next(
+    oc_fault = r.openclaw.fail_next(
         target.method,
         target.path,
         status,
@@ -287,8 +291,7 @@ def inject(r: Rig, target: Target, fault: FaultKind) -> Callable[[], bool]:
         latency_ms=latency,
         mode={"reset": "reset_mid_stream"}.get(fault.mode, fault.mode),
     )
-    oc_fault = r.openclaw._faults[-1]
-    return lambda: oc_fault.times == 0
+    return lambda: oc_fault.hits > 0
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float) -> bool:

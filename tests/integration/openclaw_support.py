@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bot.backends.openclaw_token.service import CLI_RETRY, OpenClawTokenService
 from bot.core.app import TokenBot
 from bot.core.messages import Actions, Button, Destination, Failure, Fields, Text
 from bot.sim.alltoken.server import AllTokenSim
@@ -42,7 +44,7 @@ async def running_bot(
         data_dir, alltoken, openclaw_token_api_base=openclaw.base_url, admins=ADMIN
     )
     bot = await TokenBot.create(settings)
-    bot.services.openclaw_token.backoff_s = 0.01
+    bot.services.get(OpenClawTokenService).retry = replace(CLI_RETRY, backoff_s=0.01)
     conversations: dict[str, RecordingConversation] = {}
 
     def factory(dest: Destination) -> RecordingConversation:

@@ -7,6 +7,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from bot.backends.alltoken.service import AllTokenService
 from bot.core.app import TokenBot
 from bot.core.messages import Failure, Fields, Notice
 from bot.sim.alltoken.server import AllTokenSim
@@ -121,7 +122,7 @@ async def test_all_providers_failed_names_alternatives_same_family_first(
 
 
 async def test_timeout_is_reported_plainly(bot: TokenBot, sim: AllTokenSim, alice: Chat) -> None:
-    bot.services.alltoken.http.timeout = httpx.Timeout(0.3)
+    bot.services.get(AllTokenService).http.timeout = httpx.Timeout(0.3)
     await add_fault(sim, method="POST", path="/v1/chat/completions", latency_ms=2000, times=1)
     await alice.send("/alltoken-chat hello")
     [f] = failures(alice)
@@ -172,7 +173,7 @@ async def test_search_service_refuses_directly(bot: TokenBot) -> None:
     from bot.core.errors import BackendError
 
     with pytest.raises(BackendError) as info:
-        await bot.services.alltoken.search("sk-at-x", "claude-opus-4-7", "q")
+        await bot.services.get(AllTokenService).search("sk-at-x", "claude-opus-4-7", "q")
     assert info.value.code == "search_unsupported_model"
 
 

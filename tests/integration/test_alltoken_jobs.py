@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 
 from bot.backends.alltoken.jobs import CANCEL_ACTION
+from bot.backends.alltoken.service import AllTokenService
 from bot.core.app import TokenBot
 from bot.core.messages import Actions, Destination, Failure, Image, Link
 from bot.sim.alltoken.server import AllTokenSim
@@ -66,6 +67,27 @@ async def test_image_failure_is_reported_with_code(alice: Chat, bot: TokenBot) -
     assert job.status == "failed"
 
 
+async def test_a_job_is_audited_when_it_ends_with_its_outcome(alice: Chat, bot: TokenBot) -> None:
+    """Bug 2: the audit row of an image says how the job ended, not that it was spawned."""
+    await alice.send("/alltoken-image something forbidden [[fail]]")
+    assert await bot.jobs.wait_idle(10)
+    [failed] = await bot.store.jobs_for(alice.owner)
+    await alice.send("/alltoken-image a calm sea")
+    assert await bot.jobs.wait_idle(10)
+    done = next(j for j in await bot.store.jobs_for(alice.owner) if j.id != failed.id)
+    assert (failed.status, done.status) == ("failed", "done")
+    rows = [
+        (e.outcome, e.detail, e.request_id)
+        for e in await bot.store.list_audit(alice.owner)
+        if e.command == "image"
+    ]
+    assert ("failed", "upstream_content_violation", failed.state["task_id"]) in rows
+    assert ("ok", None, done.state["task_id"]) in rows
+    assert failed.state["task_id"] and done.state["task_id"]
+    # Only the spawn rows (no request id) and the two ends: no success for the failed job.
+    assert len([r for r in rows if r[2] is not None]) == 2
+
+
 async def test_image_submit_402(bot: TokenBot, sim: AllTokenSim) -> None:
     dan = Chat(bot, "dan")
     await dan.give_key(sim.issue_key(0))
@@ -81,7 +103,7 @@ async def test_duplicate_idempotency_key_continues_the_first_task(
     from bot.backends.alltoken.service import ImageRequest
 
     key = sim.issue_key(5)
-    svc = bot.services.alltoken
+    svc = bot.services.get(AllTokenService)
     first = await svc.submit_image(key, ImageRequest(prompt="x"), "same-key")
     second = await svc.submit_image(key, ImageRequest(prompt="x"), "same-key")
     assert first == second
@@ -89,12 +111,12 @@ async def test_duplicate_idempotency_key_continues_the_first_task(
 
 async def test_second_read_gets_gone_message(bot: TokenBot, sim: AllTokenSim) -> None:
     sim.config.r2_copy = False
+    from bot.backends.alltoken.failures import render_failure
     from bot.backends.alltoken.service import ImageRequest
     from bot.core.errors import BackendError
-    from bot.core.failures import render_failure
 
     key = sim.issue_key(5)
-    svc = bot.services.alltoken
+    svc = bot.services.get(AllTokenService)
     task = await svc.submit_image(key, ImageRequest(prompt="x"), "k1")
     while (await svc.poll_image(key, task)).status != "completed":
         await asyncio.sleep(0.05)
@@ -144,9 +166,11 @@ async def test_video_cancel_by_owner_and_refused_for_others(
     assert (await bot.store.get_job(job.id)).status == "cancelled"  # type: ignore[union-attr]
     assert "cancelled" in erin.conv.events[-1].text.lower()
     key = await bot.store.get_credential(erin.owner, "alltoken")
-    status = await bot.services.alltoken.poll_video(key, job.state["task_id"])  # type: ignore[arg-type]
+    status = await bot.services.get(AllTokenService).poll_video(key, job.state["task_id"])  # type: ignore[arg-type]
     assert status.status == "cancelled"
     assert await bot.jobs.wait_idle(5)
+    ends = [e for e in await bot.store.list_audit(erin.owner) if e.command == "video"]
+    assert ("cancelled", job.state["task_id"]) in [(e.outcome, e.request_id) for e in ends]
 
 
 async def test_video_validation_errors_are_usage_errors(alice: Chat) -> None:
@@ -325,5 +349,5 @@ async def test_cancel_clicked_while_the_submit_is_in_flight_cancels_at_alltoken(
     job = await bot.store.get_job(job.id)  # type: ignore[assignment]
     assert job is not None and job.status == "cancelled"
     key = await bot.store.get_credential(alice.owner, "alltoken")
-    status = await bot.services.alltoken.poll_video(key or "", job.state["task_id"])
+    status = await bot.services.get(AllTokenService).poll_video(key or "", job.state["task_id"])
     assert status.status == "cancelled"

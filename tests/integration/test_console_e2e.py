@@ -58,7 +58,7 @@ def test_console_demo_with_piped_input(tmp_path: Path) -> None:
     assert "total cost" in out and "reported by AllToken" in out
     assert "gpt-image-2" in out
     assert "--quality must be one of" in out and "Usage: `/alltoken-image <prompt>" in out
-    assert "Not a tokenbot command" in out
+    assert "isn't a tokenbot command" in out
     saved = list(out_dir.glob("*.png"))
     assert len(saved) == 1 and saved[0].read_bytes()[:4] == b"\x89PNG"
     assert f"saved {saved[0]}" in out

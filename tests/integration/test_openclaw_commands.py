@@ -11,7 +11,7 @@ import pytest
 
 from bot.backends.openclaw_token.confirm import CANCEL_ACTION, CONFIRM_ACTION
 from bot.backends.openclaw_token.keys import STOP_ACTION, UsageWatchJob
-from bot.backends.openclaw_token.service import NewKey
+from bot.backends.openclaw_token.service import NewKey, OpenClawTokenService
 from bot.core.app import TokenBot
 from bot.core.messages import Fields, Notice, Text
 from bot.sim.alltoken.server import AllTokenSim
@@ -234,7 +234,9 @@ async def test_purchase_resumes_after_a_restart_with_the_same_idempotency_key(
         await alice.send("/openclaw-token credits buy --amount 10")
         payload = {"amount": "10", "idempotency_key": "idem-restart-1"}
         # As if the bot died right after the charge went through, before telling anyone.
-        await first.services.openclaw_token.purchase(DEMO_MGMT_KEY, Decimal(10), "idem-restart-1")
+        await first.services.get(OpenClawTokenService).purchase(
+            DEMO_MGMT_KEY, Decimal(10), "idem-restart-1"
+        )
         job = await first.jobs.start(
             "openclaw_purchase", alice.owner, alice.conv.destination, payload
         )
@@ -359,13 +361,13 @@ async def test_usage_snapshot(demo: Chat, oc: OpenClawTokenSim) -> None:
 async def test_usage_watch_edits_one_message_until_the_time_limit(
     demo: Chat, ocbot: TokenBot, oc: OpenClawTokenSim
 ) -> None:
-    ocbot.jobs.register(UsageWatchJob(ocbot.services.openclaw_token, max_duration_s=2.3))
+    ocbot.jobs.register(UsageWatchJob(ocbot.services.get(OpenClawTokenService), max_duration_s=2.3))
     h, value = await new_key(oc, "live")
     await demo.send(f"/openclaw-token keys usage {h} --watch --interval 1")
     await demo.conv.wait_for(lambda c: bool(c.of("say")), 5)
     from bot.backends.alltoken.service import ChatMessage
 
-    stream = ocbot.services.openclaw_token.proxy_chat(
+    stream = ocbot.services.get(OpenClawTokenService).proxy_chat(
         value, "gpt-4o", [ChatMessage(role="user", content="hi")]
     )
     _ = [d async for d in stream]

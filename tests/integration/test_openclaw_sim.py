@@ -8,15 +8,22 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
 import pytest
 
-from bot.backends.alltoken.service import ChatMessage
-from bot.backends.openclaw_token.service import AutoTopup, NewKey, OpenClawTokenService
+from bot.backends.openclaw_token.service import (
+    CLI_RETRY,
+    AutoTopup,
+    NewKey,
+    OpenClawTokenService,
+)
 from bot.core.errors import BackendError
+from bot.core.http import RetryPolicy
+from bot.core.openai_chat import ChatMessage
 from bot.sim.openclaw_token.server import DEMO_EMAIL, DEMO_MGMT_KEY, OpenClawTokenSim, SimClock
 from tests.integration.openclaw_support import FAST, running_sim
 
@@ -38,7 +45,7 @@ async def oc(clock: SimClock) -> AsyncIterator[OpenClawTokenSim]:
 @pytest.fixture
 async def svc(oc: OpenClawTokenSim) -> AsyncIterator[OpenClawTokenService]:
     async with httpx.AsyncClient() as http:
-        yield OpenClawTokenService(http, oc.base_url, backoff_s=0.01)
+        yield OpenClawTokenService(http, oc.base_url, retry=replace(CLI_RETRY, backoff_s=0.01))
 
 
 async def code_of(call: object) -> str:
@@ -142,7 +149,9 @@ async def test_fifteen_second_timeout_is_per_call() -> None:
     port = server.sockets[0].getsockname()[1]
     try:
         async with httpx.AsyncClient(timeout=60) as http:
-            svc = OpenClawTokenService(http, f"http://127.0.0.1:{port}", timeout_s=0.2, retries=0)
+            svc = OpenClawTokenService(
+                http, f"http://127.0.0.1:{port}", timeout_s=0.2, retry=RetryPolicy(max_retries=0)
+            )
             assert svc.timeout_s == 0.2
             with pytest.raises(BackendError) as info:
                 await svc.credits(DEMO_MGMT_KEY)

@@ -15,6 +15,7 @@ from bot.backends.alltoken.family import alltoken_family
 from bot.backends.openmarlin.family import openmarlin_family
 from bot.backends.openmarlin.jobs import OpenMarlinTiming
 from bot.backends.openmarlin.render import TOPUP_ACTION
+from bot.backends.openmarlin.service import OpenMarlinService
 from bot.core.app import TokenBot
 from bot.core.messages import Actions, Destination, Failure, Fields, Link, Notice, Text
 from bot.core.settings import Settings
@@ -346,7 +347,7 @@ async def test_task_status_watches_a_task_started_elsewhere(
     om.config.task_run_s = 0.6
     chat = await user(bot, om)
     key = await bot.store.get_credential(chat.owner, "openmarlin")
-    started = await bot.services.openmarlin.submit_task(
+    started = await bot.services.get(OpenMarlinService).submit_task(
         key, TaskRequest(input=TaskInput(prompt="x"))
     )
     await chat.send(f"use openmarlin task status {started.task_id}")

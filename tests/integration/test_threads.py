@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.core.app import TokenBot
-from bot.core.messages import Turn
+from bot.core.app import Outcome, TokenBot
+from bot.core.messages import Notice, Turn
 from tests.conftest import Chat
 
 
@@ -25,8 +25,15 @@ async def test_reply_in_thread_continues_with_history_and_model(alice: Chat, bot
 
 
 async def test_plain_message_outside_a_thread_is_ignored(alice: Chat) -> None:
-    assert not await alice.send("what word?")
+    assert not await alice.send("what word?", is_direct=False)
     assert not alice.conv.events
+
+
+async def test_a_plain_message_said_to_the_bot_gets_one_hint(alice: Chat) -> None:
+    outcome = await alice.send("what word?")  # a DM: said to the bot, but not a command
+    assert outcome is Outcome.UNKNOWN and not outcome
+    [hint] = alice.conv.events
+    assert hint.kind == "whisper" and "isn't a tokenbot command" in hint.text
 
 
 async def test_history_budget_drops_oldest_first(bot: TokenBot, alice: Chat) -> None:
@@ -39,5 +46,28 @@ async def test_history_budget_drops_oldest_first(bot: TokenBot, alice: Chat) -> 
             Turn(role="user", text="c" * 10),
         ),
     )
-    kept = bot.history_for(inbound)
-    assert [m.content[0] for m in kept] == ["b", "c"]
+    window = bot.memory.history(inbound, bot.settings.context_chars)
+    assert [t.text[0] for t in window.turns] == ["b", "c"]
+    assert window.dropped == 1
+
+
+async def test_the_answer_says_when_older_thread_messages_were_left_out(
+    bot: TokenBot, alice: Chat
+) -> None:
+    bot.settings.context_chars = 25
+    history = (
+        Turn(role="user", text="a" * 20),
+        Turn(role="assistant", text="b" * 10),
+        Turn(role="user", text="c" * 10),
+    )
+    assert await alice.send("/alltoken-chat go on", history=history)
+    [streamed] = alice.conv.of("stream")
+    notes = [p.text for p in streamed.parts if isinstance(p, Notice)]
+    assert any("1 oldest message of this thread did not fit" in n for n in notes)
+
+
+async def test_no_notice_when_the_whole_thread_fits(alice: Chat) -> None:
+    history = (Turn(role="user", text="short"), Turn(role="assistant", text="reply"))
+    assert await alice.send("/alltoken-chat go on", history=history)
+    [streamed] = alice.conv.of("stream")
+    assert not any("did not fit" in getattr(p, "text", "") for p in streamed.parts)

@@ -219,7 +219,8 @@ async def test_every_send_edit_and_follow_up_allows_no_mentions(
     dm = await fake.user_message(f"{HOSTILE_PROMPT} not a command", dm=True)
     await fake.wait_until(
         lambda: any(
-            "Not a tokenbot" in m["content"] for m in fake.messages_in(int(dm["channel_id"]))
+            "isn't a tokenbot command" in m["content"]
+            for m in fake.messages_in(int(dm["channel_id"]))
         ),
         what="the DM hint",
     )

@@ -27,7 +27,7 @@ from bot.sim.openclaw_token.server import DEMO_MGMT_KEY, OpenClawTokenSim
 from bot.sim.openmarlin.server import OpenMarlinSim
 from bot.store import Owner
 from tests import leaks
-from tests.fakes.discord import discord_world
+from tests.fakes.discord import discord_world, typed_slash
 from tests.fakes.slack import TEAM, SlackHarness
 from tests.faults.support import OC_CONFIG, OM_CONFIG
 from tests.security.hostile import hostile_line, leaked, whole_bot_settings
@@ -197,10 +197,11 @@ async def test_hostile_lines_through_the_discord_adapter(
         text = f"{prefix} {rest}".strip()
         name, _, sub = prefix.partition(" ")
         interaction = None
-        if entry == "slash" and name in _TEXT_COMMANDS:
-            interaction = await fake.slash(
-                _TEXT_COMMANDS[name], text=f"{sub} {rest}".strip() or None
-            )
+        typed = typed_slash(discord.bot.specs, f"{prefix} {rest}")
+        if entry == "slash" and name in _TEXT_COMMANDS and typed is not None:
+            # Subcommands with typed options, as the Discord tree has them (no free text).
+            options = {k: v[:6000] for k, v in typed.options.items()}
+            interaction = await fake.slash(typed.name, subcommand=typed.subcommand, **options)
         elif entry == "slash" and name in _PROMPT_COMMANDS and (f"{sub} {rest}".strip()):
             command, option = _PROMPT_COMMANDS[name]
             interaction = await fake.slash(command, **{option: f"{sub} {rest}".strip()[:6000]})

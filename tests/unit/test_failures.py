@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from bot.backends.alltoken.failures import render_failure, suggest_alternatives
 from bot.core.errors import BackendError, alltoken_error, transport_error
-from bot.core.failures import render_failure, suggest_alternatives
 
 
 def err(status: int, code: str, **kw: object) -> BackendError:

@@ -18,20 +18,14 @@ from pydantic import BaseModel
 
 from bot.backends.alltoken import grammar as router
 from bot.backends.alltoken.grammar import RouterContext
-from bot.backends.alltoken.spec import (
-    ImageCommand,
-    ModelsCommand,
-    UsageError,
-    VideoCommand,
-    normalise_flag_token,
-)
+from bot.backends.alltoken.spec import USAGE as ALLTOKEN_USAGE
+from bot.backends.alltoken.spec import ImageCommand, ModelsCommand, VideoCommand
 from bot.backends.openclaw_token import grammar as openclaw_parser
 from bot.backends.openclaw_token.spec import (
     CreditsBalance,
     CreditsBuy,
     KeysCreate,
     KeysList,
-    OpenClawUsageError,
 )
 from bot.backends.openmarlin import grammar as openmarlin_router
 from bot.backends.openmarlin.grammar import _SUBCOMMAND_WORDS
@@ -46,11 +40,12 @@ from bot.backends.openmarlin.spec import (
     OMStatus,
     OMTask,
     OMTopUp,
-    OpenMarlinUsageError,
 )
+from bot.core.grammar import ParseState, UsageError, normalise_flag_token
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-CTX = RouterContext(now=lambda: NOW)
+STATE = ParseState(now=lambda: NOW)
+CTX = RouterContext.from_state(STATE)
 H = "0123456789abcdef"
 
 
@@ -78,22 +73,22 @@ ALLTOKEN = Family(
         "/alltoken-key",
         "/alltoken-help",
     ),
-    # The base class itself: the other families' subclasses would be a mix-up.
-    lambda exc: type(exc) is UsageError,
+    # One UsageError for every family: its command says whose it is.
+    lambda exc: exc.command in ALLTOKEN_USAGE,
 )
 OPENMARLIN = Family(
     "openmarlin",
     openmarlin_router.parse,
     openmarlin_router.parse_slash,
     ("/openmarlin",),
-    lambda exc: isinstance(exc, OpenMarlinUsageError),
+    lambda exc: exc.command.startswith("openmarlin"),
 )
 OPENCLAW = Family(
     "openclaw",
     openclaw_parser.parse,
     openclaw_parser.parse_slash,
     ("/openclaw-token",),
-    lambda exc: isinstance(exc, OpenClawUsageError),
+    lambda exc: exc.command.startswith("openclaw-token"),
 )
 FAMILIES = (ALLTOKEN, OPENMARLIN, OPENCLAW)
 
@@ -102,7 +97,7 @@ def outcome(family: Family, *args: str) -> BaseModel | UsageError | None:
     """Run one parse; only the family's own UsageError may come out, with a usage line."""
     fn = family.parse_slash if len(args) == 2 else family.parse
     try:
-        command = fn(*args, CTX)
+        command = fn(*args, CTX if family is ALLTOKEN else STATE)
     except UsageError as exc:
         assert family.is_own(exc), f"{family.name} raised {type(exc).__name__}: {exc}"
         assert exc.problem and exc.usage

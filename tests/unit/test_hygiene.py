@@ -110,12 +110,16 @@ def _make_dry_run(target: str, tmp_path: Path) -> str:
 
 def test_make_demo_installs_no_test_extras(tmp_path: Path) -> None:
     demo = [line for line in _make_dry_run("demo", tmp_path).splitlines() if "pip install" in line]
-    assert [line for line in demo if "-e ." in line], demo
-    assert not [line for line in demo if "[test]" in line], demo
+    assert [line for line in demo if "-e '.[sim]'" in line], demo
+    assert not [line for line in demo if "[test" in line or "test]" in line], demo
     test = _make_dry_run("test", tmp_path)
-    assert "pip install --quiet -e '.[test]'" in test
+    assert "pip install --quiet -e '.[test,sim]'" in test
     lint = _make_dry_run("lint", tmp_path)
-    assert "pip install --quiet -e '.[test]'" in lint and "ruff check" in lint
+    assert "pip install --quiet -e '.[test,sim]'" in lint and "ruff check" in lint
+    # A production install (`make install`, the Dockerfile) leaves the simulators' extra out.
+    install = _make_dry_run("install", tmp_path).splitlines()
+    install = [line for line in install if "pip install" in line]
+    assert install and not [line for line in install if "[" in line], install
 
 
 async def test_bench_shows_progress_on_stderr_and_only_the_table_on_stdout(

@@ -8,6 +8,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from bot.backends.alltoken.failures import render_failure
 from bot.backends.openclaw_token.confirm import Confirmations
 from bot.backends.openclaw_token.render import (
     apply_filter,
@@ -28,7 +29,6 @@ from bot.backends.openclaw_token.service import (
 )
 from bot.backends.openclaw_token.spec import KeyFilter, KeySort
 from bot.core.errors import BackendError
-from bot.core.failures import render_failure
 from bot.store import Owner
 
 
@@ -123,11 +123,12 @@ def test_every_code_gets_a_next_step(status: int, code: str, hint_part: str) -> 
     assert "rate-limiting" not in (failure.hint or "")  # a spend limit is not a rate limit
 
 
-def test_render_failure_dispatches_to_the_registered_renderer() -> None:
+def test_the_family_renders_its_own_failures() -> None:
     from bot.backends.openclaw_token.family import openclaw_token_family
 
-    openclaw_token_family()
-    failure = render_failure(BackendError("openclaw_token", 401, "KEY_DISABLED", "off"))
+    render = openclaw_token_family().render_failure
+    assert render is not None
+    failure = render(BackendError("openclaw_token", 401, "KEY_DISABLED", "off"))
     assert "/alltoken-key" not in (failure.hint or "") and "--enabled" in (failure.hint or "")
 
 

@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from bot.backends.alltoken.spec import UsageError
 from bot.backends.openclaw_token.grammar import GROUPS, SUBCOMMANDS, parse, parse_slash
 from bot.backends.openclaw_token.spec import (
     AuditShow,
@@ -30,6 +29,7 @@ from bot.backends.openclaw_token.spec import (
     OpenClawHelp,
     PasswordInChat,
 )
+from bot.core.grammar import UsageError
 
 H = "0123456789abcdef"
 PROV = "sk-prov-" + "ab" * 16

@@ -21,9 +21,9 @@ from bot.backends.alltoken.spec import (
     KeyCommand,
     ModelsCommand,
     SearchCommand,
-    UsageError,
     VideoCommand,
 )
+from bot.core.grammar import UsageError
 from bot.core.key_shapes import contains_key
 
 AFTER_CALL = RouterContext(last_call_was_alltoken=True)

@@ -6,6 +6,9 @@ import logging
 import uuid
 from decimal import Decimal
 
+from bot.backends.alltoken import catalog
+from bot.backends.alltoken.failures import render_failure, suggest_alternatives
+from bot.backends.alltoken.hooks import ChatFallback, chat_continuation
 from bot.backends.alltoken.pricing import Prices, cost_of, prices_from_cost_line
 from bot.backends.alltoken.render import (
     MEDIA_KINDS,
@@ -15,7 +18,7 @@ from bot.backends.alltoken.render import (
     reported_cost,
     usage_line,
 )
-from bot.backends.alltoken.service import ChatMessage, ChatResult
+from bot.backends.alltoken.service import AllTokenService, ChatMessage, ChatResult
 from bot.backends.alltoken.spec import (
     ChatCommand,
     CostCommand,
@@ -24,10 +27,9 @@ from bot.backends.alltoken.spec import (
     SearchCommand,
     VideoCommand,
 )
-from bot.backends.openclaw_token.fallback import chat_fallback, search_fallback
 from bot.core.context import HandlerContext
 from bot.core.errors import BackendError
-from bot.core.failures import render_failure, suggest_alternatives
+from bot.core.failures import HandledFailure
 from bot.core.messages import Failure, Notice, Text
 from bot.store import JobRecord, LastCall, UsageRecord
 
@@ -43,14 +45,14 @@ async def failure_for(ctx: HandlerContext, error: BackendError, model: str | Non
 
 
 async def _alternatives(ctx: HandlerContext, model: str) -> list[str]:
-    svc = ctx.bot.services.alltoken
+    svc = ctx.services.get(AllTokenService)
     models = svc.cached_models("chat")
     if models is None:
         try:
             models = await svc.list_models(await ctx.require_key("alltoken"), "chat")
         except Exception:
             models = []
-    ids = [m.id for m in models] or list(ctx.bot.router_context().chat_models)
+    ids = [m.id for m in models] or list(catalog.CHAT_MODELS)
     return suggest_alternatives(model, ids)
 
 
@@ -67,7 +69,7 @@ async def _cost_and_prices(
     if result.usage is None:
         return None, None, ""
     try:
-        prices = await ctx.bot.services.alltoken.catalog_prices(result.model)
+        prices = await ctx.services.get(AllTokenService).catalog_prices(result.model)
     except BackendError as exc:
         log.info("no catalog price for %s: %s", result.model, exc.code)
         return None, None, ""
@@ -85,7 +87,7 @@ async def _record(ctx: HandlerContext, command: str, result: ChatResult) -> Deci
     usage = result.usage
     pt = usage.prompt_tokens if usage else 0
     ct = usage.completion_tokens if usage else 0
-    await ctx.bot.store.record_usage(
+    await ctx.store.record_usage(
         UsageRecord(
             owner=ctx.owner,
             service="alltoken",
@@ -110,19 +112,35 @@ async def _record(ctx: HandlerContext, command: str, result: ChatResult) -> Deci
         request_id=result.request_id,
     )
     for key in {ctx.inbound.conversation_key, ctx.conversation.destination.conversation_key}:
-        await ctx.bot.store.set_last_call(ctx.owner, key, last)
-    ctx.bot.note_alltoken_call(
-        ctx.inbound.conversation_key, ctx.conversation.destination.conversation_key
+        await ctx.store.set_last_call(ctx.owner, key, last)
+    ctx.memory.note_call(
+        "alltoken", ctx.inbound.conversation_key, ctx.conversation.destination.conversation_key
     )
-    ctx.bot.last_request_id = result.request_id
+    ctx.request_id = result.request_id
     return cost
+
+
+def _dropped_notice(dropped: int) -> list[Notice]:
+    """Say so when older thread messages did not fit the context (as llmcord does)."""
+    if not dropped:
+        return []
+    what = "message" if dropped == 1 else "messages"
+    return [
+        Notice(
+            level="info",
+            text=f"The {dropped} oldest {what} of this thread did not fit the context and "
+            "were left out.",
+        )
+    ]
 
 
 async def chat(cmd: ChatCommand, ctx: HandlerContext) -> None:
     """Stream the answer into the conversation, then the usage and cost line."""
     key = await ctx.require_key("alltoken")
-    messages = [*ctx.bot.history_for(ctx.inbound), ChatMessage(role="user", content=cmd.prompt)]
-    chat_stream = ctx.bot.services.alltoken.stream_chat(key, cmd.model, messages)
+    window = ctx.history()
+    messages = [ChatMessage(role=turn.role, content=turn.text) for turn in window.turns]
+    messages.append(ChatMessage(role="user", content=cmd.prompt))
+    chat_stream = ctx.services.get(AllTokenService).stream_chat(key, cmd.model, messages)
     out = ctx.conversation.stream()
     started = False
     try:
@@ -131,10 +149,11 @@ async def chat(cmd: ChatCommand, ctx: HandlerContext) -> None:
             await out.append(delta)
     except BackendError as exc:
         # AllToken balance empty: the same request through the user's OpenClaw Token fallback.
-        if not started and await chat_fallback(ctx, exc, cmd.model, messages, out):
+        fallback = ctx.services.find(ChatFallback)
+        if not started and fallback and await fallback.chat(ctx, exc, cmd.model, messages, out):
             return
         failure = await failure_for(ctx, exc, cmd.model)
-        ctx.bot.last_request_id = exc.request_id
+        ctx.request_id = exc.request_id
         if started:
             await out.finish([Notice(level="warning", text="The answer stopped early."), failure])
         else:
@@ -149,14 +168,13 @@ async def chat(cmd: ChatCommand, ctx: HandlerContext) -> None:
                 result.usage,
                 cost,
                 cost_source="" if source.startswith("reported") else "est.",
-            )
+            ),
+            *_dropped_notice(window.dropped),
         ]
     )
     await _record(ctx, "chat", result)
-    model = cmd.model
-    ctx.bot.note_thread(
-        ctx.conversation.destination.conversation_key,
-        lambda text: ChatCommand(prompt=text, model=model),
+    ctx.memory.note_thread(
+        ctx.conversation.destination.conversation_key, chat_continuation(cmd.model)
     )
 
 
@@ -164,11 +182,12 @@ async def search(cmd: SearchCommand, ctx: HandlerContext) -> None:
     """Web-search-grounded answer (DeepSeek/Qwen), one reply with the usage line."""
     key = await ctx.require_key("alltoken")
     try:
-        result = await ctx.bot.services.alltoken.search(key, cmd.model, cmd.query)
+        result = await ctx.services.get(AllTokenService).search(key, cmd.model, cmd.query)
     except BackendError as exc:
-        if await search_fallback(ctx, exc, cmd.model, cmd.query):
+        fallback = ctx.services.find(ChatFallback)
+        if fallback and await fallback.search(ctx, exc, cmd.model, cmd.query):
             return
-        ctx.bot.last_request_id = exc.request_id
+        ctx.request_id = exc.request_id
         await ctx.conversation.say([await failure_for(ctx, exc, cmd.model)])
         raise HandledFailure(exc) from None
     cost = await _record(ctx, "search", result)
@@ -180,9 +199,9 @@ async def models(cmd: ModelsCommand, ctx: HandlerContext) -> None:
     """List model ids of one type, filtered."""
     key = await ctx.require_key("alltoken")
     try:
-        found = await ctx.bot.services.alltoken.list_models(key, cmd.type)
+        found = await ctx.services.get(AllTokenService).list_models(key, cmd.type)
     except BackendError as exc:
-        ctx.bot.last_request_id = exc.request_id
+        ctx.request_id = exc.request_id
         await ctx.conversation.say([render_failure(exc)])
         raise HandledFailure(exc) from None
     await ctx.conversation.say([models_reply(cmd.type, found, cmd.filter)])
@@ -190,7 +209,7 @@ async def models(cmd: ModelsCommand, ctx: HandlerContext) -> None:
 
 async def _latest_media_job(ctx: HandlerContext) -> JobRecord | None:
     """The caller's newest image or video job started from this conversation."""
-    for job in await ctx.bot.store.jobs_for(ctx.owner, limit=20):
+    for job in await ctx.store.jobs_for(ctx.owner, limit=20):
         if job.kind in MEDIA_KINDS and job.state.get("conversation_key") == (
             ctx.inbound.conversation_key
         ):
@@ -245,9 +264,9 @@ async def _media_cost(ctx: HandlerContext, last: LastCall | None) -> bool:
 
 async def cost(cmd: CostCommand, ctx: HandlerContext) -> None:
     """Cost of explicit token counts (catalog prices) or of the last AllToken call here."""
-    svc = ctx.bot.services.alltoken
+    svc = ctx.services.get(AllTokenService)
     if cmd.model is None:
-        last = await ctx.bot.store.get_last_call(ctx.owner, ctx.inbound.conversation_key)
+        last = await ctx.store.get_last_call(ctx.owner, ctx.inbound.conversation_key)
         if await _media_cost(ctx, last):
             return
         if last is None or last.model is None:
@@ -291,7 +310,7 @@ async def cost(cmd: CostCommand, ctx: HandlerContext) -> None:
     try:
         prices = await svc.catalog_prices(model)
     except BackendError as exc:
-        ctx.bot.last_request_id = exc.request_id
+        ctx.request_id = exc.request_id
         await ctx.conversation.say([render_failure(exc)])
         raise HandledFailure(exc) from None
     if prices is None:
@@ -317,7 +336,7 @@ async def cost(cmd: CostCommand, ctx: HandlerContext) -> None:
 async def image(cmd: ImageCommand, ctx: HandlerContext) -> None:
     """Start a durable image job (the row exists before AllToken is called)."""
     await ctx.require_key("alltoken")
-    await ctx.bot.jobs.start(
+    await ctx.jobs.start(
         "image",
         ctx.owner,
         ctx.conversation.destination,
@@ -330,15 +349,15 @@ async def image(cmd: ImageCommand, ctx: HandlerContext) -> None:
             "conversation_key": ctx.inbound.conversation_key,
         },
     )
-    ctx.bot.note_alltoken_call(
-        ctx.inbound.conversation_key, ctx.conversation.destination.conversation_key
+    ctx.memory.note_call(
+        "alltoken", ctx.inbound.conversation_key, ctx.conversation.destination.conversation_key
     )
 
 
 async def video(cmd: VideoCommand, ctx: HandlerContext) -> None:
     """Start a durable video job."""
     await ctx.require_key("alltoken")
-    await ctx.bot.jobs.start(
+    await ctx.jobs.start(
         "video",
         ctx.owner,
         ctx.conversation.destination,
@@ -351,14 +370,6 @@ async def video(cmd: VideoCommand, ctx: HandlerContext) -> None:
             "conversation_key": ctx.inbound.conversation_key,
         },
     )
-    ctx.bot.note_alltoken_call(
-        ctx.inbound.conversation_key, ctx.conversation.destination.conversation_key
+    ctx.memory.note_call(
+        "alltoken", ctx.inbound.conversation_key, ctx.conversation.destination.conversation_key
     )
-
-
-class HandledFailure(Exception):
-    """The handler already told the user; the app only records the outcome."""
-
-    def __init__(self, error: BackendError) -> None:
-        self.error = error
-        super().__init__(str(error))

@@ -16,13 +16,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bot.backends.alltoken.failures import render_failure
 from bot.backends.alltoken.image_keep import KeptImage, expiry_of, save_problem, spill
-from bot.backends.alltoken.jobs import _clip, _PollingJob, _show, next_delay
-from bot.backends.alltoken.service import ImageRequest, ImageStatus
+from bot.backends.alltoken.job_state import ImageState
+from bot.backends.alltoken.jobs import _PollingJob, _show, next_delay
+from bot.backends.alltoken.service import ImageData, ImageRequest, ImageStatus
 from bot.core.errors import BackendError
-from bot.core.failures import render_failure
-from bot.core.jobs import JobContext, JobFailed
+from bot.core.jobs import JobContext, JobExpired, JobFailed
 from bot.core.messages import Failure, Image, Link, Notice, Part
+from bot.core.text_split import one_line
 
 UPLOAD_ATTEMPTS = 3
 UPLOAD_BACKOFF_S = 0.5
@@ -43,16 +45,21 @@ def write_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+ImageContext = JobContext[ImageState]
+
+
 class ImageJob(_PollingJob):
     """Submit with an Idempotency-Key, poll, save the one-shot bytes, upload from disk."""
 
     kind = "image"
+    command = "image"
+    state_model = ImageState
 
-    async def run(self, ctx: JobContext) -> None:
-        """Drive one image from submission to upload."""
+    async def run(self, ctx: ImageContext) -> None:
+        """Drive one image: submit, poll, keep the bytes, deliver; a restart resumes the step."""
         st = ctx.state
         kept: KeptImage | None = None
-        if not st.get("file") and not st.get("image_b64"):
+        if not st.file and not st.image_b64:
             if ctx.job.status == "delivering":
                 raise JobFailed(
                     Failure(code="image_lost", message="The image was lost before it was saved.")
@@ -60,46 +67,65 @@ class ImageJob(_PollingJob):
             kept = await self._fetch(ctx)
         await self._deliver(ctx, kept or KeptImage.from_state(ctx.state))
 
-    async def _fetch(self, ctx: JobContext) -> KeptImage:
+    async def _fetch(self, ctx: ImageContext) -> KeptImage:
+        """Submit (unless a task id is saved), poll until completed, keep the bytes."""
         key = await self._key(ctx)
+        if not ctx.state.task_id:
+            await self._submit(ctx, key)
+        status = await self._poll(ctx, key)
+        item = status.data[0] if status.data else None
+        if item is None:
+            raise JobFailed(
+                Failure(
+                    code="bad_response",
+                    message="AllToken said completed but sent no image.",
+                    request_id=ctx.state.task_id,
+                )
+            )
+        data = await self._read(ctx, item)
+        meta: dict[str, Any] = {
+            "mime": item.mime_type or "image/png",
+            "r2_url": item.r2_url,
+            "r2_expires_at": item.r2_url_expires_at,
+            "usage": status.usage or {},
+            "revised_prompt": item.revised_prompt,
+        }
+        return await self._keep(ctx, data, meta)
+
+    async def _submit(self, ctx: ImageContext, key: str) -> None:
         st = ctx.state
-        prompt = str(st["prompt"])
-        if not st.get("task_id"):
-            await _show(
-                ctx,
-                [
-                    Notice(
-                        level="progress",
-                        text=f"🖼️ Generating an image… (queued) — _{_clip(prompt)}_",
-                    )
-                ],
-            )
-            request = ImageRequest(
-                prompt=prompt, model=st["model"], size=st["size"], quality=st["quality"]
-            )
+        await _show(
+            ctx,
+            [
+                Notice(
+                    level="progress",
+                    text=f"🖼️ Generating an image… (queued) — _{one_line(st.prompt)}_",
+                )
+            ],
+        )
+        request = ImageRequest(prompt=st.prompt, model=st.model, size=st.size, quality=st.quality)
+        try:
             try:
-                try:
-                    task_id = await self.service.submit_image(
-                        key, request, str(st["idempotency_key"])
-                    )
-                except BackendError as exc:
-                    if exc.status != 0:
-                        raise
-                    # Timed out or dropped before an answer: the same Idempotency-Key makes a
-                    # resend safe (AllToken answers 409 with the first task's id if it started).
-                    task_id = await self.service.submit_image(
-                        key, request, str(st["idempotency_key"])
-                    )
+                task_id = await self.service.submit_image(key, request, st.idempotency_key)
             except BackendError as exc:
-                raise JobFailed(render_failure(exc, command="image")) from None
-            await ctx.save(task_id=task_id)
-        task_id = str(ctx.state["task_id"])
+                if exc.status != 0:
+                    raise
+                # Timed out or dropped before an answer: the same Idempotency-Key makes a
+                # resend safe (AllToken answers 409 with the first task's id if it started).
+                task_id = await self.service.submit_image(key, request, st.idempotency_key)
+        except BackendError as exc:
+            raise JobFailed(render_failure(exc, command="image")) from None
+        await ctx.save(task_id=task_id)
+
+    async def _poll(self, ctx: ImageContext, key: str) -> ImageStatus:
+        """Poll until completed, showing each new status; failed or cancelled end the job."""
+        task_id = str(ctx.state.task_id)
         deadline = self._deadline(ctx)
         errors: list[int] = []
         last_status = "queued"  # what the first progress message already says
         while True:
             if time.monotonic() > deadline:
-                raise JobFailed(
+                raise JobExpired(
                     Failure(
                         code="timeout",
                         message=f"The image {task_id} took too long.",
@@ -112,21 +138,9 @@ class ImageJob(_PollingJob):
             if status is None:
                 continue
             if status.status == "completed":
-                break
+                return status
             if status.status in ("failed", "cancelled"):
-                err = status.error
-                raise JobFailed(
-                    Failure(
-                        code=(err.code if err and err.code else status.status),
-                        message=(
-                            err.message
-                            if err and err.message
-                            else f"The image task {status.status}."
-                        ),
-                        request_id=task_id,
-                        hint="Rephrase the prompt or try again.",
-                    )
-                )
+                raise JobFailed(_task_failure(status, task_id))
             if status.status != last_status:
                 last_status = status.status
                 await _show(
@@ -134,20 +148,15 @@ class ImageJob(_PollingJob):
                     [
                         Notice(
                             level="progress",
-                            text=f"🖼️ Generating an image… ({status.status}) — _{_clip(prompt)}_",
+                            text=f"🖼️ Generating an image… ({status.status}) — "
+                            f"_{one_line(ctx.state.prompt)}_",
                         )
                     ],
                 )
             await asyncio.sleep(next_delay(status))
-        item = status.data[0] if status.data else None
-        if item is None:
-            raise JobFailed(
-                Failure(
-                    code="bad_response",
-                    message="AllToken said completed but sent no image.",
-                    request_id=task_id,
-                )
-            )
+
+    async def _read(self, ctx: ImageContext, item: ImageData) -> bytes:
+        """The completed image's bytes: inline base64, else its r2 link (read once)."""
         data = _decode(item.b64_json) if item.b64_json else None
         if data is None and item.r2_url:
             try:
@@ -159,19 +168,12 @@ class ImageJob(_PollingJob):
                 Failure(
                     code="bad_response",
                     message="The completed image had no bytes.",
-                    request_id=task_id,
+                    request_id=ctx.state.task_id,
                 )
             )
-        meta: dict[str, Any] = {
-            "mime": item.mime_type or "image/png",
-            "r2_url": item.r2_url,
-            "r2_expires_at": item.r2_url_expires_at,
-            "usage": status.usage or {},
-            "revised_prompt": item.revised_prompt,
-        }
-        return await self._keep(ctx, data, meta)
+        return data
 
-    async def _keep(self, ctx: JobContext, data: bytes, meta: dict[str, Any]) -> KeptImage:
+    async def _keep(self, ctx: ImageContext, data: bytes, meta: dict[str, Any]) -> KeptImage:
         """One-shot: the bytes are kept before anything else can go wrong."""
         path = self.images_dir / f"{ctx.job.id}.png"
         try:
@@ -182,7 +184,7 @@ class ImageJob(_PollingJob):
         return KeptImage.from_state(ctx.state)
 
     async def _keep_elsewhere(
-        self, ctx: JobContext, data: bytes, meta: dict[str, Any], problem: str
+        self, ctx: ImageContext, data: bytes, meta: dict[str, Any], problem: str
     ) -> KeptImage:
         """The images dir refused a paid image: keep it in the row and a temporary copy."""
         log.error("job %s: %s; keeping the paid image in the job row instead", ctx.job.id, problem)
@@ -205,7 +207,7 @@ class ImageJob(_PollingJob):
             )
         return KeptImage.from_state(ctx.state)
 
-    async def _claim(self, ctx: JobContext, kept: KeptImage) -> bool:
+    async def _claim(self, ctx: ImageContext, kept: KeptImage) -> bool:
         try:
             return await ctx.claim_delivery()
         except Exception:
@@ -215,7 +217,8 @@ class ImageJob(_PollingJob):
             log.exception("job %s: could not claim delivery; delivering anyway", ctx.job.id)
             return True
 
-    async def _deliver(self, ctx: JobContext, kept: KeptImage) -> None:
+    async def _deliver(self, ctx: ImageContext, kept: KeptImage) -> None:
+        """Upload the kept image (from disk, retried), then mark the job done."""
         st = ctx.state
         if ctx.job.status == "running" and not await self._claim(ctx, kept):
             return
@@ -229,37 +232,36 @@ class ImageJob(_PollingJob):
         image = Image(
             path=path,
             mime=kept.mime,
-            alt=_clip(str(st["prompt"]), 1000),
+            alt=one_line(st.prompt, 1000),
             fallback_url=kept.r2_url,
         )
         try:
-            if not st.get("uploaded"):
+            if not st.uploaded:
                 await self._upload_with_retry(ctx, image, kept)
                 await ctx.save(uploaded=True)
         finally:
             if temp is not None:
                 await asyncio.to_thread(temp.unlink, True)
-        usage = st.get("usage") or {}
+        usage = st.usage
         parts: list[Part] = [
             Notice(
                 level="success",
-                text=f"🖼️ Image ready — _{_clip(str(st['prompt']))}_ · "
-                f"{usage.get('total_tokens', 0)} tokens · `{st['model']}`",
+                text=f"🖼️ Image ready — _{one_line(st.prompt)}_ · "
+                f"{usage.get('total_tokens', 0)} tokens · `{st.model}`",
             )
         ]
         if kept.problem:
             parts += _kept_note(kept, "it was posted from a temporary copy")
         await _show(ctx, parts)
-        await self._record(ctx, "image", str(st["model"]), usage, st.get("task_id"))
+        await self._record(ctx, "image", st.model, usage, st.task_id)
         await self._done(ctx, kept)
         # Delivered: the disk copy has done its job (the platform holds the image now).
         await asyncio.to_thread(path.unlink, True)
 
-    async def _link_only(self, ctx: JobContext, kept: KeptImage) -> None:
+    async def _link_only(self, ctx: ImageContext, kept: KeptImage) -> None:
         """No file could be made for an upload: show the backend's link, and why."""
         st = ctx.state
-        usage = st.get("usage") or {}
-        await self._record(ctx, "image", str(st["model"]), usage, st.get("task_id"))
+        await self._record(ctx, "image", st.model, st.usage, st.task_id)
         problem = kept.problem or "its saved copy is gone"
         if not kept.r2_url:
             kept_where = (
@@ -270,15 +272,14 @@ class ImageJob(_PollingJob):
                     code="image_not_saved",
                     message=f"The image was generated (and billed), but {problem}, and AllToken "
                     "sent no link to it.",
-                    request_id=st.get("task_id"),
+                    request_id=st.task_id,
                     hint=f"Tell the bot's operator (job {ctx.job.id}). {kept_where}",
                 )
             )
         parts: list[Part] = [
             Notice(
                 level="warning",
-                text=f"🖼️ Image ready — _{_clip(str(st['prompt']))}_ — but it could not be "
-                "posted here",
+                text=f"🖼️ Image ready — _{one_line(st.prompt)}_ — but it could not be posted here",
             ),
             *_kept_note(kept, "open it from AllToken instead"),
         ]
@@ -286,7 +287,7 @@ class ImageJob(_PollingJob):
         # The link expires; the row's copy of the bytes stays for the operator.
         await self._done(ctx, kept, keep_copy=True)
 
-    async def _done(self, ctx: JobContext, kept: KeptImage, *, keep_copy: bool = False) -> None:
+    async def _done(self, ctx: ImageContext, kept: KeptImage, *, keep_copy: bool = False) -> None:
         # Once uploaded, the row's copy of the bytes is no longer needed.
         drop = kept.in_row and not keep_copy
         changes: dict[str, Any] = {"state": {"image_b64": None}} if drop else {}
@@ -297,7 +298,7 @@ class ImageJob(_PollingJob):
                 raise
             log.exception("job %s: delivered, but could not record it as done", ctx.job.id)
 
-    async def _upload_with_retry(self, ctx: JobContext, image: Image, kept: KeptImage) -> None:
+    async def _upload_with_retry(self, ctx: ImageContext, image: Image, kept: KeptImage) -> None:
         """The bytes are safe on disk, so a refused upload is simply tried again."""
         for attempt in range(UPLOAD_ATTEMPTS):
             try:
@@ -321,6 +322,17 @@ class ImageJob(_PollingJob):
                         )
                     ) from None
                 await asyncio.sleep(UPLOAD_BACKOFF_S * (2**attempt))
+
+
+def _task_failure(status: ImageStatus, task_id: str) -> Failure:
+    """AllToken's reason a task failed or was cancelled (a content violation, ...)."""
+    err = status.error
+    return Failure(
+        code=(err.code if err and err.code else status.status),
+        message=(err.message if err and err.message else f"The image task {status.status}."),
+        request_id=task_id,
+        hint="Rephrase the prompt or try again.",
+    )
 
 
 def _kept_note(kept: KeptImage, instead: str) -> list[Part]:

@@ -3,7 +3,7 @@
 AllToken hands an image's bytes out once. If they cannot be written to the images dir
 (read-only, full, not a directory), the image job keeps them in the job row and in a
 temporary file outside the data dir (memory-backed /dev/shm where there is one), delivers from
-there, and shows the backend's r2 link either way; see `ImageJob` in alltoken_image_job.
+there, and shows the backend's r2 link either way; see `ImageJob` in image_job.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+
+from bot.backends.alltoken.job_state import ImageState
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +40,19 @@ class KeptImage:
     in_row: bool = False
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> KeptImage:
+    def from_state(cls, state: ImageState) -> KeptImage:
         """Rebuild from a job's saved state (after a restart, or a save)."""
         data = None
-        raw = state.get("image_b64")
-        if isinstance(raw, str) and raw:
+        if state.image_b64:
             with contextlib.suppress(binascii.Error, ValueError):
-                data = base64.b64decode(raw)
-        file = state.get("file")
+                data = base64.b64decode(state.image_b64)
         return cls(
-            mime=str(state.get("mime") or "image/png"),
-            r2_url=state.get("r2_url"),
-            r2_expires_at=expiry_of(state.get("r2_expires_at")),
-            path=Path(str(file)) if file else None,
+            mime=state.mime or "image/png",
+            r2_url=state.r2_url,
+            r2_expires_at=expiry_of(state.r2_expires_at),
+            path=Path(state.file) if state.file else None,
             data=data,
-            problem=state.get("save_problem"),
+            problem=state.save_problem,
             in_row=data is not None,
         )
 

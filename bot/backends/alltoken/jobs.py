@@ -1,7 +1,7 @@
 """Shared pieces of the durable AllToken image and video jobs.
 
 The polling base class, progress-message helpers and retry constants live here; `ImageJob` is in
-alltoken_image_job and `VideoJob` (with its Cancel button) in alltoken_video_job.
+image_job, `VideoJob` (with its Cancel button) in video_job, their states in job_state.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.backends.alltoken.failures import render_failure
+from bot.backends.alltoken.job_state import AllTokenJobState
 from bot.backends.alltoken.service import AllTokenService, ImageStatus, VideoStatus
 from bot.core.errors import BackendError
-from bot.core.failures import render_failure
+from bot.core.http import PollBackoff
 from bot.core.jobs import JobContext, JobFailed
 from bot.core.messages import Failure, MessageRef, Part
 from bot.store import LastCall, UsageRecord
 
-TRANSIENT_STATUSES = {0, 429, 500, 502, 503, 504}
-MAX_TRANSIENT_ERRORS = 6
 DEFAULT_POLL_S = 2.0
 MAX_POLL_S = 15.0
 CANCEL_ACTION = "alltoken.video.cancel"
@@ -36,17 +36,15 @@ def next_delay(status: ImageStatus | VideoStatus, default: float = DEFAULT_POLL_
     return min(max(max(hinted), 0.05), MAX_POLL_S)
 
 
-def _ref(ctx: JobContext) -> MessageRef | None:
-    raw = ctx.state.get("progress_ref")
-    return MessageRef.model_validate(raw) if raw else None
+AllTokenJobContext = JobContext[AllTokenJobState]
 
 
-async def _show(ctx: JobContext, parts: list[Part]) -> None:
+async def _show(ctx: AllTokenJobContext, parts: list[Part]) -> None:
     """Post the job's progress message once, then edit it in place."""
-    ref = _ref(ctx)
+    ref: MessageRef | None = ctx.state.progress_ref
     if ref is None:
         ref = await ctx.conversation.say(parts)
-        await ctx.save(progress_ref=ref.model_dump(mode="json"))
+        await ctx.save(progress_ref=ref)
     else:
         await ctx.conversation.edit(ref, parts)
 
@@ -60,7 +58,7 @@ class _PollingJob:
         self.images_dir = images_dir
         self.timeout_s = timeout_s
 
-    async def _key(self, ctx: JobContext) -> str:
+    async def _key(self, ctx: AllTokenJobContext) -> str:
         key = await ctx.store.get_credential(ctx.owner, "alltoken")
         if not key:
             raise JobFailed(
@@ -72,33 +70,34 @@ class _PollingJob:
             )
         return key
 
-    def _deadline(self, ctx: JobContext) -> float:
+    def _deadline(self, ctx: AllTokenJobContext) -> float:
         age = (datetime.now(UTC) - ctx.job.created_at).total_seconds()
         return time.monotonic() + max(self.timeout_s - age, 0.0)
 
-    async def report_failure(self, ctx: JobContext, failure: Failure) -> None:
+    async def report_failure(self, ctx: AllTokenJobContext, failure: Failure) -> None:
         """Replace the progress message with the failure (or post it)."""
         await _show(ctx, [failure])
 
-    async def _poll_guarded(self, ctx: JobContext, poll: Any, errors: list[int]) -> Any:
+    async def _poll_guarded(self, ctx: AllTokenJobContext, poll: Any, errors: list[int]) -> Any:
         """One poll; transient errors back off and return None, others fail the job."""
         await ctx.poll_slot()
         try:
             result = await poll()
         except BackendError as exc:
-            if exc.status in TRANSIENT_STATUSES and len(errors) < MAX_TRANSIENT_ERRORS:
-                errors.append(exc.status)
-                await asyncio.sleep(
-                    min(exc.retry_after or DEFAULT_POLL_S * len(errors), MAX_POLL_S)
-                )
-                return None
-            raise JobFailed(render_failure(exc)) from None
+            # Built per call: the pacing constants are read when the error happens.
+            backoff = PollBackoff(base_s=DEFAULT_POLL_S, cap_s=MAX_POLL_S)
+            wait = backoff.wait_after(exc, len(errors) + 1)
+            if wait is None:
+                raise JobFailed(render_failure(exc)) from None
+            errors.append(exc.status)
+            await asyncio.sleep(wait)
+            return None
         errors.clear()
         return result
 
     async def _record(
         self,
-        ctx: JobContext,
+        ctx: AllTokenJobContext,
         command: str,
         model: str,
         usage: dict[str, Any] | None,
@@ -107,7 +106,7 @@ class _PollingJob:
         usage = usage or {}
         pt = int(usage.get("input_tokens") or usage.get("prompt_tokens") or 0)
         ct = int(usage.get("output_tokens") or usage.get("completion_tokens") or 0)
-        conv = str(ctx.state.get("conversation_key") or "")
+        conv = ctx.state.conversation_key or ""
         await ctx.store.record_usage(
             UsageRecord(
                 owner=ctx.owner,
@@ -133,8 +132,3 @@ class _PollingJob:
                     request_id=request_id,
                 ),
             )
-
-
-def _clip(text: str, limit: int = 80) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

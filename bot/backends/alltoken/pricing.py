@@ -10,24 +10,17 @@ Units, in one place:
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import BaseModel
 
+# The cost line is part of the OpenAI-compatible stream; re-exported for the AllToken modules.
+from bot.core.openai_chat import CostLine
+from bot.core.openai_chat import parse_cost_comment as parse_cost_comment
+
 CATALOG_UNIT_TOKENS = 1_000_000  # catalog prices are USD per this many tokens (assumed)
 SSE_UNIT_TOKENS = 1_000  # SSE cost line prices are USD per this many tokens (documented)
-
-
-class CostLine(BaseModel):
-    """The gateway's authoritative per-request cost, from the comment line after [DONE]."""
-
-    cost: Decimal
-    input_price: Decimal | None = None  # USD per 1K tokens
-    output_price: Decimal | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
 
 
 class Prices(BaseModel):
@@ -37,20 +30,6 @@ class Prices(BaseModel):
     input_per_1m: Decimal
     output_per_1m: Decimal
     source: str  # "catalog" or "sse"
-
-
-def parse_cost_comment(line: str) -> CostLine | None:
-    """Read `: {"cost": ...}`; None for any other comment or an unreadable one."""
-    body = line[1:].strip() if line.startswith(":") else ""
-    if not body.startswith("{"):
-        return None
-    try:
-        data = json.loads(body)
-        if not isinstance(data, dict) or "cost" not in data:
-            return None
-        return CostLine.model_validate(data)
-    except (ValueError, InvalidOperation):
-        return None
 
 
 def _decimal(value: Any) -> Decimal | None:

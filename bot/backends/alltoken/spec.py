@@ -1,81 +1,20 @@
-"""Typed commands: what the router produces from text and the handlers consume.
+"""Typed AllToken commands: what the grammar produces and the handlers consume, and their specs.
 
-Also the flag spelling all three command families share (`normalise_flag_token`).
+`SPECS` declares each command once (usage line, description, typed options, privacy, help
+topic); usage errors, `/alltoken-help` and the platforms' command lists read it.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from collections.abc import Collection
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from bot.backends.alltoken import catalog
+from bot.core.command_spec import CommandSpec, OptionSpec, spec_named, usage_lines
 
-USAGE: dict[str, str] = {
-    "chat": "/alltoken-chat [model] <prompt>",
-    "image": "/alltoken-image <prompt> [--size=1024x1024|1536x1024|1024x1536|auto] "
-    "[--quality=low|medium|high|auto] [--model=gpt-image-2]",
-    "video": "/alltoken-video <prompt> [--model=seedance-1.5-pro] [--duration=5] "
-    "[--ratio=16:9|9:16|4:3|3:4|21:9|1:1|adaptive] [--resolution=480p|720p|1080p]",
-    "search": "/alltoken-search [--model=deepseek-v4-pro] <query>",
-    "models": "/alltoken-models [--type=chat|image|video] [--filter=TEXT]",
-    "cost": "/alltoken-cost [<model> <prompt_tokens> <completion_tokens>]",
-    "key": "/alltoken-key set <key> | remove | status",
-    "help": "/alltoken-help",
-}
-
-
-# Flag spelling. Chat clients slip invisible characters into "--size=auto" (a zero-width space
-# pasted along), autocorrect turns "--" into an em dash and CJK keyboards type a fullwidth "＝";
-# unmatched, each would silently move the flag into the prompt. Shared by all three families.
-
-_ZERO_WIDTH_CHARS = "\u200b\u200c\u200d\u2060\ufeff"
-_ZERO_WIDTH = re.compile(f"[{_ZERO_WIDTH_CHARS}]")
-# What a flag can start with once zero-width characters are gone: "-", an en or em dash, or the
-# fullwidth hyphen-minus (NFKC makes it "-").
-_FLAG_STARTS = frozenset("-\u2013\u2014\uff0d")
-_FLAG_EQUALS = re.compile("[=\uff1d]")
-_FLAG_HEAD = re.compile(r"(?P<dash>--|[\u2013\u2014])(?P<name>[A-Za-z][A-Za-z0-9_-]*)")
-_NON_SPACE = re.compile(r"\S+")
-
-
-def normalise_flag_token(token: str, known: Collection[str] | None = None) -> str:
-    """`token` spelled as a plain flag ("--size=auto") when it is one, else unchanged.
-
-    Zero-width characters around the name go, the name and "=" are NFKC-normalised, and an em
-    or en dash counts as "--" when the name is in `known` (any name when `known` is None).
-    """
-    if token.lstrip(_ZERO_WIDTH_CHARS)[:1] not in _FLAG_STARTS:
-        return token  # the common case: a plain word
-    sep = _FLAG_EQUALS.search(token)
-    head = token[: sep.start()] if sep else token
-    m = _FLAG_HEAD.fullmatch(unicodedata.normalize("NFKC", _ZERO_WIDTH.sub("", head)))
-    if m is None:
-        return token
-    name = m.group("name")
-    if m.group("dash") != "--" and known is not None and name.lower() not in known:
-        return token  # "—this" in prose is not an option
-    if sep is None:
-        return "--" + name
-    return f"--{name}={token[sep.end() :].strip(_ZERO_WIDTH_CHARS)}"
-
-
-def normalise_flags(text: str, known: Collection[str] | None = None) -> str:
-    """`text` with every flag-shaped word normalised by `normalise_flag_token`."""
-    return _NON_SPACE.sub(lambda m: normalise_flag_token(m.group(), known), text)
-
-
-class UsageError(ValueError):
-    """Bad input for a recognised command; carries the command's usage line."""
-
-    def __init__(self, command: str, problem: str) -> None:
-        self.command = command
-        self.problem = problem
-        self.usage = USAGE.get(command, "")
-        super().__init__(f"{problem} — usage: {self.usage}")
+# Re-exported until every importer uses bot.core.grammar's (there is only one UsageError).
+from bot.core.grammar import UsageError as UsageError
 
 
 class _Command(BaseModel):
@@ -163,3 +102,222 @@ Command = Annotated[
     | HelpCommand,
     Field(discriminator="kind"),
 ]
+
+
+# --- specs -----------------------------------------------------------------------------------
+
+FAMILY = "alltoken"
+
+
+def _choice(
+    name: str, description: str, choices: tuple[str, ...], *, positional: bool = False
+) -> OptionSpec:
+    return OptionSpec(
+        name=name, kind="choice", description=description, choices=choices, positional=positional
+    )
+
+
+def _text(
+    name: str,
+    description: str,
+    *,
+    positional: bool = False,
+    required: bool = False,
+    suggest: str | None = None,
+    secret: bool = False,
+) -> OptionSpec:
+    return OptionSpec(
+        name=name,
+        description=description,
+        positional=positional,
+        required=required,
+        suggest=suggest,
+        secret=secret,
+    )
+
+
+_MAX_TOKENS = 10**12
+
+SPECS: tuple[CommandSpec, ...] = (
+    CommandSpec(
+        family=FAMILY,
+        name="chat",
+        path=("alltoken-chat",),
+        usage="/alltoken-chat [model] <prompt>",
+        description=f"Chat with an AllToken model (default {catalog.DEFAULT_CHAT_MODEL}), streamed",
+        options=(
+            _text("prompt", "What to ask", positional=True, required=True),
+            _text(
+                "model",
+                f"Model id (default {catalog.DEFAULT_CHAT_MODEL})",
+                suggest="models:chat",
+            ),
+        ),
+        topic="chat",
+        model=ChatCommand,
+        examples=("/alltoken-chat claude-sonnet-4-6 what is 2+2", "alltoken chat hi"),
+    ),
+    CommandSpec(
+        family=FAMILY,
+        name="image",
+        path=("alltoken-image",),
+        usage="/alltoken-image <prompt> [--size=" + "|".join(catalog.IMAGE_SIZES) + "] "
+        "[--quality=" + "|".join(catalog.IMAGE_QUALITIES) + "] "
+        f"[--model={catalog.DEFAULT_IMAGE_MODEL}]",
+        description="Generate an image with AllToken",
+        options=(
+            _text("prompt", "What to draw", positional=True, required=True),
+            # The text form also takes WIDTHxHEIGHT; a platform's list offers the named sizes.
+            _choice("size", "Image size (or WIDTHxHEIGHT)", catalog.IMAGE_SIZES),
+            _choice("quality", "Image quality", catalog.IMAGE_QUALITIES),
+            _choice("model", "Image model", catalog.IMAGE_MODELS),
+        ),
+        topic="image",
+        model=ImageCommand,
+        examples=("/alltoken-image a lighthouse at dusk --size=1536x1024 --quality=high",),
+    ),
+    CommandSpec(
+        family=FAMILY,
+        name="video",
+        path=("alltoken-video",),
+        usage=f"/alltoken-video <prompt> [--model={catalog.DEFAULT_VIDEO_MODEL}] "
+        f"[--duration={catalog.DEFAULT_VIDEO_DURATION}] "
+        "[--ratio=" + "|".join(catalog.VIDEO_RATIOS) + "] "
+        "[--resolution=" + "|".join(catalog.VIDEO_RESOLUTIONS) + "]",
+        description="Generate a video with AllToken",
+        options=(
+            _text("prompt", "What happens in the video", positional=True, required=True),
+            _text(
+                "model",
+                f"Video model (default {catalog.DEFAULT_VIDEO_MODEL})",
+                suggest="models:video",
+            ),
+            OptionSpec(
+                name="duration",
+                kind="int",
+                description="Seconds; -1 lets the model choose (the range depends on the model)",
+                # The widest any model may accept; the grammar checks the model's own range.
+                min_value=-1,
+                max_value=60,
+            ),
+            _choice("ratio", "Aspect ratio", catalog.VIDEO_RATIOS),
+            _choice("resolution", "Resolution", catalog.VIDEO_RESOLUTIONS),
+        ),
+        topic="video",
+        model=VideoCommand,
+        examples=("/alltoken-video a drone shot over a harbour --duration=8 --ratio=9:16",),
+    ),
+    CommandSpec(
+        family=FAMILY,
+        name="search",
+        path=("alltoken-search",),
+        usage=f"/alltoken-search [--model={catalog.DEFAULT_SEARCH_MODEL}] <query>",
+        description="Answer with web search (DeepSeek and Qwen models)",
+        options=(
+            _text("query", "What to search the web for", positional=True, required=True),
+            _choice("model", "A search-capable model", catalog.SEARCH_MODELS),
+        ),
+        topic="search",
+        model=SearchCommand,
+        examples=("/alltoken-search --model=qwen3.6-flash latest python release",),
+    ),
+    CommandSpec(
+        family=FAMILY,
+        name="models",
+        path=("alltoken-models",),
+        usage="/alltoken-models [--type=chat|image|video] [--filter=TEXT]",
+        description="List AllToken's models",
+        options=(
+            _choice("type", "Which models", ("chat", "image", "video")),
+            _text("filter", "Only ids containing this text"),
+        ),
+        topic="models",
+        model=ModelsCommand,
+        examples=("/alltoken-models --type=image", "what alltoken models are available"),
+    ),
+    CommandSpec(
+        family=FAMILY,
+        name="cost",
+        path=("alltoken-cost",),
+        usage="/alltoken-cost [<model> <prompt_tokens> <completion_tokens>]",
+        description="Cost of your last AllToken call here, or of given token counts",
+        options=(
+            OptionSpec(
+                name="model",
+                description="Model id (leave everything empty for your last call here)",
+                positional=True,
+                suggest="models:chat",
+            ),
+            OptionSpec(
+                name="prompt_tokens",
+                kind="int",
+                positional=True,
+                description="Prompt tokens",
+                min_value=0,
+                max_value=_MAX_TOKENS,
+            ),
+            OptionSpec(
+                name="completion_tokens",
+                kind="int",
+                positional=True,
+                description="Completion tokens",
+                min_value=0,
+                max_value=_MAX_TOKENS,
+            ),
+        ),
+        topic="cost",
+        model=CostCommand,
+        examples=("/alltoken-cost gpt-5.4-mini 1200 300", "/alltoken-cost"),
+    ),
+    CommandSpec(
+        family=FAMILY,
+        name="key",
+        path=("alltoken-key",),
+        usage="/alltoken-key set <key> | remove | status",
+        description="Store, check or remove your AllToken key (alone: a private form)",
+        options=(
+            _choice(
+                "action",
+                "Leave empty to enter your key in a private form",
+                ("set", "remove", "status"),
+                positional=True,
+            ),
+            _text("key", "Your AllToken key (sk-at-…)", positional=True, secret=True),
+        ),
+        private=True,
+        topic="key",
+        model=KeyCommand,
+        examples=("/alltoken-key status", "/alltoken-key"),
+    ),
+    CommandSpec(
+        family=FAMILY,
+        name="help",
+        path=("alltoken-help",),
+        usage="/alltoken-help [chat|image|video|search|models|cost|key]",
+        description="What tokenbot can do",
+        options=(
+            _choice(
+                "topic",
+                "One command's details",
+                ("chat", "image", "video", "search", "models", "cost", "key"),
+                positional=True,
+            ),
+        ),
+        topic="help",
+        model=HelpCommand,
+        examples=("/alltoken-help", "/alltoken-help image"),
+    ),
+)
+
+# Usage lines by command name: what usage errors carry.
+USAGE: dict[str, str] = usage_lines(SPECS)
+
+
+def spec_for(name: str) -> CommandSpec:
+    """The spec of the AllToken command called `name` ("chat", "image", …)."""
+    return spec_named(SPECS, name)
+
+
+def usage_error(command: str, problem: str) -> UsageError:
+    """A UsageError for an AllToken command, carrying that command's usage line."""
+    return UsageError(command, problem, USAGE.get(command, ""))

@@ -12,94 +12,105 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from bot.backends.alltoken.jobs import CANCEL_ACTION, _clip, _PollingJob, _show, next_delay
-from bot.backends.alltoken.service import VideoRequest, VideoStatus
+from bot.backends.alltoken.failures import render_failure
+from bot.backends.alltoken.job_state import VideoState
+from bot.backends.alltoken.jobs import CANCEL_ACTION, _PollingJob, _show, next_delay
+from bot.backends.alltoken.service import AllTokenService, VideoRequest, VideoStatus
+from bot.core.context import HandlerContext
 from bot.core.errors import BackendError
-from bot.core.failures import render_failure
-from bot.core.jobs import JobCancelled, JobContext, JobFailed
+from bot.core.jobs import JobCancelled, JobContext, JobExpired, JobFailed
 from bot.core.messages import (
     Actions,
     Button,
-    Conversation,
     Failure,
-    Inbound,
     Link,
     MessageRef,
     Notice,
     Part,
     Text,
 )
+from bot.core.text_split import one_line
 from bot.store import AuditEntry, Owner
 
 if TYPE_CHECKING:
-    from bot.core.app import TokenBot
+    pass
 log = logging.getLogger(__name__)
+
+
+VideoContext = JobContext[VideoState]
 
 
 class VideoJob(_PollingJob):
     """Submit once, poll with progress and a Cancel button, then link the presigned URL."""
 
     kind = "video"
+    command = "video"
+    state_model = VideoState
 
-    def _buttons(self, ctx: JobContext) -> Actions:
+    def _buttons(self, ctx: VideoContext) -> Actions:
         return Actions(
             buttons=[
                 Button(action_id=CANCEL_ACTION, label="Cancel", value=ctx.job.id, style="danger")
             ]
         )
 
-    async def run(self, ctx: JobContext) -> None:
-        """Drive one video from submission to the link."""
+    async def run(self, ctx: VideoContext) -> None:
+        """Drive one video: submit, poll, deliver; a restart resumes at the step it reached."""
         key = await self._key(ctx)
+        if not ctx.state.task_id:
+            await self._submit(ctx, key)
+        status = await self._poll(ctx, key)
+        await self._deliver(ctx, status)
+
+    async def _submit(self, ctx: VideoContext, key: str) -> None:
+        """Post the video once (or find the one a crash mid-submit started); save its id."""
+        prompt = ctx.state.prompt
+        await _show(
+            ctx,
+            [
+                Notice(level="progress", text=f"🎬 Video queued — _{one_line(prompt)}_"),
+                self._buttons(ctx),
+            ],
+        )
+        task_id = await self._adopt(ctx, key) if ctx.state.submit_started else None
+        if task_id is None:
+            await ctx.save(submit_started=True)
+            task_id = await self._post(ctx, key)
+        await ctx.save(task_id=task_id)
+
+    async def _post(self, ctx: VideoContext, key: str) -> str:
         st = ctx.state
-        prompt = str(st["prompt"])
-        if not st.get("task_id"):
-            await _show(
-                ctx,
-                [
-                    Notice(level="progress", text=f"🎬 Video queued — _{_clip(prompt)}_"),
-                    self._buttons(ctx),
-                ],
+        try:
+            return await self.service.submit_video(
+                key,
+                VideoRequest(
+                    prompt=st.prompt,
+                    model=st.model,
+                    duration=st.duration,
+                    ratio=st.ratio,
+                    resolution=st.resolution,
+                ),
             )
-            task_id = await self._adopt(ctx, key) if st.get("submit_started") else None
-            if task_id is None:
-                await ctx.save(submit_started=True)
-                try:
-                    task_id = await self.service.submit_video(
-                        key,
-                        VideoRequest(
-                            prompt=prompt,
-                            model=st["model"],
-                            duration=int(st["duration"]),
-                            ratio=st["ratio"],
-                            resolution=st["resolution"],
-                        ),
-                    )
-                except BackendError as exc:
-                    # No answer (time-out, dropped connection): the video may have started
-                    # anyway, and a resend could bill twice, so look for it instead.
-                    found = await self._adopt(ctx, key) if exc.status == 0 else None
-                    if found is None:
-                        failure = render_failure(exc, command="video")
-                        if exc.status == 0:
-                            failure.hint = (
-                                "AllToken did not answer, and no new video of yours shows up "
-                                "there yet. Wait a minute before trying again, so you are not "
-                                "billed twice."
-                            )
-                        raise JobFailed(failure) from None
-                    task_id = found
-            await ctx.save(task_id=task_id)
-        task_id = str(ctx.state["task_id"])
+        except BackendError as exc:
+            # No answer (time-out, dropped connection): the video may have started anyway,
+            # and a resend could bill twice, so look for it instead.
+            found = await self._adopt(ctx, key) if exc.status == 0 else None
+            if found is None:
+                raise JobFailed(_submit_failure(exc)) from None
+            return found
+
+    async def _poll(self, ctx: VideoContext, key: str) -> VideoStatus:
+        """Poll until the video is completed, showing each new status; honour a Cancel."""
+        task_id = str(ctx.state.task_id)
         deadline = self._deadline(ctx)
         errors: list[int] = []
         last_status = "queued"
         started = time.monotonic()
         while True:
             if await ctx.cancel_requested():
-                await self._cancel_at_backend(ctx, key, task_id, prompt)
+                await self._cancel_at_backend(ctx, key, task_id)
             if time.monotonic() > deadline:
-                raise JobFailed(
+                raise JobExpired(
                     Failure(
                         code="timeout",
                         message=f"The video {task_id} took too long.",
@@ -112,26 +123,8 @@ class VideoJob(_PollingJob):
             if status is None:
                 continue
             if status.status == "completed":
-                break
-            if status.status == "cancelled":
-                await _show(
-                    ctx, [Notice(level="warning", text=f"🎬 Video cancelled — _{_clip(prompt)}_")]
-                )
-                raise JobCancelled()
-            if status.status in ("failed", "expired"):
-                err = status.error
-                raise JobFailed(
-                    Failure(
-                        code=(err.code if err and err.code else status.status),
-                        message=(
-                            err.message
-                            if err and err.message
-                            else f"The video task {status.status}."
-                        ),
-                        request_id=task_id,
-                        hint="Try again, perhaps with a shorter duration or another model.",
-                    )
-                )
+                return status
+            await self._stop_if_ended(ctx, status)
             if status.status != last_status:
                 last_status = status.status
                 elapsed = int(time.monotonic() - started)
@@ -140,20 +133,55 @@ class VideoJob(_PollingJob):
                     [
                         Notice(
                             level="progress",
-                            text=f"🎬 Video {status.status} ({elapsed} s) — _{_clip(prompt)}_",
+                            text=f"🎬 Video {status.status} ({elapsed} s) — "
+                            f"_{one_line(ctx.state.prompt)}_",
                         ),
                         self._buttons(ctx),
                     ],
                 )
             await asyncio.sleep(next_delay(status))
+
+    async def _stop_if_ended(self, ctx: VideoContext, status: VideoStatus) -> None:
+        """End the job if AllToken says the task was cancelled, failed or expired."""
+        if status.status == "cancelled":
+            await _show(
+                ctx,
+                [
+                    Notice(
+                        level="warning", text=f"🎬 Video cancelled — _{one_line(ctx.state.prompt)}_"
+                    )
+                ],
+            )
+            raise JobCancelled()
+        if status.status not in ("failed", "expired"):
+            return
+        err = status.error
+        failure = Failure(
+            code=(err.code if err and err.code else status.status),
+            message=(err.message if err and err.message else f"The video task {status.status}."),
+            request_id=ctx.state.task_id,
+            hint="Try again, perhaps with a shorter duration or another model.",
+        )
+        raise (JobExpired if status.status == "expired" else JobFailed)(failure)
+
+    async def _deliver(self, ctx: VideoContext, status: VideoStatus) -> None:
+        """Link the finished video (once, even if a crash interrupted a delivery)."""
         # Resumed in "delivering": a crash hit between the claim and the delivery; finish it.
         if ctx.job.status != "delivering" and not await ctx.claim_delivery():
             return
-        expires = status.expires_at()
+        st = ctx.state
+        if not status.video_url:
+            raise JobFailed(
+                Failure(
+                    code="bad_response",
+                    message="The video completed without a URL.",
+                    request_id=st.task_id,
+                )
+            )
         details = " · ".join(
             x
             for x in [
-                f"`{status.model or st['model']}`",
+                f"`{status.model or st.model}`",
                 f"{status.duration:g} s" if status.duration else "",
                 status.resolution or "",
                 status.ratio or "",
@@ -162,25 +190,15 @@ class VideoJob(_PollingJob):
             if x
         )
         parts: list[Part] = [
-            Notice(level="success", text=f"🎬 Video ready — _{_clip(prompt)}_"),
-            Link(url=status.video_url or "", label="Download the video", expires_at=expires),
+            Notice(level="success", text=f"🎬 Video ready — _{one_line(st.prompt)}_"),
+            Link(url=status.video_url, label="Download the video", expires_at=status.expires_at()),
             Text(markdown=details + "\nThe link is presigned and expires: download it soon."),
         ]
-        if not status.video_url:
-            raise JobFailed(
-                Failure(
-                    code="bad_response",
-                    message="The video completed without a URL.",
-                    request_id=task_id,
-                )
-            )
         await _show(ctx, parts)
-        await self._record(ctx, "video", str(st["model"]), status.usage, task_id)
+        await self._record(ctx, "video", st.model, status.usage, st.task_id)
         await ctx.set_status("done")
 
-    async def _cancel_at_backend(
-        self, ctx: JobContext, key: str, task_id: str, prompt: str
-    ) -> None:
+    async def _cancel_at_backend(self, ctx: VideoContext, key: str, task_id: str) -> None:
         """Honour a Cancel clicked before the task id was known."""
         try:
             await self.service.cancel_video(key, task_id)
@@ -189,10 +207,13 @@ class VideoJob(_PollingJob):
                 raise JobFailed(render_failure(exc, command="video")) from None
             await ctx.save(cancel_requested=False)
             return
-        await _show(ctx, [Notice(level="warning", text=f"🎬 Video cancelled — _{_clip(prompt)}_")])
+        await _show(
+            ctx,
+            [Notice(level="warning", text=f"🎬 Video cancelled — _{one_line(ctx.state.prompt)}_")],
+        )
         raise JobCancelled()
 
-    async def _adopt(self, ctx: JobContext, key: str) -> str | None:
+    async def _adopt(self, ctx: VideoContext, key: str) -> str | None:
         """After a crash mid-submit, find the task we may already have started."""
         try:
             recent = await self.service.recent_videos(key)
@@ -202,13 +223,23 @@ class VideoJob(_PollingJob):
         for item in recent:
             created = _parse_time(item.created_at)
             if (
-                item.model == ctx.state["model"]
+                item.model == ctx.state.model
                 and (created is None or created >= since)
-                and item.id not in ctx.state.get("seen_ids", [])
-                and _prompt_of(item) in (None, ctx.state["prompt"])
+                and item.id not in ctx.state.seen_ids
+                and _prompt_of(item) in (None, ctx.state.prompt)
             ):
                 return item.id
         return None
+
+
+def _submit_failure(exc: BackendError) -> Failure:
+    failure = render_failure(exc, command="video")
+    if exc.status == 0:
+        failure.hint = (
+            "AllToken did not answer, and no new video of yours shows up there yet. Wait a "
+            "minute before trying again, so you are not billed twice."
+        )
+    return failure
 
 
 def _prompt_of(item: VideoStatus) -> str | None:
@@ -228,17 +259,16 @@ def _parse_time(value: str | int | None) -> datetime | None:
         return None
 
 
-async def cancel_video(
-    bot: TokenBot, inbound: Inbound, job_id: str, conversation: Conversation
-) -> None:
+async def cancel_video(ctx: HandlerContext, job_id: str) -> None:
     """The Cancel button: only the owner may cancel; the backend task is cancelled first."""
+    inbound, conversation = ctx.inbound, ctx.conversation
     actor = Owner.of(inbound)
 
     async def tell(text: str, level: str = "info") -> None:
         await conversation.whisper([Notice(level=level, text=text)])
 
     async def audit(outcome: str, detail: str | None, request_id: str | None = None) -> None:
-        await bot.store.audit(
+        await ctx.store.audit(
             AuditEntry(
                 owner=actor,
                 command="video.cancel",
@@ -248,7 +278,7 @@ async def cancel_video(
             )
         )
 
-    job = await bot.store.get_job(job_id)
+    job = await ctx.store.get_job(job_id)
     if job is None or job.owner != actor:
         # Same answer for "not yours" and "does not exist": don't reveal others' jobs.
         await tell("Only the person who started this video can cancel it.", "warning")
@@ -257,18 +287,18 @@ async def cancel_video(
     if job.status not in ("pending", "running"):
         await tell(f"This video is already {job.status}.")
         return
-    key = await bot.store.get_credential(actor, "alltoken")
+    key = await ctx.store.get_credential(actor, "alltoken")
     task_id = job.state.get("task_id")
-    if not task_id and job.state.get("submit_started") and bot.jobs.is_running(job_id):
+    if not task_id and job.state.get("submit_started") and ctx.jobs.is_running(job_id):
         # The POST may be in flight: let the job cancel the task as soon as it has its id,
         # rather than stopping here and leaving a paid video running at AllToken.
-        await bot.store.update_job(job_id, state={"cancel_requested": True})
+        await ctx.store.update_job(job_id, state={"cancel_requested": True})
         await tell("Cancelling as soon as AllToken confirms the video…")
         await audit("requested", job_id)
         return
     if key and task_id:
         try:
-            await bot.services.alltoken.cancel_video(key, str(task_id))
+            await ctx.services.get(AllTokenService).cancel_video(key, str(task_id))
         except BackendError as exc:
             if exc.status == 409:
                 await tell("The video had already finished; it will be posted here.")
@@ -276,10 +306,10 @@ async def cancel_video(
             await conversation.whisper([render_failure(exc)])
             await audit("failed", exc.code, exc.request_id)
             return
-    if not await bot.store.transition_job(job_id, {"pending", "running"}, "cancelled"):
+    if not await ctx.store.transition_job(job_id, {"pending", "running"}, "cancelled"):
         await tell("The video finished before it could be cancelled.")
         return
-    await bot.jobs.cancel_local(job_id)
+    await ctx.jobs.cancel_local(job_id)
     ref = job.state.get("progress_ref")
     parts: list[Part] = [Notice(level="warning", text="🎬 Video cancelled.")]
     try:

@@ -4,18 +4,18 @@
 
 from __future__ import annotations
 
-from bot.backends.alltoken.handlers import HandledFailure
 from bot.backends.openclaw_token.common import private
 from bot.backends.openclaw_token.render import audit_fields, json_block
 from bot.backends.openclaw_token.spec import AuditShow
 from bot.core.context import HandlerContext
 from bot.core.errors import BackendError
+from bot.core.failures import HandledFailure
 from bot.core.messages import Failure
 
 
 def is_admin(ctx: HandlerContext) -> bool:
     """Whether TOKENBOT_ADMINS names the caller (a user id, or platform:user id)."""
-    admins = ctx.bot.settings.admin_ids
+    admins = ctx.settings.admin_ids
     inbound = ctx.inbound
     return inbound.user in admins or f"{inbound.platform}:{inbound.user}" in admins
 
@@ -35,7 +35,7 @@ async def audit_show(cmd: AuditShow, ctx: HandlerContext) -> None:
         )
         # Recorded as a refused request, not as a successful one.
         raise HandledFailure(BackendError("openclaw_token", 403, "admin_only", "admins only"))
-    entries = await ctx.bot.store.list_audit(None if cmd.everyone else ctx.owner, cmd.limit)
+    entries = await ctx.store.list_audit(None if cmd.everyone else ctx.owner, cmd.limit)
     if cmd.as_json:
         await private(ctx, [json_block([e.model_dump(mode="json") for e in entries])])
         return

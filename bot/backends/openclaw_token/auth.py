@@ -8,7 +8,6 @@ import asyncio
 import logging
 import time
 
-from bot.backends.alltoken.jobs import MAX_TRANSIENT_ERRORS, TRANSIENT_STATUSES
 from bot.backends.openclaw_token.common import (
     MGMT,
     PROXY,
@@ -19,6 +18,7 @@ from bot.backends.openclaw_token.common import (
     show,
 )
 from bot.backends.openclaw_token.confirm import Confirmations, confirm_buttons
+from bot.backends.openclaw_token.job_state import DeviceLoginState
 from bot.backends.openclaw_token.render import account_fields, render_openclaw_failure
 from bot.backends.openclaw_token.service import DeviceToken, OpenClawTokenService
 from bot.backends.openclaw_token.spec import (
@@ -31,10 +31,11 @@ from bot.backends.openclaw_token.spec import (
 )
 from bot.core.context import HandlerContext
 from bot.core.errors import BackendError
-from bot.core.jobs import JobContext, JobFailed
+from bot.core.http import PollBackoff
+from bot.core.jobs import JobContext, JobExpired, JobFailed
 from bot.core.key_shapes import fingerprint
-from bot.core.keys import typed_in_public
 from bot.core.messages import Failure, FormField, FormRequest, Link, Notice
+from bot.core.secret_refusal import typed_in_public
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ async def login(cmd: AuthLogin, ctx: HandlerContext) -> None:
             )
         )
         return
-    await ctx.bot.jobs.start(LOGIN_JOB, ctx.owner, ctx.conversation.destination, {})
+    await ctx.jobs.start(LOGIN_JOB, ctx.owner, ctx.conversation.destination, {})
     await private(
         ctx,
         [Notice(level="progress", text="Starting GitHub sign-in; your code follows privately.")],
@@ -97,7 +98,7 @@ async def register(cmd: AuthRegister, ctx: HandlerContext) -> None:
 
 
 async def _signed_in(ctx: HandlerContext, key: str, email: str, via: str) -> None:
-    await ctx.bot.store.put_credential(ctx.owner, MGMT, key, meta={"email": email, "via": via})
+    await ctx.store.put_credential(ctx.owner, MGMT, key, meta={"email": email, "via": via})
     await private(
         ctx,
         [
@@ -152,7 +153,7 @@ async def register_form(ctx: HandlerContext, values: dict[str, str]) -> bool:
 async def password_in_chat(cmd: PasswordInChat, ctx: HandlerContext) -> None:
     """Refuse, delete the message where others could read it, and say how to do it privately."""
     deleted = False
-    if typed_in_public(ctx):
+    if typed_in_public(ctx.inbound):
         try:
             deleted = await ctx.conversation.delete_inbound()
         except Exception:
@@ -180,6 +181,11 @@ class DeviceLoginJob:
     """
 
     kind = LOGIN_JOB
+    command = "openclaw.auth.login"
+    state_model = DeviceLoginState
+    # Only how many transient errors in a row are ridden out: the wait after one stays the
+    # device-flow interval, which RFC 8628 says not to undercut and a backoff would stretch.
+    backoff = PollBackoff()
 
     def __init__(self, svc: OpenClawTokenService) -> None:
         self.svc = svc
@@ -190,7 +196,7 @@ class DeviceLoginJob:
 
     async def run(self, ctx: JobContext) -> None:
         """Drive one sign-in to the stored management key."""
-        if not ctx.state.get("device_code"):
+        if not ctx.state.device_code:
             try:
                 code = await self.svc.device_code(CLIENT_ID)
             except BackendError as exc:
@@ -235,20 +241,20 @@ class DeviceLoginJob:
         await ctx.set_status("done")
 
     async def _poll(self, ctx: JobContext) -> DeviceToken:
-        device_code = str(ctx.state["device_code"])
-        interval = float(ctx.state.get("interval") or 5.0)
-        expires_at = float(ctx.state.get("expires_at") or time.time() + 900)
+        device_code = str(ctx.state.device_code)
+        interval = float(ctx.state.interval or 5.0)
+        expires_at = float(ctx.state.expires_at or time.time() + 900)
         errors = 0
         while True:
             if time.time() > expires_at + EXPIRY_GRACE_S:
-                raise JobFailed(_expired())
+                raise JobExpired(_expired())
             await asyncio.sleep(interval)
             await ctx.poll_slot()
             try:
                 result = await self.svc.device_token(device_code)
             except BackendError as exc:
                 errors += 1
-                if exc.status in TRANSIENT_STATUSES and errors <= MAX_TRANSIENT_ERRORS:
+                if self.backoff.wait_after(exc, errors) is not None:
                     continue
                 raise JobFailed(render_openclaw_failure(exc)) from None
             errors = 0
@@ -261,7 +267,7 @@ class DeviceLoginJob:
                 await ctx.save(interval=interval)
                 continue
             if result.status == "expired_token":
-                raise JobFailed(_expired())
+                raise JobExpired(_expired())
             if result.status == "access_denied":
                 raise JobFailed(
                     Failure(
@@ -296,7 +302,7 @@ async def whoami(cmd: AuthWhoami, ctx: HandlerContext) -> None:
     key = await management_key(ctx)
     async with failures_shown(ctx):
         account = await service(ctx).me(key)
-    info = await ctx.bot.store.credential_info(ctx.owner, MGMT)
+    info = await ctx.store.credential_info(ctx.owner, MGMT)
     table = account_fields(account)
     if info is not None:
         via = info.meta.get("via", "")
@@ -332,10 +338,10 @@ async def do_rotate(ctx: HandlerContext, payload: dict[str, str]) -> None:
     key = await management_key(ctx)
     async with failures_shown(ctx):
         result = await service(ctx).rotate(key)
-    ctx.bot.last_request_id = result.request_id
-    info = await ctx.bot.store.credential_info(ctx.owner, MGMT)
+    ctx.request_id = result.request_id
+    info = await ctx.store.credential_info(ctx.owner, MGMT)
     meta = dict(info.meta) if info else {}
-    await ctx.bot.store.put_credential(ctx.owner, MGMT, result.management_key, meta=meta)
+    await ctx.store.put_credential(ctx.owner, MGMT, result.management_key, meta=meta)
     await private(
         ctx,
         [
@@ -350,13 +356,13 @@ async def do_rotate(ctx: HandlerContext, payload: dict[str, str]) -> None:
 
 async def logout(cmd: AuthLogout, ctx: HandlerContext) -> None:
     """Forget the management key (the fallback key, if any, stays until `integrate --remove`)."""
-    removed = await ctx.bot.store.delete_credential(ctx.owner, MGMT)
+    removed = await ctx.store.delete_credential(ctx.owner, MGMT)
     text = (
         "Signed out: tokenbot no longer holds your OpenClaw Token management key."
         if removed
         else "You were not signed in to OpenClaw Token."
     )
-    if await ctx.bot.store.credential_info(ctx.owner, PROXY) is not None:
+    if await ctx.store.credential_info(ctx.owner, PROXY) is not None:
         text += (
             f" Your AllToken fallback key stays set; remove it with `{_CMD} integrate --remove`."
         )

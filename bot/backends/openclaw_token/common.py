@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from bot.backends.alltoken.handlers import HandledFailure
 from bot.backends.openclaw_token.render import json_block, render_openclaw_failure
 from bot.backends.openclaw_token.service import OpenClawTokenService
 from bot.core.context import HandlerContext
 from bot.core.errors import BackendError
+from bot.core.failures import HandledFailure
 from bot.core.messages import Part
 from bot.store import AuditEntry, Owner
 
@@ -20,7 +20,7 @@ PROXY = "openclaw_proxy"  # credential service of the fallback provisioned key (
 
 def service(ctx: HandlerContext) -> OpenClawTokenService:
     """The OpenClaw Token client the family attached."""
-    svc: OpenClawTokenService = ctx.bot.services.openclaw_token
+    svc = ctx.services.get(OpenClawTokenService)
     return svc
 
 
@@ -40,7 +40,7 @@ async def show(
     """The table (or, with --json, the raw data), privately; notes the request id."""
     request_id = getattr(data, "request_id", None)
     if request_id:
-        ctx.bot.last_request_id = request_id
+        ctx.request_id = request_id
     await private(ctx, [json_block(data, keep_key=keep_key)] if as_json else parts)
 
 
@@ -50,7 +50,7 @@ async def failures_shown(ctx: HandlerContext, key_hash: str | None = None) -> As
     try:
         yield
     except BackendError as exc:
-        ctx.bot.last_request_id = exc.request_id
+        ctx.request_id = exc.request_id
         await private(ctx, [render_openclaw_failure(exc, key_hash)])
         raise HandledFailure(exc) from None
 
@@ -64,7 +64,7 @@ async def audit(
     owner: Owner | None = None,
 ) -> None:
     """An audit row for work the app does not audit itself (button clicks, forms' details)."""
-    await ctx.bot.store.audit(
+    await ctx.store.audit(
         AuditEntry(
             owner=owner or ctx.owner,
             command=command,

@@ -20,6 +20,7 @@ from bot.backends.openclaw_token.common import (
     show,
 )
 from bot.backends.openclaw_token.confirm import Confirmations, confirm_buttons
+from bot.backends.openclaw_token.job_state import PurchaseState
 from bot.backends.openclaw_token.render import (
     credits_fields,
     history_parts,
@@ -73,7 +74,7 @@ async def buy(cmd: CreditsBuy, ctx: HandlerContext, confirmations: Confirmations
 async def do_buy(ctx: HandlerContext, payload: dict[str, str]) -> None:
     """The confirmed purchase: a durable job row first, then the charge."""
     await management_key(ctx)
-    await ctx.bot.jobs.start(PURCHASE_JOB, ctx.owner, ctx.conversation.destination, payload)
+    await ctx.jobs.start(PURCHASE_JOB, ctx.owner, ctx.conversation.destination, payload)
     await private(
         ctx,
         [Notice(level="progress", text=f"Buying {usd(Decimal(payload['amount']))} of credits…")],
@@ -84,6 +85,8 @@ class PurchaseJob:
     """POST /credits/purchase with the quote's Idempotency-Key; resent as-is after a restart."""
 
     kind = PURCHASE_JOB
+    command = None  # it audits its own end, with the transaction id
+    state_model = PurchaseState
 
     def __init__(self, svc: OpenClawTokenService) -> None:
         self.svc = svc
@@ -104,9 +107,9 @@ class PurchaseJob:
                     hint="Sign in with `/openclaw-token auth login` and buy again.",
                 )
             )
-        amount = Decimal(str(ctx.state["amount"]))
+        amount = ctx.state.amount
         try:
-            result = await self.svc.purchase(key, amount, str(ctx.state["idempotency_key"]))
+            result = await self.svc.purchase(key, amount, ctx.state.idempotency_key)
         except BackendError as exc:
             await self._audit(ctx, "failed", exc.code, exc.request_id)
             raise JobFailed(render_openclaw_failure(exc)) from None

@@ -1,39 +1,40 @@
 """The fallback chain: AllToken answers 402 insufficient_balance to chat or search, and the
 caller has integrated a provisioned key, so the same request goes through the OpenClaw Token
 proxy with that key. The reply says the fallback was used; the proxy's own errors are shown
-plainly. Called from bot/backends/alltoken/handlers.py; images and videos have no fallback.
+plainly. Registered as AllToken's `ChatFallback` hook (bot/backends/alltoken/hooks.py, the only
+AllToken module this backend imports); images and videos have no fallback.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from bot.backends.alltoken.render import usage_line
-from bot.backends.alltoken.service import ChatMessage, ChatResult
-from bot.backends.alltoken.spec import ChatCommand
+from bot.backends.alltoken.hooks import (
+    ChatFallback,
+    ChatMessage,
+    ChatResult,
+    chat_continuation,
+    usage_line,
+    wants_fallback,
+)
 from bot.backends.openclaw_token.render import render_openclaw_failure
+from bot.backends.openclaw_token.service import OpenClawTokenService
 from bot.core.context import HandlerContext
 from bot.core.errors import BackendError
+from bot.core.failures import HandledFailure
 from bot.core.messages import Notice, Part, Text, TextStream
 from bot.store import CredentialInfo, UsageRecord
 
 PROXY = "openclaw_proxy"
 
 
-def wants_fallback(error: BackendError) -> bool:
-    """AllToken's own "balance too low" (not any 402 from elsewhere)."""
-    return error.backend == "alltoken" and (
-        error.status == 402 or error.code == "insufficient_balance"
-    )
-
-
 async def _fallback_key(
     ctx: HandlerContext, error: BackendError
 ) -> tuple[str, CredentialInfo] | None:
-    if not wants_fallback(error) or ctx.bot.services.openclaw_token is None:
+    if not wants_fallback(error):
         return None
-    key = await ctx.bot.store.get_credential(ctx.owner, PROXY)
-    info = await ctx.bot.store.credential_info(ctx.owner, PROXY)
+    key = await ctx.store.get_credential(ctx.owner, PROXY)
+    info = await ctx.store.credential_info(ctx.owner, PROXY)
     return (key, info) if key and info else None
 
 
@@ -56,17 +57,14 @@ def _tried(info: CredentialInfo) -> Notice:
 
 def _handled(ctx: HandlerContext, exc: BackendError) -> Exception:
     """The shown failure, for the app to record (HandledFailure)."""
-    # Imported here: bot.backends.alltoken.handlers imports this module.
-    from bot.backends.alltoken.handlers import HandledFailure
-
-    ctx.bot.last_request_id = exc.request_id
+    ctx.request_id = exc.request_id
     return HandledFailure(exc)
 
 
 async def _record(ctx: HandlerContext, command: str, result: ChatResult) -> Decimal | None:
     cost = result.cost.cost if result.cost else None
     usage = result.usage
-    await ctx.bot.store.record_usage(
+    await ctx.store.record_usage(
         UsageRecord(
             owner=ctx.owner,
             service="openclaw_token",
@@ -79,11 +77,12 @@ async def _record(ctx: HandlerContext, command: str, result: ChatResult) -> Deci
             conversation_key=ctx.inbound.conversation_key,
         )
     )
-    ctx.bot.last_request_id = result.request_id
+    ctx.request_id = result.request_id
     return cost
 
 
 async def chat_fallback(
+    svc: OpenClawTokenService,
     ctx: HandlerContext,
     error: BackendError,
     model: str,
@@ -95,7 +94,7 @@ async def chat_fallback(
     if found is None:
         return False
     key, info = found
-    stream = ctx.bot.services.openclaw_token.proxy_chat(key, model, messages)
+    stream = svc.proxy_chat(key, model, messages)
     started = False
     try:
         async for delta in stream:
@@ -111,21 +110,20 @@ async def chat_fallback(
     result = stream.result
     cost = await _record(ctx, "chat", result)
     await out.finish([usage_line(result.model, result.usage, cost), _used(info)])
-    ctx.bot.note_thread(
-        ctx.conversation.destination.conversation_key,
-        lambda text: ChatCommand(prompt=text, model=model),
-    )
+    ctx.memory.note_thread(ctx.conversation.destination.conversation_key, chat_continuation(model))
     return True
 
 
-async def search_fallback(ctx: HandlerContext, error: BackendError, model: str, query: str) -> bool:
+async def search_fallback(
+    svc: OpenClawTokenService, ctx: HandlerContext, error: BackendError, model: str, query: str
+) -> bool:
     """Answer a search through the proxy when AllToken said 402; False when there is no fallback."""
     found = await _fallback_key(ctx, error)
     if found is None:
         return False
     key, info = found
     try:
-        result = await ctx.bot.services.openclaw_token.proxy_search(key, model, query)
+        result = await svc.proxy_search(key, model, query)
     except BackendError as exc:
         await ctx.conversation.say(
             [_tried(info), render_openclaw_failure(exc, info.meta.get("hash"))]
@@ -139,3 +137,27 @@ async def search_fallback(ctx: HandlerContext, error: BackendError, model: str, 
     ]
     await ctx.conversation.say(parts)
     return True
+
+
+class OpenClawFallback(ChatFallback):
+    """AllToken's `ChatFallback` hook: the same request through the caller's provisioned key."""
+
+    def __init__(self, service: OpenClawTokenService) -> None:
+        self.service = service
+
+    async def chat(
+        self,
+        ctx: HandlerContext,
+        error: BackendError,
+        model: str,
+        messages: list[ChatMessage],
+        out: TextStream,
+    ) -> bool:
+        """See ChatFallback.chat."""
+        return await chat_fallback(self.service, ctx, error, model, messages, out)
+
+    async def search(
+        self, ctx: HandlerContext, error: BackendError, model: str, query: str
+    ) -> bool:
+        """See ChatFallback.search."""
+        return await search_fallback(self.service, ctx, error, model, query)

@@ -9,9 +9,8 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
-from bot.backends.alltoken.handlers import HandledFailure
+from bot.backends.alltoken.hooks import ChatFallback
 from bot.backends.openclaw_token import auth, credits, keys
 from bot.backends.openclaw_token import grammar as parser
 from bot.backends.openclaw_token.audit import audit_show
@@ -22,6 +21,7 @@ from bot.backends.openclaw_token.confirm import (
     REFUSALS,
     Confirmations,
 )
+from bot.backends.openclaw_token.fallback import OpenClawFallback
 from bot.backends.openclaw_token.integrate import (
     INTEGRATE_FORM,
     PendingIntegrations,
@@ -31,6 +31,7 @@ from bot.backends.openclaw_token.integrate import (
 from bot.backends.openclaw_token.render import help_text, render_openclaw_failure
 from bot.backends.openclaw_token.service import OpenClawTokenService
 from bot.backends.openclaw_token.spec import (
+    SPECS,
     AuditShow,
     AuthLogin,
     AuthLogout,
@@ -53,13 +54,12 @@ from bot.backends.openclaw_token.spec import (
     OpenClawHelp,
     PasswordInChat,
 )
-from bot.core import failures
-from bot.core.context import KEY_HINTS, HandlerContext, MissingKey
-from bot.core.family import CommandFamily
-from bot.core.messages import Conversation, Inbound, Notice
+from bot.core.context import HandlerContext, MissingKey
+from bot.core.failures import HandledFailure
+from bot.core.family import ActionHandler, CommandFamily, Wiring
+from bot.core.keys import KeyService
+from bot.core.messages import Notice
 
-if TYPE_CHECKING:
-    from bot.core.app import TokenBot
 log = logging.getLogger(__name__)
 
 Executor = Callable[[HandlerContext, dict[str, str]], Awaitable[None]]
@@ -78,42 +78,35 @@ async def _help(cmd: OpenClawHelp, ctx: HandlerContext) -> None:
     await ctx.conversation.whisper([help_text(cmd.topic)])
 
 
-def _confirm_action(confirmations: Confirmations) -> Callable[..., Awaitable[None]]:
-    async def confirm(
-        bot: TokenBot, inbound: Inbound, token: str, conversation: Conversation
-    ) -> None:
-        ctx = HandlerContext(inbound=inbound, conversation=conversation, bot=bot)
+def _confirm_action(confirmations: Confirmations) -> ActionHandler:
+    async def confirm(ctx: HandlerContext, token: str) -> None:
         status, pending = confirmations.take(ctx.owner, token)
         if status != "ok" or pending is None:
-            await conversation.whisper([Notice(level="info", text=REFUSALS[status])])
+            await ctx.conversation.whisper([Notice(level="info", text=REFUSALS[status])])
             return
-        bot.last_request_id = None
         outcome, detail = "ok", None
         try:
             await EXECUTORS[pending.action](ctx, pending.payload)
         except MissingKey as exc:
             outcome, detail = "denied", f"no {exc.service} key"
-            await conversation.whisper(
+            await ctx.conversation.whisper(
                 [
                     Notice(
                         level="warning",
                         text="You are not signed in to OpenClaw Token. "
-                        + KEY_HINTS.get(exc.service, ""),
+                        + ctx.keys.hint(exc.service),
                     )
                 ]
             )
         except HandledFailure as exc:
             outcome, detail = "failed", exc.error.code
-        await audit(ctx, f"openclaw.{pending.action}.confirm", outcome, detail, bot.last_request_id)
+        await audit(ctx, f"openclaw.{pending.action}.confirm", outcome, detail, ctx.request_id)
 
     return confirm
 
 
-def _cancel_action(confirmations: Confirmations) -> Callable[..., Awaitable[None]]:
-    async def cancel(
-        bot: TokenBot, inbound: Inbound, token: str, conversation: Conversation
-    ) -> None:
-        ctx = HandlerContext(inbound=inbound, conversation=conversation, bot=bot)
+def _cancel_action(confirmations: Confirmations) -> ActionHandler:
+    async def cancel(ctx: HandlerContext, token: str) -> None:
         status = confirmations.cancel(ctx.owner, token)
         text = "Cancelled; nothing was done." if status == "ok" else REFUSALS[status]
         await private(ctx, [Notice(level="info", text=text)])
@@ -121,29 +114,56 @@ def _cancel_action(confirmations: Confirmations) -> Callable[..., Awaitable[None
     return cancel
 
 
+KEY_SERVICES = (
+    KeyService(
+        name="openclaw_token",
+        display="OpenClaw Token",
+        prefix="sk-mgmt-",
+        hint="Sign in with `/openclaw-token auth login` (GitHub), "
+        "`/openclaw-token auth login --email` or `/openclaw-token auth register` "
+        "(email and password go into a private form, never a message).",
+        backend="openclaw_token",
+    ),
+    KeyService(
+        name="openclaw_proxy",
+        display="OpenClaw Token provisioned",
+        prefix="sk-prov-",
+        hint="Sign in with `/openclaw-token auth login` (GitHub), "
+        "`/openclaw-token auth login --email` or `/openclaw-token auth register` "
+        "(email and password go into a private form, never a message).",
+        backend="openclaw_token",
+    ),
+)
+
+
 def openclaw_token_family() -> CommandFamily:
     """Build the family (fresh confirmation state per bot)."""
-    failures.register_renderer("openclaw_token", render_openclaw_failure)
     confirmations = Confirmations()
     pending = PendingIntegrations()
 
-    def attach(bot: TokenBot) -> None:
-        svc = OpenClawTokenService(bot.http, bot.settings.openclaw_token_api_base)
-        bot.services.openclaw_token = svc
-        bot.jobs.register(auth.DeviceLoginJob(svc))
-        bot.jobs.register(credits.PurchaseJob(svc))
-        bot.jobs.register(keys.UsageWatchJob(svc))
-        bot.actions[CONFIRM_ACTION] = _confirm_action(confirmations)
-        bot.actions[CANCEL_ACTION] = _cancel_action(confirmations)
-        bot.actions[keys.STOP_ACTION] = keys.stop_watch
-        bot.forms[auth.LOGIN_FORM] = auth.login_form
-        bot.forms[auth.REGISTER_FORM] = auth.register_form
-        bot.forms[INTEGRATE_FORM] = integrate_form(pending)
+    def attach(wiring: Wiring) -> None:
+        api_base = wiring.settings.openclaw_token_api_base
+        wiring.metrics.name_backend(api_base, "openclaw_token")
+        svc = OpenClawTokenService(wiring.http, api_base)
+        wiring.services.add(svc)
+        # The one declared cross-backend hook: AllToken's chat and search fall back here.
+        wiring.services.add(OpenClawFallback(svc), as_=ChatFallback)
+        wiring.jobs.register(auth.DeviceLoginJob(svc))
+        wiring.jobs.register(credits.PurchaseJob(svc))
+        wiring.jobs.register(keys.UsageWatchJob(svc))
+        wiring.actions[CONFIRM_ACTION] = _confirm_action(confirmations)
+        wiring.actions[CANCEL_ACTION] = _cancel_action(confirmations)
+        wiring.actions[keys.STOP_ACTION] = keys.stop_watch
+        wiring.forms[auth.LOGIN_FORM] = auth.login_form
+        wiring.forms[auth.REGISTER_FORM] = auth.register_form
+        wiring.forms[INTEGRATE_FORM] = integrate_form(pending)
 
     return CommandFamily(
         name="openclaw_token",
         parse=parser.parse,
         parse_slash=parser.parse_slash,
+        parse_options=parser.parse_options,
+        specs=SPECS,
         slash_commands=(parser.SLASH_NAME,),
         handlers={
             OpenClawHelp: _help,
@@ -170,4 +190,10 @@ def openclaw_token_family() -> CommandFamily:
         },
         attach=attach,
         keywords=("openclaw",),
+        display_name="OpenClaw Token",
+        markers=("openclaw-token",),
+        key_services=KEY_SERVICES,
+        render_failure=render_openclaw_failure,
+        key_command="`/openclaw-token auth login`",
+        help_command="`/openclaw-token help`",
     )

@@ -71,7 +71,7 @@ async def integrate(cmd: Integrate, ctx: HandlerContext, pending: PendingIntegra
         await status(cmd, ctx)
         return
     if cmd.action == "remove":
-        removed = await ctx.bot.store.delete_credential(ctx.owner, PROXY)
+        removed = await ctx.store.delete_credential(ctx.owner, PROXY)
         text = (
             "Removed your OpenClaw Token fallback: AllToken chat and search no longer fall back "
             "(the key itself still exists; revoke it with `keys revoke`)."
@@ -104,7 +104,7 @@ async def integrate(cmd: Integrate, ctx: HandlerContext, pending: PendingIntegra
     except BackendError as exc:
         if exc.code != "KEY_NAME_EXISTS":
             raise
-        ctx.bot.last_request_id = exc.request_id
+        ctx.request_id = exc.request_id
         await private(
             ctx,
             [
@@ -118,8 +118,8 @@ async def integrate(cmd: Integrate, ctx: HandlerContext, pending: PendingIntegra
             ],
         )
         return
-    ctx.bot.last_request_id = created.request_id
-    await ctx.bot.store.put_credential(
+    ctx.request_id = created.request_id
+    await ctx.store.put_credential(
         ctx.owner, PROXY, created.key or "", meta={"hash": created.hash, "name": created.name}
     )
     await private(
@@ -170,7 +170,7 @@ def integrate_form(pending: PendingIntegrations) -> FormHandler:
             )
             return False
         key_hash = target
-        mgmt = await ctx.bot.store.get_credential(ctx.owner, MGMT)
+        mgmt = await ctx.store.get_credential(ctx.owner, MGMT)
         if not mgmt:
             await private(ctx, [Notice(level="warning", text="You signed out of OpenClaw Token.")])
             return False
@@ -194,7 +194,7 @@ def integrate_form(pending: PendingIntegrations) -> FormHandler:
                 ],
             )
             return False
-        await ctx.bot.store.put_credential(
+        await ctx.store.put_credential(
             ctx.owner, PROXY, value, meta={"hash": key_hash, "name": detail.name}
         )
         await private(
@@ -215,7 +215,7 @@ def integrate_form(pending: PendingIntegrations) -> FormHandler:
 async def status(cmd: Integrate, ctx: HandlerContext) -> None:
     """Whether a fallback is set, which key, and where it stands against its limit."""
     svc = service(ctx)
-    info = await ctx.bot.store.credential_info(ctx.owner, PROXY)
+    info = await ctx.store.credential_info(ctx.owner, PROXY)
     data: dict[str, Any] = {
         "installed": True,
         "integrated": info is not None,
@@ -244,7 +244,7 @@ async def status(cmd: Integrate, ctx: HandlerContext) -> None:
         ("covers", COVERS),
         ("proxy", svc.proxy_url),
     ]
-    mgmt = await ctx.bot.store.get_credential(ctx.owner, MGMT)
+    mgmt = await ctx.store.get_credential(ctx.owner, MGMT)
     if mgmt and key_hash:
         async with failures_shown(ctx, key_hash):
             detail = await svc.key_info(mgmt, key_hash)
@@ -254,5 +254,5 @@ async def status(cmd: Integrate, ctx: HandlerContext) -> None:
             ("credit limit", limit_text(detail)),
             ("used against the limit", usd(detail.period_usage())),
         ]
-        ctx.bot.last_request_id = detail.request_id
+        ctx.request_id = detail.request_id
     await show(ctx, cmd.as_json, data, [Fields(title="AllToken fallback: on", rows=rows)])

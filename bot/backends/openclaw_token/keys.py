@@ -10,7 +10,6 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from bot.backends.alltoken.jobs import MAX_TRANSIENT_ERRORS, TRANSIENT_STATUSES
 from bot.backends.openclaw_token.common import (
     MGMT,
     PROXY,
@@ -21,6 +20,7 @@ from bot.backends.openclaw_token.common import (
     show,
 )
 from bot.backends.openclaw_token.confirm import Confirmations, confirm_buttons
+from bot.backends.openclaw_token.job_state import UsageWatchState
 from bot.backends.openclaw_token.render import (
     apply_filter,
     detail_parts,
@@ -44,14 +44,13 @@ from bot.backends.openclaw_token.spec import (
 )
 from bot.core.context import HandlerContext
 from bot.core.errors import BackendError
+from bot.core.http import PollBackoff
 from bot.core.jobs import JobContext, JobFailed
 from bot.core.messages import (
     Actions,
     Button,
-    Conversation,
     Failure,
     Fields,
-    Inbound,
     MessageRef,
     Notice,
     Part,
@@ -60,7 +59,7 @@ from bot.core.messages import (
 from bot.store import Owner
 
 if TYPE_CHECKING:
-    from bot.core.app import TokenBot
+    pass
 log = logging.getLogger(__name__)
 
 WATCH_JOB = "openclaw_watch"
@@ -70,7 +69,7 @@ _CMD = "/openclaw-token"
 
 
 async def _fallback_hash(ctx: HandlerContext) -> str | None:
-    info = await ctx.bot.store.credential_info(ctx.owner, PROXY)
+    info = await ctx.store.credential_info(ctx.owner, PROXY)
     return info.meta.get("hash") if info else None
 
 
@@ -92,7 +91,7 @@ async def create(cmd: KeysCreate, ctx: HandlerContext) -> None:
     )
     async with failures_shown(ctx):
         created = await service(ctx).create_key(key, new)
-    ctx.bot.last_request_id = created.request_id
+    ctx.request_id = created.request_id
     if cmd.as_json:
         await private(ctx, [json_block(created, keep_key=True)])
         return
@@ -116,7 +115,7 @@ async def list_(cmd: KeysList, ctx: HandlerContext) -> None:
         found = await service(ctx).list_keys(key, include_revoked=cmd.include_revoked)
     keys = sort_keys(apply_filter(found.items, cmd.filter), cmd.sort)
     data = {"items": [k.model_dump(mode="json") for k in keys], "total": len(keys)}
-    ctx.bot.last_request_id = found.request_id
+    ctx.request_id = found.request_id
     await show(ctx, cmd.as_json, data, [keys_table(keys)])
 
 
@@ -175,10 +174,10 @@ async def do_rotate(ctx: HandlerContext, payload: dict[str, str]) -> None:
     key_hash = payload["hash"]
     async with failures_shown(ctx, key_hash):
         rotated = await service(ctx).rotate_key(key, key_hash)
-    ctx.bot.last_request_id = rotated.request_id
+    ctx.request_id = rotated.request_id
     parts: list[Part] = [*_shown_once(rotated.key or ""), key_fields(rotated, "Rotated key")]
     if rotated.key and await _fallback_hash(ctx) == key_hash:
-        await ctx.bot.store.put_credential(
+        await ctx.store.put_credential(
             ctx.owner, PROXY, rotated.key, meta={"hash": key_hash, "name": rotated.name}
         )
         parts.append(Notice(level="info", text="Your AllToken fallback now uses the new value."))
@@ -203,7 +202,7 @@ async def revoke(cmd: KeysRevoke, ctx: HandlerContext, confirmations: Confirmati
 
 async def _forget_fallback_if(ctx: HandlerContext, hashes: set[str]) -> Notice | None:
     if await _fallback_hash(ctx) in hashes:
-        await ctx.bot.store.delete_credential(ctx.owner, PROXY)
+        await ctx.store.delete_credential(ctx.owner, PROXY)
         return Notice(
             level="warning",
             text=f"That key was your AllToken fallback; the fallback is now off "
@@ -218,7 +217,7 @@ async def do_revoke(ctx: HandlerContext, payload: dict[str, str]) -> None:
     key_hash = payload["hash"]
     async with failures_shown(ctx, key_hash):
         revoked = await service(ctx).revoke_key(key, key_hash)
-    ctx.bot.last_request_id = revoked.request_id
+    ctx.request_id = revoked.request_id
     parts: list[Part] = [
         Notice(level="success", text=f"Revoked key {revoked.name} ({revoked.hash}).")
     ]
@@ -277,7 +276,7 @@ async def usage(cmd: KeysUsage, ctx: HandlerContext) -> None:
     if cmd.watch:
         async with failures_shown(ctx, cmd.hash):
             await service(ctx).key_info(key, cmd.hash)  # fail fast on a wrong hash
-        await ctx.bot.jobs.start(
+        await ctx.jobs.start(
             WATCH_JOB,
             ctx.owner,
             ctx.conversation.destination,
@@ -293,10 +292,9 @@ def _stop_button(job_id: str) -> Actions:
     return Actions(buttons=[Button(action_id=STOP_ACTION, label="Stop", value=job_id)])
 
 
-async def _post_or_edit(ctx: JobContext, parts: list[Part]) -> None:
-    raw = ctx.state.get("progress_ref")
-    if raw:
-        await ctx.conversation.edit(MessageRef.model_validate(raw), parts)
+async def _post_or_edit(ctx: JobContext[UsageWatchState], parts: list[Part]) -> None:
+    if ctx.state.progress_ref is not None:
+        await ctx.conversation.edit(ctx.state.progress_ref, parts)
         return
     ref = await ctx.conversation.say(parts)
     await ctx.save(progress_ref=ref.model_dump(mode="json"))
@@ -306,6 +304,11 @@ class UsageWatchJob:
     """One message with a key's usage, edited every `interval` s until the time limit."""
 
     kind = WATCH_JOB
+    command = "openclaw.keys.usage"
+    state_model = UsageWatchState
+    # Only how many transient errors in a row are ridden out: the wait after one stays the
+    # watch interval the person chose, so the live message keeps its promised pace.
+    backoff = PollBackoff()
 
     def __init__(self, svc: OpenClawTokenService, max_duration_s: float = MAX_WATCH_S) -> None:
         self.svc = svc
@@ -322,8 +325,8 @@ class UsageWatchJob:
             raise JobFailed(
                 Failure(code="missing_key", message="You signed out of OpenClaw Token.")
             )
-        key_hash = str(ctx.state["hash"])
-        interval = float(ctx.state.get("interval") or 5)
+        key_hash = ctx.state.hash
+        interval = ctx.state.interval or 5
         deadline = ctx.job.created_at + timedelta(seconds=self.max_duration_s)
         detail: KeyDetail | None = None
         errors = 0
@@ -334,7 +337,7 @@ class UsageWatchJob:
                 errors = 0
             except BackendError as exc:
                 errors += 1
-                if exc.status not in TRANSIENT_STATUSES or errors > MAX_TRANSIENT_ERRORS:
+                if self.backoff.wait_after(exc, errors) is None:
                     raise JobFailed(render_openclaw_failure(exc, key_hash)) from None
             if detail is not None:
                 live = Notice(
@@ -359,21 +362,20 @@ class UsageWatchJob:
         await ctx.set_status("done")
 
 
-async def stop_watch(
-    bot: TokenBot, inbound: Inbound, job_id: str, conversation: Conversation
-) -> None:
+async def stop_watch(ctx: HandlerContext, job_id: str) -> None:
     """The Stop button: only the watcher may stop it."""
+    inbound, conversation = ctx.inbound, ctx.conversation
     actor = Owner.of(inbound)
-    job = await bot.store.get_job(job_id)
+    job = await ctx.store.get_job(job_id)
     if job is None or job.kind != WATCH_JOB or job.owner != actor:
         await conversation.whisper(
             [Notice(level="warning", text="Only the person who started this can stop it.")]
         )
         return
-    if not await bot.store.transition_job(job_id, {"pending", "running"}, "cancelled"):
+    if not await ctx.store.transition_job(job_id, {"pending", "running"}, "cancelled"):
         await conversation.whisper([Notice(level="info", text="It has already stopped.")])
         return
-    await bot.jobs.cancel_local(job_id)
+    await ctx.jobs.cancel_local(job_id)
     ref = job.state.get("progress_ref")
     parts: list[Part] = [Notice(level="info", text=f"Stopped watching key {job.state['hash']}.")]
     try:

@@ -22,7 +22,7 @@ from bot.backends.openclaw_token.service import (
     platform_fee,
     purchase_total,
 )
-from bot.backends.openclaw_token.spec import USAGE, KeyFilter, KeySort
+from bot.backends.openclaw_token.spec import SPECS, KeyFilter, KeySort, OpenClawHelp
 from bot.core.errors import BackendError
 from bot.core.messages import Failure, Fields, Text
 from bot.store import AuditEntry
@@ -377,11 +377,11 @@ def render_openclaw_failure(error: BackendError, key_hash: str | None = None) ->
 
 
 def help_text(topic: str | None = None) -> Text:
-    """Every usage line, or one group's."""
-    if topic and topic in USAGE:
-        lines = [USAGE[k] for k in USAGE if k == topic or k.startswith(f"{topic} ")]
-        return Text(markdown="\n".join(f"• `{line}`" for line in lines))
-    lines = [v for k, v in USAGE.items() if " " in k or k in ("integrate",)]
+    """Every command's usage line, or one group's with what each does (from `SPECS`)."""
+    group = [s for s in SPECS if topic and s.topic == topic and s.model is not OpenClawHelp]
+    if group:
+        return Text(markdown="\n".join(f"• `{s.usage}` — {s.description}" for s in group))
+    lines = [s.usage for s in SPECS if s.model is not OpenClawHelp]
     return Text(
         markdown="**OpenClaw Token** — credits, provisioned keys with spend limits, and a "
         "fallback for AllToken chat and search when your AllToken balance runs out.\n"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from bot.backends.openmarlin import grammar as router
 from bot.backends.openmarlin import handlers
 from bot.backends.openmarlin.jobs import OpenMarlinTiming, RegistrationJob, TaskJob, TopUpJob
-from bot.backends.openmarlin.render import TOPUP_ACTION
+from bot.backends.openmarlin.render import TOPUP_ACTION, failure
 from bot.backends.openmarlin.service import OpenMarlinService
 from bot.backends.openmarlin.spec import (
+    SPECS,
     OMActivity,
     OMBalance,
     OMExecute,
@@ -23,30 +22,41 @@ from bot.backends.openmarlin.spec import (
     OMTaskStatus,
     OMTopUp,
 )
-from bot.core.family import CommandFamily
+from bot.core.family import CommandFamily, Wiring
+from bot.core.keys import KeyService
 
-if TYPE_CHECKING:
-    from bot.core.app import TokenBot
 SLASH_COMMANDS = ("/openmarlin",)
+KEY_SERVICE = KeyService(
+    name="openmarlin",
+    display="OpenMarlin",
+    prefix="claw_wsk_",
+    hint="Run `/openmarlin register` to sign up (the sign-in link comes to you "
+    "privately), or store an existing key privately with `/openmarlin key`.",
+    backend="openmarlin",
+)
 
 
 def openmarlin_family(timing: OpenMarlinTiming | None = None) -> CommandFamily:
     """Build the family; `timing` sets poll intervals and time-outs (tests make them tiny)."""
     pace = timing or OpenMarlinTiming()
 
-    def attach(bot: TokenBot) -> None:
-        svc = OpenMarlinService(bot.http, bot.settings.openmarlin_server_url)
-        bot.services.openmarlin = svc
-        bot.jobs.register(RegistrationJob(svc, pace))
-        bot.jobs.register(TaskJob(svc, pace))
-        bot.jobs.register(TopUpJob(svc, pace))
-        bot.actions[TOPUP_ACTION] = handlers.topup_action
-        bot.forms[handlers.KEY_FORM] = handlers.key_form()
+    def attach(wiring: Wiring) -> None:
+        server_url = wiring.settings.openmarlin_server_url
+        wiring.metrics.name_backend(server_url, "openmarlin")
+        svc = OpenMarlinService(wiring.http, server_url)
+        wiring.services.add(svc)
+        wiring.jobs.register(RegistrationJob(svc, pace))
+        wiring.jobs.register(TaskJob(svc, pace))
+        wiring.jobs.register(TopUpJob(svc, pace))
+        wiring.actions[TOPUP_ACTION] = handlers.topup_action
+        wiring.forms[handlers.KEY_FORM] = handlers.key_form()
 
     return CommandFamily(
         name="openmarlin",
         parse=router.parse,
         parse_slash=router.parse_slash,
+        parse_options=router.parse_options,
+        specs=SPECS,
         slash_commands=SLASH_COMMANDS,
         handlers={
             OMExecute: handlers.execute,
@@ -64,4 +74,10 @@ def openmarlin_family(timing: OpenMarlinTiming | None = None) -> CommandFamily:
         },
         attach=attach,
         keywords=("openmarlin",),
+        display_name="OpenMarlin",
+        markers=("openmarlin",),
+        key_services=(KEY_SERVICE,),
+        render_failure=failure,
+        key_command="`/openmarlin key`",
+        help_command="`/openmarlin help`",
     )

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, NoReturn
 
-from bot.backends.alltoken.handlers import HandledFailure
 from bot.backends.openmarlin.jobs import (
     REGISTRATION_KIND,
     SERVICE,
@@ -31,6 +30,7 @@ from bot.backends.openmarlin.render import (
     amount_text,
     balance_fields,
     failure,
+    help_text,
     insufficient_parts,
     models_text,
     referral_parts,
@@ -65,35 +65,31 @@ from bot.backends.openmarlin.spec import (
 )
 from bot.core.context import HandlerContext
 from bot.core.errors import BackendError
+from bot.core.failures import HandledFailure
 from bot.core.family import FormHandler
 from bot.core.key_shapes import fingerprint, key_service
-from bot.core.keys import typed_in_public
 from bot.core.messages import (
-    Conversation,
     Failure,
     Fields,
     FormField,
     FormRequest,
-    Inbound,
     Notice,
     Part,
     Text,
 )
+from bot.core.secret_refusal import typed_in_public
 from bot.store import UsageRecord
 
 if TYPE_CHECKING:
-    from bot.core.app import TokenBot
     from bot.core.messages import TextStream
 log = logging.getLogger(__name__)
 
 KEY_FORM = "key.openmarlin"
 
 
-def service_of(bot: TokenBot) -> OpenMarlinService:
+def service_of(ctx: HandlerContext) -> OpenMarlinService:
     """The OpenMarlin service the family attached."""
-    svc = bot.services.openmarlin
-    assert isinstance(svc, OpenMarlinService), "openmarlin_family() was not attached"
-    return svc
+    return ctx.services.get(OpenMarlinService)
 
 
 async def _fail(
@@ -105,13 +101,13 @@ async def _fail(
     private: bool = False,
 ) -> NoReturn:
     """Answer a failure (the 402 as a top-up offer, privately) and stop the handler."""
-    ctx.bot.last_request_id = exc.request_id
+    ctx.request_id = exc.request_id
     info = InsufficientBalance.from_error(exc)
     if info is not None:
-        await remember_balance(ctx.bot.store, ctx.owner, info.current, info.workspace_id)
+        await remember_balance(ctx.store, ctx.owner, info.current, info.workspace_id)
         await ctx.conversation.whisper(insufficient_parts(info, exc.request_id))
     else:
-        part = failure(exc, sent=sent, task=task, server_url=service_of(ctx.bot).server_url)
+        part = failure(exc, sent=sent, task=task, server_url=service_of(ctx).server_url)
         if private:
             await ctx.conversation.whisper([part])
         else:
@@ -125,7 +121,7 @@ async def _fail(
 async def execute(cmd: OMExecute, ctx: HandlerContext) -> None:
     """POST /v1/executions: stream into the chat when the server streams, else one reply."""
     key = await ctx.require_key(SERVICE)
-    svc = service_of(ctx.bot)
+    svc = service_of(ctx)
     sent = RoutingSent(cmd.model, cmd.provider_id, dict(cmd.labels))
     if cmd.model and cmd.provider_id:
         await _confirm_route(ctx, svc, key, cmd.model, cmd.provider_id, sent)
@@ -151,7 +147,7 @@ async def execute(cmd: OMExecute, ctx: HandlerContext) -> None:
     except BackendError as exc:
         if out is None:
             await _fail(ctx, exc, sent=sent)
-        ctx.bot.last_request_id = exc.request_id
+        ctx.request_id = exc.request_id
         await out.finish(
             [
                 Notice(level="warning", text="The answer stopped early."),
@@ -165,8 +161,8 @@ async def execute(cmd: OMExecute, ctx: HandlerContext) -> None:
         await out.finish([trailer])
     else:
         await ctx.conversation.say([Text(markdown=result.text or "_(no output)_"), trailer])
-    ctx.bot.last_request_id = result.request_id
-    await ctx.bot.store.record_usage(
+    ctx.request_id = result.request_id
+    await ctx.store.record_usage(
         UsageRecord(
             owner=ctx.owner,
             service=SERVICE,
@@ -235,7 +231,7 @@ async def _confirm_route(
 async def task(cmd: OMTask, ctx: HandlerContext) -> None:
     """Submit a long-running task as a durable job and watch it."""
     await ctx.require_key(SERVICE)
-    await ctx.bot.jobs.start(
+    await ctx.jobs.start(
         TASK_KIND,
         ctx.owner,
         ctx.conversation.destination,
@@ -253,7 +249,7 @@ async def task_status(cmd: OMTaskStatus, ctx: HandlerContext) -> None:
     """One task's state; an unfinished task is watched to the end (once)."""
     key = await ctx.require_key(SERVICE)
     try:
-        status = await service_of(ctx.bot).get_task(key, cmd.task_id)
+        status = await service_of(ctx).get_task(key, cmd.task_id)
     except BackendError as exc:
         await _fail(ctx, exc, task=True)
     label = f"task {status.task_id}"
@@ -263,7 +259,7 @@ async def task_status(cmd: OMTaskStatus, ctx: HandlerContext) -> None:
     if status.status == "failed":
         await ctx.conversation.say([task_failed(status)])
         return
-    for job in await ctx.bot.store.jobs_for(ctx.owner, limit=50):
+    for job in await ctx.store.jobs_for(ctx.owner, limit=50):
         if (
             job.kind == TASK_KIND
             and job.status in ("pending", "running", "delivering")
@@ -276,7 +272,7 @@ async def task_status(cmd: OMTaskStatus, ctx: HandlerContext) -> None:
                 ]
             )
             return
-    await ctx.bot.jobs.start(
+    await ctx.jobs.start(
         TASK_KIND,
         ctx.owner,
         ctx.conversation.destination,
@@ -293,7 +289,7 @@ async def task_status(cmd: OMTaskStatus, ctx: HandlerContext) -> None:
 
 async def register(cmd: OMRegister, ctx: HandlerContext) -> None:
     """Start a durable registration; the sign-in link goes to the person privately."""
-    for job in await ctx.bot.store.jobs_for(ctx.owner, limit=50):
+    for job in await ctx.store.jobs_for(ctx.owner, limit=50):
         if job.kind == REGISTRATION_KIND and job.status in ("pending", "running", "delivering"):
             await ctx.conversation.whisper(
                 [
@@ -305,7 +301,7 @@ async def register(cmd: OMRegister, ctx: HandlerContext) -> None:
                 ]
             )
             return
-    if await ctx.bot.store.credential_info(ctx.owner, SERVICE) is not None:
+    if await ctx.store.credential_info(ctx.owner, SERVICE) is not None:
         await ctx.conversation.whisper(
             [
                 Notice(
@@ -315,7 +311,7 @@ async def register(cmd: OMRegister, ctx: HandlerContext) -> None:
                 )
             ]
         )
-    await ctx.bot.jobs.start(
+    await ctx.jobs.start(
         REGISTRATION_KIND, ctx.owner, ctx.conversation.destination, {"auth_flow": cmd.auth_flow}
     )
 
@@ -323,7 +319,7 @@ async def register(cmd: OMRegister, ctx: HandlerContext) -> None:
 async def status(cmd: OMStatus, ctx: HandlerContext) -> None:
     """Registration and key status, with a live check of the key."""
     rows: list[tuple[str, str]] = []
-    info = await ctx.bot.store.credential_info(ctx.owner, SERVICE)
+    info = await ctx.store.credential_info(ctx.owner, SERVICE)
     parts: list[Part] = []
     if info is None:
         rows.append(("key", "none stored"))
@@ -337,23 +333,19 @@ async def status(cmd: OMStatus, ctx: HandlerContext) -> None:
         )
         if info.meta.get("workspace_id"):
             rows.append(("workspace", info.meta["workspace_id"]))
-        key = await ctx.bot.store.get_credential(ctx.owner, SERVICE)
+        key = await ctx.store.get_credential(ctx.owner, SERVICE)
         try:
-            balance = await service_of(ctx.bot).balance(key or "")
+            balance = await service_of(ctx).balance(key or "")
         except BackendError as exc:
             rows.append(("key check", f"failed: {exc.code}"))
-            parts.append(failure(exc, server_url=service_of(ctx.bot).server_url))
+            parts.append(failure(exc, server_url=service_of(ctx).server_url))
         else:
             rows.append(("key check", "works"))
             await remember_balance(
-                ctx.bot.store, ctx.owner, balance.available_balance, balance.workspace_id
+                ctx.store, ctx.owner, balance.available_balance, balance.workspace_id
             )
     registration = next(
-        (
-            j
-            for j in await ctx.bot.store.jobs_for(ctx.owner, limit=50)
-            if j.kind == REGISTRATION_KIND
-        ),
+        (j for j in await ctx.store.jobs_for(ctx.owner, limit=50) if j.kind == REGISTRATION_KIND),
         None,
     )
     if registration is not None:
@@ -368,7 +360,7 @@ async def status(cmd: OMStatus, ctx: HandlerContext) -> None:
         rows.append(("registration", f"{state}, started {when(registration.created_at)}"))
     else:
         rows.append(("registration", "none from tokenbot"))
-    rows.append(("server", service_of(ctx.bot).server_url))
+    rows.append(("server", service_of(ctx).server_url))
     parts.insert(0, Fields(title="OpenMarlin status", rows=rows))
     if info is None:
         parts.append(Notice(level="info", text=KEY_HELP))
@@ -390,7 +382,7 @@ async def key(cmd: OMKey, ctx: HandlerContext) -> None:
         )
         return
     if cmd.action == "status":
-        info = await ctx.bot.store.credential_info(ctx.owner, SERVICE)
+        info = await ctx.store.credential_info(ctx.owner, SERVICE)
         text = (
             f"Your OpenMarlin key {info.fingerprint} is stored (encrypted)."
             if info
@@ -399,12 +391,12 @@ async def key(cmd: OMKey, ctx: HandlerContext) -> None:
         await ctx.conversation.whisper([Notice(level="info", text=text)])
         return
     if cmd.action == "remove":
-        removed = await ctx.bot.store.delete_credential(ctx.owner, SERVICE)
+        removed = await ctx.store.delete_credential(ctx.owner, SERVICE)
         text = "Removed your OpenMarlin key." if removed else "You had no OpenMarlin key stored."
         await ctx.conversation.whisper([Notice(level="success" if removed else "info", text=text)])
         return
     assert cmd.key is not None
-    if typed_in_public(ctx):
+    if typed_in_public(ctx.inbound):
         return  # everyone saw it; the app already told the person to rotate it
     await store_key(ctx, cmd.key.get_secret_value())
 
@@ -412,7 +404,7 @@ async def key(cmd: OMKey, ctx: HandlerContext) -> None:
 async def store_key(ctx: HandlerContext, secret: str) -> bool:
     """Check the key with a cheap authenticated call, then store it encrypted."""
     secret = secret.strip()
-    svc = service_of(ctx.bot)
+    svc = service_of(ctx)
     try:
         balance = await svc.balance(secret)
     except BackendError as exc:
@@ -429,10 +421,8 @@ async def store_key(ctx: HandlerContext, secret: str) -> bool:
     meta = {"source": "manual", "key_set_at": datetime.now(UTC).isoformat(timespec="seconds")}
     if balance.workspace_id:
         meta["workspace_id"] = balance.workspace_id
-    await ctx.bot.store.put_credential(ctx.owner, SERVICE, secret, meta=meta)
-    await remember_balance(
-        ctx.bot.store, ctx.owner, balance.available_balance, balance.workspace_id
-    )
+    await ctx.store.put_credential(ctx.owner, SERVICE, secret, meta=meta)
+    await remember_balance(ctx.store, ctx.owner, balance.available_balance, balance.workspace_id)
     await ctx.conversation.whisper(
         [
             Notice(
@@ -479,7 +469,7 @@ async def models(cmd: OMModels, ctx: HandlerContext) -> None:
     """Exact model refs with providers and labels."""
     key = await ctx.require_key(SERVICE)
     try:
-        found = await service_of(ctx.bot).list_models(key)
+        found = await service_of(ctx).list_models(key)
     except BackendError as exc:
         await _fail(ctx, exc)
     await ctx.conversation.say([models_text(found, cmd.filter)])
@@ -488,14 +478,14 @@ async def models(cmd: OMModels, ctx: HandlerContext) -> None:
 async def balance(cmd: OMBalance, ctx: HandlerContext) -> None:
     """GET /v1/balance; when that fails, the last snapshot clearly labelled."""
     key = await ctx.require_key(SERVICE)
-    svc = service_of(ctx.bot)
+    svc = service_of(ctx)
     try:
         current = await svc.balance(key)
     except BackendError as exc:
-        snapshot = snapshot_fields(await last_balance(ctx.bot.store, ctx.owner))
+        snapshot = snapshot_fields(await last_balance(ctx.store, ctx.owner))
         if snapshot is None:
             await _fail(ctx, exc, private=True)
-        ctx.bot.last_request_id = exc.request_id
+        ctx.request_id = exc.request_id
         await ctx.conversation.whisper(
             [
                 snapshot,
@@ -508,16 +498,14 @@ async def balance(cmd: OMBalance, ctx: HandlerContext) -> None:
             ]
         )
         raise HandledFailure(exc) from None
-    await remember_balance(
-        ctx.bot.store, ctx.owner, current.available_balance, current.workspace_id
-    )
+    await remember_balance(ctx.store, ctx.owner, current.available_balance, current.workspace_id)
     await ctx.conversation.whisper([balance_fields(current)])
 
 
 async def activity(cmd: OMActivity, ctx: HandlerContext) -> None:
     """Recent usage events and ledger entries, as a compact table."""
     key = await ctx.require_key(SERVICE)
-    svc = service_of(ctx.bot)
+    svc = service_of(ctx)
     try:
         events, ledger = await asyncio.gather(svc.usage_events(key), svc.ledger(key))
     except BackendError as exc:
@@ -533,16 +521,14 @@ async def topup(cmd: OMTopUp, ctx: HandlerContext) -> None:
 
 async def start_topup(ctx: HandlerContext, amount: Decimal) -> None:
     """Start watching a new top-up of `amount` credits."""
-    await ctx.bot.jobs.start(
+    await ctx.jobs.start(
         TOPUP_KIND, ctx.owner, ctx.conversation.destination, {"amount": f"{amount.normalize():f}"}
     )
 
 
-async def topup_action(
-    bot: TokenBot, inbound: Inbound, value: str, conversation: Conversation
-) -> None:
+async def topup_action(ctx: HandlerContext, value: str) -> None:
     """The "Top up <shortfall>" button of a 402."""
-    ctx = HandlerContext(inbound=inbound, conversation=conversation, bot=bot)
+    conversation = ctx.conversation
     try:
         amount = Decimal(value)
     except InvalidOperation:
@@ -557,7 +543,7 @@ async def topup_action(
             ]
         )
         return
-    if await bot.store.credential_info(ctx.owner, SERVICE) is None:
+    if await ctx.store.credential_info(ctx.owner, SERVICE) is None:
         await conversation.whisper(
             [Notice(level="warning", text="You have no OpenMarlin key stored yet. " + KEY_HELP)]
         )
@@ -569,7 +555,7 @@ async def referral(cmd: OMReferral, ctx: HandlerContext) -> None:
     """The referral code and invite link (a server without the endpoint says so)."""
     key = await ctx.require_key(SERVICE)
     try:
-        data = await service_of(ctx.bot).referral_link(key)
+        data = await service_of(ctx).referral_link(key)
     except BackendError as exc:
         if exc.status == 404:
             await ctx.conversation.whisper(
@@ -580,27 +566,6 @@ async def referral(cmd: OMReferral, ctx: HandlerContext) -> None:
     await ctx.conversation.whisper(referral_parts(data))
 
 
-HELP_TEXT = "\n".join(
-    [
-        "**OpenMarlin** — agent runs and long tasks with your own OpenMarlin workspace.",
-        "",
-        "• `use openmarlin to <instruction>` — an execution, streamed "
-        "(`with model vendor/model`, `on provider ID`, `with labels k=v,…` to steer it)",
-        "• `use openmarlin to generate a video of <prompt>` — a long task, watched until done "
-        "(video, rendering, long-running, background or async wording; add `--sync` to run it "
-        "as an execution instead)",
-        f"• `{USAGE['openmarlin.register']}` — sign up; the link comes to you privately",
-        "• `/openmarlin status` · `models` · `balance` · `activity` · `referral link`",
-        f"• `{USAGE['openmarlin.topup']}` · `{USAGE['openmarlin.task_status']}`",
-        f"• `{USAGE['openmarlin.key']}` — store an existing key privately",
-        "",
-        "A paid run starts only with `to …` (or a first word that is not one of the commands "
-        "above): `/openmarlin balance please` shows the balance, `/openmarlin models gpt extra` "
-        "is a usage error, `/openmarlin to status report of Q3` is an instruction.",
-    ]
-)
-
-
 async def help_(cmd: OMHelp, ctx: HandlerContext) -> None:
     """What the OpenMarlin commands are."""
-    await ctx.conversation.say([Text(markdown=HELP_TEXT)])
+    await ctx.conversation.say([help_text()])

@@ -14,11 +14,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
+from bot.backends.openmarlin.job_state import RegistrationState, TaskState, TopUpState
 from bot.backends.openmarlin.render import (
     amount_text,
     balance_fields,
@@ -39,8 +39,9 @@ from bot.backends.openmarlin.service import (
     TopUpSession,
 )
 from bot.core.errors import BackendError
-from bot.core.jobs import JobContext, JobFailed
-from bot.core.messages import Failure, Link, MessageRef, Notice, Part, Text
+from bot.core.http import PollBackoff
+from bot.core.jobs import JobContext, JobExpired, JobFailed
+from bot.core.messages import Failure, Link, Notice, Part, Text
 from bot.store import JobNotFoundError, JobRecord, Owner, Store, UsageRecord
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,6 @@ REGISTRATION_KIND = "openmarlin.registration"
 TASK_KIND = "openmarlin.task"
 TOPUP_KIND = "openmarlin.topup"
 SNAPSHOT_KIND = "openmarlin.balance_snapshot"
-TRANSIENT_STATUSES = frozenset({0, 429, 500, 502, 503, 504})
 # A session that ends "expired" this long before its expiry time was ended by the person.
 DENIAL_MARGIN_S = 2.0
 _T = TypeVar("_T")
@@ -64,6 +64,10 @@ class OpenMarlinTiming(BaseModel):
     task_timeout_s: float = Field(1800.0, gt=0)
     topup_timeout_s: float = Field(1800.0, gt=0)
     max_transient_errors: int = Field(6, ge=0)
+
+    def poll_backoff(self) -> PollBackoff:
+        """How a poll rides out transient errors: `poll_s` × n, at most 30 s."""
+        return PollBackoff(base_s=self.poll_s, cap_s=30.0, max_errors=self.max_transient_errors)
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -118,6 +122,11 @@ async def last_balance(store: Store, owner: Owner) -> dict[str, str]:
     return {k: str(v) for k, v in job.state.items()} if job else {}
 
 
+RegistrationContext = JobContext[RegistrationState]
+TaskContext = JobContext[TaskState]
+TopUpContext = JobContext[TopUpState]
+
+
 class _MarlinJob:
     """What the three job kinds share: the key, deadlines, guarded polls, messages."""
 
@@ -127,7 +136,7 @@ class _MarlinJob:
         self.service = service
         self.timing = timing
 
-    async def _key(self, ctx: JobContext) -> str:
+    async def _key(self, ctx: JobContext[Any]) -> str:
         key = await ctx.store.get_credential(ctx.owner, SERVICE)
         if not key:
             raise JobFailed(
@@ -140,7 +149,7 @@ class _MarlinJob:
         return key
 
     @staticmethod
-    def _deadline(ctx: JobContext, timeout_s: float) -> float:
+    def _deadline(ctx: JobContext[Any], timeout_s: float) -> float:
         age = (datetime.now(UTC) - ctx.job.created_at).total_seconds()
         return time.monotonic() + max(timeout_s - age, 0.0)
 
@@ -149,7 +158,7 @@ class _MarlinJob:
 
     async def _poll(
         self,
-        ctx: JobContext,
+        ctx: JobContext[Any],
         call: Callable[[], Awaitable[_T]],
         errors: list[int],
         *,
@@ -160,20 +169,21 @@ class _MarlinJob:
         try:
             result = await call()
         except BackendError as exc:
-            if exc.status in TRANSIENT_STATUSES and len(errors) < self.timing.max_transient_errors:
-                errors.append(exc.status)
-                await asyncio.sleep(min(exc.retry_after or self.timing.poll_s * len(errors), 30.0))
-                return None
-            raise JobFailed(self._failure(exc, task=task)) from None
+            wait = self.timing.poll_backoff().wait_after(exc, len(errors) + 1)
+            if wait is None:
+                raise JobFailed(self._failure(exc, task=task)) from None
+            errors.append(exc.status)
+            await asyncio.sleep(wait)
+            return None
         errors.clear()
         return result
 
     @staticmethod
-    async def _tell(ctx: JobContext, parts: list[Part]) -> None:
+    async def _tell(ctx: JobContext[Any], parts: list[Part]) -> None:
         """Private to the person who started the job."""
         await ctx.conversation.whisper(parts)
 
-    async def report_failure(self, ctx: JobContext, failure_: Failure) -> None:
+    async def report_failure(self, ctx: JobContext[Any], failure_: Failure) -> None:
         """Private by default (registration, top-up)."""
         await self._tell(ctx, [failure_])
 
@@ -182,17 +192,19 @@ class RegistrationJob(_MarlinJob):
     """Device-flow (or browser) registration: link privately, poll, bootstrap, store the key."""
 
     kind = REGISTRATION_KIND
+    command = "openmarlin.register"
+    state_model = RegistrationState
 
-    async def run(self, ctx: JobContext) -> None:
+    async def run(self, ctx: RegistrationContext) -> None:
         """Drive one registration from session to stored key."""
-        if not ctx.state.get("session_id"):
+        if not ctx.state.session_id:
             await self._start(ctx)
         session = await self._wait(ctx)
         await self._bootstrap(ctx, session)
 
-    async def _start(self, ctx: JobContext) -> None:
+    async def _start(self, ctx: RegistrationContext) -> None:
         try:
-            session = await self.service.create_registration(ctx.state.get("auth_flow", "device"))
+            session = await self.service.create_registration(ctx.state.auth_flow)
         except BackendError as exc:
             raise JobFailed(self._failure(exc)) from None
         handoff = session.handoff
@@ -234,9 +246,9 @@ class RegistrationJob(_MarlinJob):
             ],
         )
 
-    async def _wait(self, ctx: JobContext) -> RegistrationSession:
-        session_id = str(ctx.state["session_id"])
-        expires = _parse_time(ctx.state.get("expires_at"))
+    async def _wait(self, ctx: RegistrationContext) -> RegistrationSession:
+        session_id = str(ctx.state.session_id)
+        expires = _parse_time(ctx.state.expires_at)
         timeout = self.timing.registration_timeout_s
         if expires is not None:
             left = (expires - ctx.job.created_at).total_seconds() + 2 * self.timing.poll_s
@@ -252,24 +264,28 @@ class RegistrationJob(_MarlinJob):
                     return session
                 if session.state == "expired":
                     await ctx.save(device_code=None, callback_state=None)
-                    raise JobFailed(self._ended(session))
+                    raise self._ended(session)
             if time.monotonic() > deadline:
                 await ctx.save(device_code=None, callback_state=None)
-                raise JobFailed(self._expired(session_id))
+                raise JobExpired(self._expired(session_id))
             await asyncio.sleep(self.timing.poll_s)
 
-    def _ended(self, session: RegistrationSession) -> Failure:
+    def _ended(self, session: RegistrationSession) -> JobFailed:
+        """A session that ended early was declined; one that ended at its expiry, expired."""
         expires = _parse_time(session.expires_at)
         now = datetime.now(UTC)
         if expires is not None and (expires - now).total_seconds() > DENIAL_MARGIN_S:
-            return Failure(
-                code="registration_denied",
-                message="The OpenMarlin sign-in was declined before it expired, so no key was "
-                "created.",
-                request_id=session.registration_session_id,
-                hint="If that was a mistake, run `/openmarlin register` again and choose Approve.",
+            return JobFailed(
+                Failure(
+                    code="registration_denied",
+                    message="The OpenMarlin sign-in was declined before it expired, so no key "
+                    "was created.",
+                    request_id=session.registration_session_id,
+                    hint="If that was a mistake, run `/openmarlin register` again and choose "
+                    "Approve.",
+                )
             )
-        return self._expired(session.registration_session_id)
+        return JobExpired(self._expired(session.registration_session_id))
 
     @staticmethod
     def _expired(session_id: str) -> Failure:
@@ -281,93 +297,98 @@ class RegistrationJob(_MarlinJob):
             hint="Run `/openmarlin register` again and approve the new link within 5 minutes.",
         )
 
-    async def _bootstrap(self, ctx: JobContext, session: RegistrationSession) -> None:
+    async def _bootstrap(self, ctx: RegistrationContext, session: RegistrationSession) -> None:
+        """Have the key issued and store it (once), then say so."""
         if ctx.job.status == "running" and not await ctx.claim_delivery():
             return
-        if not ctx.state.get("stored"):
-            label = f"tokenbot {ctx.owner.platform}:{ctx.owner.user}"[:100]
-            try:
-                issued = await self.service.bootstrap_key(
-                    session.registration_session_id,
-                    device_code=ctx.state.get("device_code"),
-                    callback_state=ctx.state.get("callback_state"),
-                    label=label,
-                )
-            except BackendError as exc:
-                if exc.status == 409:
-                    raise JobFailed(
-                        Failure(
-                            code="key_already_issued",
-                            message="OpenMarlin already issued this registration's key, and "
-                            "tokenbot does not have it (it was interrupted while storing it).",
-                            request_id=exc.request_id,
-                            hint="Run `/openmarlin register` again for a fresh key.",
-                        )
-                    ) from None
-                raise JobFailed(self._failure(exc)) from None
-            workspace = session.completion.workspace if session.completion else None
-            meta = {
-                "source": "registration",
-                "key_id": issued.api_key.key_id,
-                "label": issued.api_key.label or label,
-                "key_set_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-            workspace_id = issued.api_key.workspace_id or (
-                workspace.workspace_id if workspace else None
-            )
-            if workspace_id:
-                meta["workspace_id"] = workspace_id
-            if workspace and workspace.slug:
-                meta["workspace_slug"] = workspace.slug
-            # Stored before anything else: the server shows this secret exactly once.
-            await ctx.store.put_credential(ctx.owner, SERVICE, issued.secret, meta=meta)
-            await ctx.save(stored=True, device_code=None, callback_state=None)
-        completion = session.completion
-        workspace = completion.workspace if completion else None
-        name = (
-            (workspace.display_name or workspace.slug or workspace.workspace_id)
-            if workspace
-            else None
-        )
-        new = " (a new account)" if completion and completion.is_new_account else ""
-        await self._tell(
-            ctx,
-            [
-                Notice(
-                    level="success",
-                    text="OpenMarlin is set up"
-                    + (f" — workspace **{name}**{new}" if name else "")
-                    + ". Your API key is stored for you, encrypted; tokenbot will not show it.",
-                ),
-                Text(
-                    markdown="Try `use openmarlin to say hello`, `use openmarlin balance` or "
-                    "`use openmarlin models`."
-                ),
-            ],
-        )
+        if not ctx.state.stored:
+            await self._store_key(ctx, session)
+        await self._tell(ctx, _set_up_parts(session))
         await ctx.set_status("done")
+
+    async def _store_key(self, ctx: RegistrationContext, session: RegistrationSession) -> None:
+        label = f"tokenbot {ctx.owner.platform}:{ctx.owner.user}"[:100]
+        try:
+            issued = await self.service.bootstrap_key(
+                session.registration_session_id,
+                device_code=ctx.state.device_code,
+                callback_state=ctx.state.callback_state,
+                label=label,
+            )
+        except BackendError as exc:
+            if exc.status == 409:
+                raise JobFailed(
+                    Failure(
+                        code="key_already_issued",
+                        message="OpenMarlin already issued this registration's key, and "
+                        "tokenbot does not have it (it was interrupted while storing it).",
+                        request_id=exc.request_id,
+                        hint="Run `/openmarlin register` again for a fresh key.",
+                    )
+                ) from None
+            raise JobFailed(self._failure(exc)) from None
+        workspace = session.completion.workspace if session.completion else None
+        meta = {
+            "source": "registration",
+            "key_id": issued.api_key.key_id,
+            "label": issued.api_key.label or label,
+            "key_set_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        workspace_id = issued.api_key.workspace_id or (
+            workspace.workspace_id if workspace else None
+        )
+        if workspace_id:
+            meta["workspace_id"] = workspace_id
+        if workspace and workspace.slug:
+            meta["workspace_slug"] = workspace.slug
+        # Stored before anything else: the server shows this secret exactly once.
+        await ctx.store.put_credential(ctx.owner, SERVICE, issued.secret, meta=meta)
+        await ctx.save(stored=True, device_code=None, callback_state=None)
+
+
+def _set_up_parts(session: RegistrationSession) -> list[Part]:
+    """The confirmation that registration finished, naming the workspace."""
+    completion = session.completion
+    workspace = completion.workspace if completion else None
+    name = (
+        (workspace.display_name or workspace.slug or workspace.workspace_id) if workspace else None
+    )
+    new = " (a new account)" if completion and completion.is_new_account else ""
+    return [
+        Notice(
+            level="success",
+            text="OpenMarlin is set up"
+            + (f" — workspace **{name}**{new}" if name else "")
+            + ". Your API key is stored for you, encrypted; tokenbot will not show it.",
+        ),
+        Text(
+            markdown="Try `use openmarlin to say hello`, `use openmarlin balance` or "
+            "`use openmarlin models`."
+        ),
+    ]
 
 
 class TaskJob(_MarlinJob):
     """Submit a task once, acknowledge its id, show queued → running, then the result."""
 
     kind = TASK_KIND
+    command = "openmarlin.task"
+    state_model = TaskState
 
-    async def report_failure(self, ctx: JobContext, failure_: Failure) -> None:
+    async def report_failure(self, ctx: TaskContext, failure_: Failure) -> None:
         """Replace the task's public message with the failure (or post it)."""
         await self._show(ctx, [failure_])
 
     @staticmethod
-    async def _show(ctx: JobContext, parts: list[Part]) -> None:
-        raw = ctx.state.get("progress_ref")
-        if raw:
-            await ctx.conversation.edit(MessageRef.model_validate(raw), parts)
+    async def _show(ctx: TaskContext, parts: list[Part]) -> None:
+        ref = ctx.state.progress_ref
+        if ref is not None:
+            await ctx.conversation.edit(ref, parts)
             return
-        ref = await ctx.conversation.say(parts)
-        await ctx.save(progress_ref=ref.model_dump(mode="json"))
+        await ctx.save(progress_ref=await ctx.conversation.say(parts))
 
-    def _note(self, ctx: JobContext) -> str:
-        ignored = ctx.state.get("ignored") or []
+    def _note(self, ctx: TaskContext) -> str:
+        ignored = ctx.state.ignored
         if not ignored:
             return ""
         return (
@@ -376,16 +397,16 @@ class TaskJob(_MarlinJob):
             + ") was not sent."
         )
 
-    async def run(self, ctx: JobContext) -> None:
+    async def run(self, ctx: TaskContext) -> None:
         """Drive one task to its result."""
         key = await self._key(ctx)
-        prompt = str(ctx.state.get("prompt") or "")
-        if not ctx.state.get("task_id"):
+        prompt = ctx.state.prompt
+        if not ctx.state.task_id:
             status = await self._submit(ctx, key, prompt)
             if status is None:
                 return
-        task_id = str(ctx.state["task_id"])
-        last = str(ctx.state.get("last_status") or "")
+        task_id = str(ctx.state.task_id)
+        last = ctx.state.last_status or ""
         deadline = self._deadline(ctx, self.timing.task_timeout_s)
         errors: list[int] = []
         while True:
@@ -403,7 +424,7 @@ class TaskJob(_MarlinJob):
                     await ctx.save(last_status=last)
                     await self._show(ctx, task_progress(task_id, last, prompt, self._note(ctx)))
             if time.monotonic() > deadline:
-                raise JobFailed(
+                raise JobExpired(
                     Failure(
                         code="timeout",
                         message=f"Task {task_id} did not finish within "
@@ -414,8 +435,8 @@ class TaskJob(_MarlinJob):
                 )
             await asyncio.sleep(self.timing.poll_s)
 
-    async def _submit(self, ctx: JobContext, key: str, prompt: str) -> TaskStatus | None:
-        if ctx.state.get("submit_started"):
+    async def _submit(self, ctx: TaskContext, key: str, prompt: str) -> TaskStatus | None:
+        if ctx.state.submit_started:
             # No idempotency key and no task list in the API: resubmitting could pay twice.
             raise JobFailed(
                 Failure(
@@ -429,8 +450,8 @@ class TaskJob(_MarlinJob):
         request = TaskRequest(
             input=TaskInput(
                 prompt=prompt,
-                duration_ms=ctx.state.get("duration_ms"),
-                aspect_ratio=ctx.state.get("aspect_ratio"),
+                duration_ms=ctx.state.duration_ms,
+                aspect_ratio=ctx.state.aspect_ratio,
             ),
             metadata={"client": "tokenbot"},
         )
@@ -449,7 +470,7 @@ class TaskJob(_MarlinJob):
         await self._show(ctx, task_progress(status.task_id, status.status, prompt, self._note(ctx)))
         return status
 
-    async def _deliver(self, ctx: JobContext, status: TaskStatus, prompt: str) -> None:
+    async def _deliver(self, ctx: TaskContext, status: TaskStatus, prompt: str) -> None:
         # Resumed in "delivering": a crash hit between the claim and the delivery; finish it.
         if ctx.job.status != "delivering" and not await ctx.claim_delivery():
             return
@@ -468,7 +489,7 @@ class TaskJob(_MarlinJob):
                 service=SERVICE,
                 command="task",
                 request_id=status.task_id,
-                conversation_key=ctx.state.get("conversation_key") or None,
+                conversation_key=ctx.state.conversation_key or None,
             )
         )
         await ctx.set_status("done")
@@ -478,13 +499,15 @@ class TopUpJob(_MarlinJob):
     """Create a top-up, send the checkout privately, watch it, then show the new balance."""
 
     kind = TOPUP_KIND
+    command = "openmarlin.topup"
+    state_model = TopUpState
 
-    async def run(self, ctx: JobContext) -> None:
+    async def run(self, ctx: TopUpContext) -> None:
         """Drive one top-up until credit_applied or payment_failed."""
         key = await self._key(ctx)
-        amount = Decimal(str(ctx.state["amount"]))
+        amount = ctx.state.amount
         shown = amount_text(amount)
-        if not ctx.state.get("topup_id"):
+        if not ctx.state.topup_id:
             try:
                 session = await self.service.create_topup(key, amount)
             except BackendError as exc:
@@ -510,7 +533,7 @@ class TopUpJob(_MarlinJob):
                     Link(url=session.checkout_url, label="Open the checkout"),
                 ],
             )
-        topup_id = str(ctx.state["topup_id"])
+        topup_id = str(ctx.state.topup_id)
         deadline = self._deadline(ctx, self.timing.topup_timeout_s)
         errors: list[int] = []
         while True:
@@ -532,7 +555,7 @@ class TopUpJob(_MarlinJob):
                     )
                 )
             if time.monotonic() > deadline:
-                raise JobFailed(
+                raise JobExpired(
                     Failure(
                         code="topup_timeout",
                         message=f"The {shown} top-up is still pending_payment; tokenbot stopped "
@@ -544,7 +567,7 @@ class TopUpJob(_MarlinJob):
                 )
             await asyncio.sleep(self.timing.poll_s)
 
-    async def _credited(self, ctx: JobContext, key: str, shown: str) -> None:
+    async def _credited(self, ctx: TopUpContext, key: str, shown: str) -> None:
         # Resumed in "delivering": a crash hit between the claim and the delivery; finish it.
         if ctx.job.status != "delivering" and not await ctx.claim_delivery():
             return

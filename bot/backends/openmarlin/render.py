@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,8 +18,10 @@ from bot.backends.openmarlin.service import (
     TaskStatus,
     UsageEvent,
 )
+from bot.backends.openmarlin.spec import SPECS, OMHelp
 from bot.core.errors import BackendError
 from bot.core.messages import Actions, Button, Failure, Fields, Link, Notice, Part, Text
+from bot.core.text_split import one_line
 
 TOPUP_ACTION = "openmarlin.topup"
 KEY_HELP = (
@@ -93,6 +95,142 @@ def when(value: str | datetime | None, fmt: str = "%Y-%m-%d %H:%M UTC") -> str:
     return moment.astimezone(UTC).strftime(fmt)
 
 
+_ROUTING_HINT = (
+    "Retry with different labels, a different provider (`on provider ID`), or let "
+    "OpenMarlin route automatically by leaving both out; `/openmarlin models` lists "
+    "providers and their labels."
+)
+_LABELS_HINT = "Labels are key=value pairs, e.g. `with labels region=eu,gpu=a100`. "
+_KEY_CODES = frozenset({"missing_api_key", "invalid_api_key"})
+# Transport codes that read as rate limiting when the status is 429; other codes keep their own.
+_RATE_LIMIT_FIRST = frozenset({"timeout", "connection_error", "bad_response"})
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """One failed request, and the bits of wording every message may use."""
+
+    error: BackendError
+    task: bool
+    said: str  # ` (the server's message)`, or empty when it only repeats the code
+    where: str  # ` at https://…`, or empty
+
+
+_Wording = tuple[str, str | None]
+
+# Code → (message, hint); messages may use {said}, {where} and {detail} (the server's message).
+_CODE_TEXT: dict[str, tuple[str, str]] = {
+    "skill_not_available": (
+        "The requested agent or skill is not available in your workspace{said}.",
+        "Run it without naming an agent, or ask your workspace admin to enable it.",
+    ),
+    "missing_api_key": ("OpenMarlin refused your key{said}.", KEY_HELP),
+    "invalid_api_key": ("OpenMarlin refused your key{said}.", KEY_HELP),
+    "api_key_inactive": ("Your OpenMarlin key is no longer active.", KEY_HELP),
+    "workspace_missing": (
+        "The OpenMarlin workspace behind your key no longer exists.",
+        "Run `/openmarlin register` to set up a new one.",
+    ),
+    "account_missing": (
+        "The OpenMarlin account behind your key no longer exists.",
+        "Run `/openmarlin register` to set up a new one.",
+    ),
+    "execution_failed": (
+        "The agent run failed{said}.",
+        "Try again, or let OpenMarlin pick another provider.",
+    ),
+    "timeout": (
+        "OpenMarlin{where} did not answer in time.",
+        "Try again shortly; long work is better sent as a task (mention video or background).",
+    ),
+    "connection_error": (
+        "tokenbot could not reach OpenMarlin{where}.",
+        "Try again in a minute. If it keeps failing, the operator should check "
+        "OPENMARLIN_SERVER_URL (a bare origin such as https://api.openmarlin.ai, no /v1).",
+    ),
+    "bad_response": (
+        "OpenMarlin{where} sent an answer tokenbot could not read ({detail}).",
+        "Try again; if it persists, check that OPENMARLIN_SERVER_URL points at an "
+        "OpenMarlin server (a bare origin, no /v1).",
+    ),
+}
+
+
+def _from_table(asked: _Asked) -> _Wording:
+    message, hint = _CODE_TEXT[asked.error.code]
+    return message.format(said=asked.said, where=asked.where, detail=asked.error.message), hint
+
+
+def _key_refused(asked: _Asked) -> _Wording:
+    return f"OpenMarlin refused your key{asked.said}.", KEY_HELP
+
+
+def _insufficient_balance(asked: _Asked) -> _Wording:
+    return (
+        asked.error.message or "Your OpenMarlin balance is too low.",
+        "Top up with `/openmarlin top up <amount>`, then run it again.",
+    )
+
+
+def _invalid_request(asked: _Asked) -> _Wording:
+    hint = TASK_HINT if asked.task else "Check the request; `/openmarlin help` shows every form."
+    return f"OpenMarlin rejected the request{asked.said}.", hint
+
+
+def _rate_limited(asked: _Asked) -> _Wording:
+    retry_after = asked.error.retry_after
+    wait = f" in about {int(retry_after)} s" if retry_after else " in a minute"
+    return "OpenMarlin is rate-limiting requests.", f"Try again{wait}."
+
+
+_CODE_WORDING: dict[str, Callable[[_Asked], _Wording]] = {
+    **dict.fromkeys(_CODE_TEXT, _from_table),
+    "insufficient_balance": _insufficient_balance,
+    "invalid_request": _invalid_request,
+    "rate_limited": _rate_limited,
+}
+
+
+def _status_wording(asked: _Asked) -> _Wording:
+    """Wording for a code tokenbot has no words for, from the HTTP status alone."""
+    error, said = asked.error, asked.said
+    if error.status == 429:
+        return _rate_limited(asked)
+    if error.status == 404:
+        return f"OpenMarlin has no such thing{said}.", "Check the id and try again."
+    if error.status >= 500:
+        return (
+            f"OpenMarlin had a server error{said}.",
+            "Try again in a minute; quote the request id if you report it.",
+        )
+    return error.message or error.code, None
+
+
+def _wording(asked: _Asked) -> _Wording:
+    """Message and hint for anything but routing: a 401 or 429 status outranks most codes."""
+    code, status = asked.error.code, asked.error.status
+    if status == 401 and code != "skill_not_available":
+        return _key_refused(asked)
+    if status == 429 and code in _RATE_LIMIT_FIRST:
+        return _rate_limited(asked)
+    by_code = _CODE_WORDING.get(code)
+    return by_code(asked) if by_code else _status_wording(asked)
+
+
+def _routing_failure(error: BackendError, sent: RoutingSent | None) -> Failure:
+    hint = _ROUTING_HINT
+    if error.code == "invalid_routing_labels":
+        hint = _LABELS_HINT + hint
+    sent_text = (sent or RoutingSent()).describe()
+    return Failure(
+        code=error.code,
+        message=f"OpenMarlin could not route this: {ROUTING_MEANING[error.code]}. "
+        f"Sent: {sent_text}.",
+        request_id=error.request_id,
+        hint=hint,
+    )
+
+
 def failure(
     error: BackendError,
     *,
@@ -102,24 +240,9 @@ def failure(
 ) -> Failure:
     """A Failure naming the code and request id, with a plain next step."""
     code, rid = error.code, error.request_id
-    hint: str | None
-    where = f" at {server_url}" if server_url else ""
     said = f" ({error.message})" if error.message and error.message != code else ""
     if code in ROUTING_CODES and not task:
-        sent_text = (sent or RoutingSent()).describe()
-        hint = (
-            "Retry with different labels, a different provider (`on provider ID`), or let "
-            "OpenMarlin route automatically by leaving both out; `/openmarlin models` lists "
-            "providers and their labels."
-        )
-        if code == "invalid_routing_labels":
-            hint = "Labels are key=value pairs, e.g. `with labels region=eu,gpu=a100`. " + hint
-        return Failure(
-            code=code,
-            message=f"OpenMarlin could not route this: {ROUTING_MEANING[code]}. Sent: {sent_text}.",
-            request_id=rid,
-            hint=hint,
-        )
+        return _routing_failure(error, sent)
     if code == "task_executor_not_found" or (task and code in ROUTING_CODES):
         return Failure(
             code=code,
@@ -127,63 +250,8 @@ def failure(
             request_id=rid,
             hint=TASK_HINT,
         )
-    if code == "skill_not_available":
-        message, hint = (
-            f"The requested agent or skill is not available in your workspace{said}.",
-            "Run it without naming an agent, or ask your workspace admin to enable it.",
-        )
-    elif code in ("missing_api_key", "invalid_api_key") or error.status == 401:
-        message, hint = f"OpenMarlin refused your key{said}.", KEY_HELP
-    elif code == "api_key_inactive":
-        message, hint = "Your OpenMarlin key is no longer active.", KEY_HELP
-    elif code in ("workspace_missing", "account_missing"):
-        thing = "workspace" if code == "workspace_missing" else "account"
-        message, hint = (
-            f"The OpenMarlin {thing} behind your key no longer exists.",
-            "Run `/openmarlin register` to set up a new one.",
-        )
-    elif code == "insufficient_balance":
-        message, hint = (
-            error.message or "Your OpenMarlin balance is too low.",
-            "Top up with `/openmarlin top up <amount>`, then run it again.",
-        )
-    elif code == "invalid_request":
-        message = f"OpenMarlin rejected the request{said}."
-        hint = TASK_HINT if task else "Check the request; `/openmarlin help` shows every form."
-    elif code == "execution_failed":
-        message, hint = (
-            f"The agent run failed{said}.",
-            "Try again, or let OpenMarlin pick another provider.",
-        )
-    elif error.status == 429 or code == "rate_limited":
-        wait = f" in about {int(error.retry_after)} s" if error.retry_after else " in a minute"
-        message, hint = "OpenMarlin is rate-limiting requests.", f"Try again{wait}."
-    elif code == "timeout":
-        message, hint = (
-            f"OpenMarlin{where} did not answer in time.",
-            "Try again shortly; long work is better sent as a task (mention video or background).",
-        )
-    elif code == "connection_error":
-        message, hint = (
-            f"tokenbot could not reach OpenMarlin{where}.",
-            "Try again in a minute. If it keeps failing, the operator should check "
-            "OPENMARLIN_SERVER_URL (a bare origin such as https://api.openmarlin.ai, no /v1).",
-        )
-    elif code == "bad_response":
-        message, hint = (
-            f"OpenMarlin{where} sent an answer tokenbot could not read ({error.message}).",
-            "Try again; if it persists, check that OPENMARLIN_SERVER_URL points at an "
-            "OpenMarlin server (a bare origin, no /v1).",
-        )
-    elif error.status == 404:
-        message, hint = f"OpenMarlin has no such thing{said}.", "Check the id and try again."
-    elif error.status >= 500:
-        message, hint = (
-            f"OpenMarlin had a server error{said}.",
-            "Try again in a minute; quote the request id if you report it.",
-        )
-    else:
-        message, hint = error.message or code, None
+    where = f" at {server_url}" if server_url else ""
+    message, hint = _wording(_Asked(error, task, said, where))
     return Failure(code=code, message=message, request_id=rid, hint=hint)
 
 
@@ -342,19 +410,13 @@ def referral_parts(data: dict[str, Any]) -> list[Part]:
     return parts
 
 
-def clip(text: str, limit: int = 80) -> str:
-    """One line, at most `limit` characters."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def task_progress(task_id: str | None, status: str, prompt: str, note: str = "") -> list[Part]:
     """The task's one message while it runs."""
     ident = f"`{task_id}`" if task_id else "(submitting…)"
     parts: list[Part] = [
         Notice(
             level="progress",
-            text=f"🎬 OpenMarlin task {ident} — {status} — _{clip(prompt)}_",
+            text=f"🎬 OpenMarlin task {ident} — {status} — _{one_line(prompt)}_",
         )
     ]
     if note:
@@ -367,7 +429,7 @@ def task_done(status: TaskStatus, prompt: str) -> list[Part]:
     parts: list[Part] = [
         Notice(
             level="success",
-            text=f"🎬 OpenMarlin task `{status.task_id}` succeeded — _{clip(prompt)}_",
+            text=f"🎬 OpenMarlin task `{status.task_id}` succeeded — _{one_line(prompt)}_",
         )
     ]
     url = status.artifact_url
@@ -411,3 +473,28 @@ def task_failed(status: TaskStatus) -> Failure:
     """A failed task's error, with what to check (never a routing override)."""
     code, message = status.error_code_and_message()
     return Failure(code=code, message=message, request_id=status.task_id, hint=TASK_HINT)
+
+
+# --- help (written from the command specs) ---------------------------------------------------
+
+_PAID_RUNS = (
+    "A paid run starts only with `to …` (or a first word that is not one of the commands "
+    "above): `/openmarlin balance please` shows the balance, `/openmarlin models gpt extra` "
+    "is a usage error, `/openmarlin to status report of Q3` is an instruction."
+)
+
+
+def help_text() -> Text:
+    """Every OpenMarlin command's usage line and what it does, from `SPECS`."""
+    lines = [f"• `{s.usage}` — {s.description}" for s in SPECS if s.model is not OMHelp]
+    return Text(
+        markdown="\n".join(
+            [
+                "**OpenMarlin** — agent runs and long tasks with your own OpenMarlin workspace.",
+                "",
+                *lines,
+                "",
+                _PAID_RUNS,
+            ]
+        )
+    )

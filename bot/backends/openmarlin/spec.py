@@ -1,4 +1,8 @@
-"""Typed OpenMarlin commands (what the router produces) and their usage lines."""
+"""Typed OpenMarlin commands (what the grammar produces) and their specs.
+
+`SPECS` declares each command once (usage line, description, typed options, privacy, help
+topic); usage errors and `/openmarlin help` read it.
+"""
 
 from __future__ import annotations
 
@@ -7,38 +11,21 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from bot.backends.alltoken.spec import UsageError
+from bot.core.command_spec import CommandSpec, OptionSpec, usage_lines
+from bot.core.grammar import UsageError
 
+FAMILY = "openmarlin"
 ROUTING_HINT = "[with model vendor/model] [on provider ID] [with labels k=v,…]"
-USAGE: dict[str, str] = {
-    "openmarlin": "/openmarlin <what to do> "
+# The umbrella line, for problems with `/openmarlin <text>` as a whole.
+UMBRELLA = "openmarlin"
+UMBRELLA_USAGE = (
+    "/openmarlin <what to do> "
     + ROUTING_HINT
     + " | register | status | models | balance | activity | top up <amount> | referral link"
     " | task status <id> | key | help"
     " (a request that starts with one of these words is that command; write `to` first to run"
-    " it as a paid instruction: /openmarlin to status report …)",
-    "openmarlin.execute": "use openmarlin to <instruction> " + ROUTING_HINT,
-    "openmarlin.task": "use openmarlin to generate a video of <prompt> "
-    "[--duration=5s] [--aspect-ratio=16:9|9:16|1:1] [--sync to run it as an execution]",
-    "openmarlin.register": "/openmarlin register [browser]",
-    "openmarlin.status": "/openmarlin status",
-    "openmarlin.balance": "/openmarlin balance",
-    "openmarlin.activity": "/openmarlin activity",
-    "openmarlin.referral": "/openmarlin referral link",
-    "openmarlin.models": "/openmarlin models [filter]",
-    "openmarlin.topup": "/openmarlin top up <amount>",
-    "openmarlin.task_status": "/openmarlin task status <task id>",
-    "openmarlin.key": "/openmarlin key [set claw_wsk_… | remove | status]",
-}
-
-
-class OpenMarlinUsageError(UsageError):
-    """Bad input for an OpenMarlin command; carries that command's usage line."""
-
-    def __init__(self, command: str, problem: str) -> None:
-        super().__init__(command, problem)
-        self.usage = USAGE.get(command, USAGE["openmarlin"])
-        self.args = (f"{problem} — usage: {self.usage}",)
+    " it as a paid instruction: /openmarlin to status report …)"
+)
 
 
 class _Command(BaseModel):
@@ -145,3 +132,192 @@ OpenMarlinCommand = (
     | OMKey
     | OMHelp
 )
+
+
+# --- specs -----------------------------------------------------------------------------------
+
+
+def _text(
+    name: str, description: str, *, positional: bool = False, required: bool = False
+) -> OptionSpec:
+    return OptionSpec(name=name, description=description, required=required, positional=positional)
+
+
+_ROUTING_OPTIONS = (
+    _text("model", "Exact model ref, vendor/model (see /openmarlin models)"),
+    _text("provider", "Provider id to run on"),
+    _text("labels", "Routing labels, k=v,k2=v2"),
+)
+
+SPECS: tuple[CommandSpec, ...] = (
+    CommandSpec(
+        family=FAMILY,
+        name="openmarlin.execute",
+        path=("openmarlin", "run"),
+        usage="use openmarlin to <instruction> " + ROUTING_HINT,
+        description="An OpenMarlin execution, streamed (steer it with a model, provider, labels)",
+        options=(
+            _text("instruction", "What OpenMarlin should do", positional=True, required=True),
+            *_ROUTING_OPTIONS,
+        ),
+        topic="run",
+        model=OMExecute,
+        examples=(
+            "use openmarlin to summarise this thread with model openai-codex/gpt-5.4",
+            "/openmarlin to status report of Q3",
+        ),
+    ),
+    CommandSpec(
+        family=FAMILY,
+        name="openmarlin.task",
+        path=("openmarlin", "task", "start"),
+        usage="use openmarlin to generate a video of <prompt> "
+        "[--duration=5s] [--aspect-ratio=16:9|9:16|1:1] [--sync to run it as an execution]",
+        description="A long task (video, rendering, background work), watched until done",
+        options=(
+            _text("prompt", "What to make", positional=True, required=True),
+            _text("duration", "Length, e.g. 5s (1 s to 600 s)"),
+            OptionSpec(
+                name="aspect-ratio",
+                kind="choice",
+                description="Aspect ratio",
+                choices=("16:9", "9:16", "1:1"),
+            ),
+        ),
+        topic="run",
+        model=OMTask,
+        examples=("use openmarlin to generate a video of a fox --duration=5s --aspect-ratio=9:16",),
+    ),
+    CommandSpec(
+        family=FAMILY,
+        name="openmarlin.register",
+        path=("openmarlin", "register"),
+        usage="/openmarlin register [browser]",
+        description="Sign up: the sign-in link comes to you privately",
+        options=(
+            OptionSpec(
+                name="browser", kind="bool", description="Sign in through a browser callback"
+            ),
+        ),
+        private=True,
+        topic="account",
+        model=OMRegister,
+        examples=("/openmarlin register", "register OpenMarlin", "/openmarlin register browser"),
+    ),
+    CommandSpec(
+        family=FAMILY,
+        name="openmarlin.status",
+        path=("openmarlin", "status"),
+        usage="/openmarlin status",
+        description="Your key and registration status",
+        private=True,
+        topic="account",
+        model=OMStatus,
+        examples=("/openmarlin status",),
+    ),
+    CommandSpec(
+        family=FAMILY,
+        name="openmarlin.key",
+        path=("openmarlin", "key"),
+        usage="/openmarlin key [set claw_wsk_… | remove | status]",
+        description="Store an existing key privately, check it or remove it",
+        options=(
+            OptionSpec(
+                name="action",
+                kind="choice",
+                description="Leave empty to enter your key in a private form",
+                choices=("set", "remove", "status"),
+            ),
+            OptionSpec(name="key", description="Your OpenMarlin key (claw_wsk_…)", secret=True),
+        ),
+        private=True,
+        topic="account",
+        model=OMKey,
+        examples=("/openmarlin key remove", "/openmarlin key"),
+    ),
+    CommandSpec(
+        family=FAMILY,
+        name="openmarlin.models",
+        path=("openmarlin", "models"),
+        usage="/openmarlin models [filter]",
+        description="Models with their providers and labels",
+        options=(_text("filter", "Only refs containing this text", positional=True),),
+        topic="models",
+        model=OMModels,
+        examples=("/openmarlin models gpt", "use openmarlin models"),
+    ),
+    CommandSpec(
+        family=FAMILY,
+        name="openmarlin.balance",
+        path=("openmarlin", "balance"),
+        usage="/openmarlin balance",
+        description="Your balance (the last known one if the server can't say)",
+        private=True,
+        topic="billing",
+        model=OMBalance,
+        examples=("/openmarlin balance", "check OpenMarlin balance"),
+    ),
+    CommandSpec(
+        family=FAMILY,
+        name="openmarlin.activity",
+        path=("openmarlin", "activity"),
+        usage="/openmarlin activity",
+        description="Recent usage and ledger entries",
+        private=True,
+        topic="billing",
+        model=OMActivity,
+        examples=("/openmarlin activity",),
+    ),
+    CommandSpec(
+        family=FAMILY,
+        name="openmarlin.topup",
+        path=("openmarlin", "topup"),
+        usage="/openmarlin top up <amount>",
+        description="A top-up: the checkout link comes privately, then the new balance",
+        options=(_text("amount", "Credits to add, e.g. 10", positional=True, required=True),),
+        private=True,
+        topic="billing",
+        model=OMTopUp,
+        examples=("/openmarlin top up 10",),
+    ),
+    CommandSpec(
+        family=FAMILY,
+        name="openmarlin.referral",
+        path=("openmarlin", "referral"),
+        usage="/openmarlin referral link",
+        description="Your referral code and invite link",
+        private=True,
+        topic="billing",
+        model=OMReferral,
+        examples=("/openmarlin referral link",),
+    ),
+    CommandSpec(
+        family=FAMILY,
+        name="openmarlin.task_status",
+        path=("openmarlin", "task", "status"),
+        usage="/openmarlin task status <task id>",
+        description="Look at (and keep watching) a task",
+        options=(_text("task_id", "The task's id", positional=True, required=True),),
+        topic="run",
+        model=OMTaskStatus,
+        examples=("/openmarlin task status task_123",),
+    ),
+    CommandSpec(
+        family=FAMILY,
+        name="openmarlin.help",
+        path=("openmarlin", "help"),
+        usage="/openmarlin help",
+        description="What the OpenMarlin commands are",
+        topic="help",
+        model=OMHelp,
+        examples=("/openmarlin help", "/openmarlin"),
+    ),
+)
+
+# Usage lines by command name (and the umbrella's): what usage errors carry.
+USAGE: dict[str, str] = {UMBRELLA: UMBRELLA_USAGE, **usage_lines(SPECS)}
+
+
+def usage_error(command: str, problem: str) -> UsageError:
+    """A UsageError for an OpenMarlin command, carrying its usage line (else the umbrella's)."""
+    return UsageError(command, problem, USAGE.get(command, UMBRELLA_USAGE))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -24,10 +24,10 @@ from bot.sim.alltoken.answers import (
     split_tokens,
 )
 from bot.sim.alltoken.sse import ChatPricing, ChunkWriter
+from bot.sim.openclaw_token.base import OpenClawSimBase
 from bot.sim.openclaw_token.state import Account, ProvKey, SimError, UsageEvent, iso
+from bot.sim.serving import bearer_token, open_event_stream
 
-if TYPE_CHECKING:
-    from bot.sim.openclaw_token.server import OpenClawTokenSim
 # USD per 1M tokens (input, output), per the server's price table; "other" for the rest.
 PRICES: dict[str, tuple[Decimal, Decimal]] = {
     "gpt-4o": (Decimal("2.5"), Decimal(10)),
@@ -42,11 +42,9 @@ def price_per_m(model: str) -> tuple[Decimal, Decimal]:
     return PRICES.get(model, OTHER_PRICE)
 
 
-def authorize(sim: OpenClawTokenSim, request: web.Request) -> tuple[Account, ProvKey]:
+def authorize(sim: OpenClawSimBase, request: web.Request) -> tuple[Account, ProvKey]:
     """The account and key behind `Authorization: Bearer sk-prov-…`, or the 401 for it."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    found = sim.find_provisioned(token.strip()) if scheme.lower() == "bearer" else None
+    found = sim.find_provisioned(bearer_token(request))
     if found is None:
         raise SimError(401, "UNAUTHORIZED", "Invalid or missing provisioned key.")
     account, key = found
@@ -94,7 +92,7 @@ def _request_body(raw: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
 
 
 async def chat_completions(
-    sim: OpenClawTokenSim, request: web.Request, body: dict[str, Any]
+    sim: OpenClawSimBase, request: web.Request, body: dict[str, Any]
 ) -> web.StreamResponse:
     """Serve one proxied chat completion."""
     account, key = authorize(sim, request)
@@ -137,7 +135,7 @@ async def chat_completions(
 
 
 def _meter(
-    sim: OpenClawTokenSim,
+    sim: OpenClawSimBase,
     account: Account,
     key: ProvKey,
     model: str,
@@ -149,7 +147,7 @@ def _meter(
 
 
 async def _stream(
-    sim: OpenClawTokenSim,
+    sim: OpenClawSimBase,
     request: web.Request,
     account: Account,
     key: ProvKey,
@@ -159,15 +157,7 @@ async def _stream(
     pricing: ChatPricing,
 ) -> web.StreamResponse:
     request_id = sim.request_id(request)
-    resp = web.StreamResponse(
-        status=200,
-        headers={
-            "Content-Type": "text/event-stream; charset=utf-8",
-            "Cache-Control": "no-cache",
-            "x-request-id": request_id,
-        },
-    )
-    await resp.prepare(request)
+    resp = await open_event_stream(request)
     # The proxy forces include_usage: the last chunk always carries usage.
     chunk = ChunkWriter(
         f"chatcmpl-{secrets.token_hex(12)}", model, int(sim.now()), request_id, True
@@ -191,3 +181,11 @@ async def _stream(
     finally:
         _meter(sim, account, key, model, pricing, sent)
     return resp
+
+
+class ProxyRoutes(OpenClawSimBase):
+    """The proxy route, for provisioned keys."""
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/chat/completions with a provisioned key."""
+        return await chat_completions(self, request, await self._body(request))

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from bot.backends.openclaw_token.service import LimitReset, next_reset, period_start
+from bot.sim.serving import SimHttpError
 
 DEMO_EMAIL = "demo@openclaw.dev"
 DEMO_PASSWORD = "Demo1234!"
@@ -26,14 +27,8 @@ HISTORY_TYPES = ("purchase", "usage", "refund", "auto_topup")
 _PBKDF2_ROUNDS = 20_000
 
 
-class SimError(Exception):
+class SimError(SimHttpError):
     """Rendered by the simulator as `{"error": {"code", "message"}}` with `status`."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 def iso(ts: float) -> str:

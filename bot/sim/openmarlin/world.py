@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from bot.sim.serving import SimHttpError
+
 SIGNUP_GRANT = Decimal(10)
 UNIT = "credits"
 TASK_ASPECT_RATIOS = frozenset({"16:9", "9:16", "1:1"})
@@ -44,21 +46,18 @@ def money(value: Decimal) -> dict[str, Any]:
     return {"amount": num(value), "unit": UNIT}
 
 
-class ApiError(Exception):
+class ApiError(SimHttpError):
     """An OpenMarlin error: `{"error": code}` with an HTTP status."""
 
     def __init__(self, status: int, code: str, message: str = "") -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message or code.replace("_", " ")
+        super().__init__(status, code, message or code.replace("_", " "))
 
 
-class InsufficientBalance(Exception):
+class InsufficientBalance(SimHttpError):
     """The structured 402."""
 
     def __init__(self, workspace_id: str, current: Decimal, required: Decimal) -> None:
-        super().__init__("insufficient balance")
+        super().__init__(402, "insufficient_balance", "insufficient balance")
         self.workspace_id = workspace_id
         self.current = current
         self.required = required

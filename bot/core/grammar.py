@@ -1,0 +1,248 @@
+"""What every family's grammar shares: the conversation state, the usage error, the flag syntax.
+
+One flag syntax for every command: `--name=value`, `--name value` and `--flag`. Odd spellings
+that chat clients produce (zero-width characters, an em dash for "--", a fullwidth "＝") are
+normalised first (`normalise_flag_token`). A single-dash spelling of a command's own option
+("-type=image", "-limit 5") is a usage error that suggests the double-dash form, in every
+family: silently reading it as prose (or as the option) would guess at what was meant.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from bot.core import key_shapes
+
+__all__ = [
+    "Flag",
+    "FlagScan",
+    "ParseState",
+    "UsageError",
+    "normalise_flag_token",
+    "normalise_flags",
+    "read_flag",
+    "reject_single_dash",
+    "scan_flags",
+    "show_input",
+    "single_dash_name",
+    "split_flag_text",
+]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ParseState:
+    """What a parser may know beyond the text: which family this conversation used last, the clock."""
+
+    conversation_key: str = ""
+    # The family whose command the bot ran last in this conversation ("how much did that cost").
+    recent_family: str | None = None
+    # The clock for checks such as "that expiry date is already past"; tests pin it.
+    now: Callable[[], datetime] = field(default=_utc_now)
+
+
+class UsageError(ValueError):
+    """Bad input for a recognised command: which command, what is wrong, and its usage line.
+
+    `command` is the name audit rows and metrics use ("image", "openmarlin.topup",
+    "openclaw-token credits buy"); `usage` comes from that command's spec.
+    """
+
+    def __init__(self, command: str, problem: str, usage: str = "") -> None:
+        self.command = command
+        self.problem = problem
+        self.usage = usage
+        super().__init__(f"{problem} — usage: {usage}")
+
+
+def show_input(value: str) -> str:
+    """User input quoted for an error message: keys redacted first, then kept short."""
+    safe = key_shapes.redact(value)
+    return repr(safe if len(safe) <= 40 else safe[:37] + "...")
+
+
+# --- spelling ---------------------------------------------------------------------------------
+# Chat clients slip invisible characters into "--size=auto" (a zero-width space pasted along),
+# autocorrect turns "--" into an em dash and CJK keyboards type a fullwidth "＝"; unmatched,
+# each would silently move the flag into the prompt.
+
+_ZERO_WIDTH_CHARS = "\u200b\u200c\u200d\u2060\ufeff"
+_ZERO_WIDTH = re.compile(f"[{_ZERO_WIDTH_CHARS}]")
+# What a flag can start with once zero-width characters are gone: "-", an en or em dash, or the
+# fullwidth hyphen-minus (NFKC makes it "-").
+_FLAG_STARTS = frozenset("-\u2013\u2014\uff0d")
+_FLAG_EQUALS = re.compile("[=\uff1d]")
+_FLAG_HEAD = re.compile(r"(?P<dash>--|[\u2013\u2014])(?P<name>[A-Za-z][A-Za-z0-9_-]*)")
+_NON_SPACE = re.compile(r"\S+")
+_SPACE = re.compile(r"\s+")
+# Sentence punctuation right after a bare flag ("make it --sync.") is not part of its name.
+_FLAG = re.compile(r"--(?P<name>[A-Za-z][A-Za-z0-9_-]*)(?:=(?P<value>.*)|[.,;:!?…]*)", re.DOTALL)
+_SINGLE_DASH = re.compile(r"-(?P<name>[A-Za-z][A-Za-z0-9_-]*)(?:=.*)?", re.DOTALL)
+
+
+def normalise_flag_token(token: str, known: Collection[str] | None = None) -> str:
+    """`token` spelled as a plain flag ("--size=auto") when it is one, else unchanged.
+
+    Zero-width characters around the name go, the name and "=" are NFKC-normalised, and an em
+    or en dash counts as "--" when the name is in `known` (any name when `known` is None).
+    """
+    if token.lstrip(_ZERO_WIDTH_CHARS)[:1] not in _FLAG_STARTS:
+        return token  # the common case: a plain word
+    sep = _FLAG_EQUALS.search(token)
+    head = token[: sep.start()] if sep else token
+    m = _FLAG_HEAD.fullmatch(unicodedata.normalize("NFKC", _ZERO_WIDTH.sub("", head)))
+    if m is None:
+        return token
+    name = m.group("name")
+    if m.group("dash") != "--" and known is not None and name.lower() not in known:
+        return token  # "—this" in prose is not an option
+    if sep is None:
+        return "--" + name
+    return f"--{name}={token[sep.end() :].strip(_ZERO_WIDTH_CHARS)}"
+
+
+def normalise_flags(text: str, known: Collection[str] | None = None) -> str:
+    """`text` with every flag-shaped word normalised by `normalise_flag_token`."""
+    return _NON_SPACE.sub(lambda m: normalise_flag_token(m.group(), known), text)
+
+
+# --- reading flags ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One `--name` or `--name=value` token; the name lower-cased."""
+
+    name: str
+    value: str | None
+
+
+def read_flag(token: str) -> Flag | None:
+    """`token` (already normalised) as a flag, or None when it is not `--name[=value]`."""
+    if not token.startswith("--"):
+        return None
+    m = _FLAG.fullmatch(token)
+    return Flag(m.group("name").lower(), m.group("value")) if m else None
+
+
+def single_dash_name(token: str, options: Collection[str]) -> str | None:
+    """The option a single-dash token spells ("-type=image" -> "type") when it is one of `options`."""
+    if token.startswith("--"):
+        return None
+    m = _SINGLE_DASH.fullmatch(token)
+    if m is None or m.group("name").lower() not in options:
+        return None
+    return m.group("name").lower()
+
+
+def reject_single_dash(command: str, token: str, options: Collection[str], usage: str) -> None:
+    """Raise a usage error suggesting "--x" when `token` is "-x" or "-x=…" for an option `x`."""
+    if single_dash_name(token, options) is not None:
+        raise UsageError(
+            command, f"did you mean {show_input('-' + token)}? options take two dashes", usage
+        )
+
+
+@dataclass
+class FlagScan:
+    """What `scan_flags` found: the options given, and which tokens were words, not options."""
+
+    flags: dict[str, str | bool] = field(default_factory=dict)
+    # Indices of the tokens that are not options (nor an option's value), in order.
+    positionals: list[int] = field(default_factory=list)
+
+    def value(self, name: str) -> str | None:
+        """The value of a valued option, if given."""
+        found = self.flags.get(name)
+        return found if isinstance(found, str) else None
+
+    def has(self, name: str) -> bool:
+        """Whether the option was given at all."""
+        return name in self.flags
+
+
+def _options_hint(options: Mapping[str, bool]) -> str:
+    if not options:
+        return "this command takes no options"
+    return "use " + ", ".join(f"--{n}" for n in options)
+
+
+def scan_flags(
+    command: str, tokens: list[str], options: Mapping[str, bool], usage: str
+) -> FlagScan:
+    """Read `--name=value` / `--name value` / `--flag` options out of normalised tokens.
+
+    `options` maps each option name to whether it takes a value. A repeated option takes its
+    last value (as with argparse); a valued option without "=" takes the next token unless that
+    starts with "--" (so "--sort -usage" and "--limit -5" reach their validators).
+    """
+    scan = FlagScan()
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        flag = read_flag(token)
+        if flag is None:
+            reject_single_dash(command, token, options, usage)
+            scan.positionals.append(i)
+            i += 1
+            continue
+        if flag.name not in options:
+            raise UsageError(
+                command,
+                f"unknown option {show_input('--' + flag.name)}; {_options_hint(options)}",
+                usage,
+            )
+        i += 1
+        if not options[flag.name]:
+            if flag.value is not None:
+                raise UsageError(command, f"--{flag.name} takes no value", usage)
+            scan.flags[flag.name] = True
+            continue
+        value = flag.value
+        if value is None and i < len(tokens) and not tokens[i].startswith("--"):
+            value = tokens[i]
+            i += 1
+        if not value:
+            raise UsageError(command, f"--{flag.name} needs a value (--{flag.name}=VALUE)", usage)
+        scan.flags[flag.name] = value
+    return scan
+
+
+def split_flag_text(
+    command: str,
+    text: str,
+    options: Mapping[str, bool],
+    usage: str,
+    known: Collection[str] | None = None,
+) -> tuple[str, FlagScan]:
+    """`text` without its options (its other spacing kept), and the options.
+
+    Words are split on whitespace and normalised against `known` (default: the options'
+    names), so an em dash stands for "--" only before a name the command knows.
+    """
+    words = list(_NON_SPACE.finditer(text))
+    names = options.keys() if known is None else known
+    tokens = [normalise_flag_token(w.group(), names) for w in words]
+    scan = scan_flags(command, tokens, options, usage)
+    if len(scan.positionals) == len(words):
+        return text.strip(), scan
+    # Cut each option (and its value) together with the whitespace after it, so no double
+    # spaces remain where it stood.
+    kept = set(scan.positionals)
+    parts: list[str] = []
+    pos = 0
+    for index, word in enumerate(words):
+        if index in kept:
+            continue
+        parts.append(text[pos : word.start()])
+        space = _SPACE.match(text, word.end())
+        pos = space.end() if space else word.end()
+    parts.append(text[pos:])
+    return "".join(parts).strip(), scan
