@@ -155,7 +155,12 @@ async def _sim(args: argparse.Namespace) -> int:
     from bot.sim.cluster import SimCluster
 
     configure_logging(os.environ.get("TOKENBOT_LOG_LEVEL", "WARNING"), None)
-    cluster = await SimCluster(settings=_settings()).start({"alltoken": args.alltoken_port})
+    ports = {
+        "alltoken": args.alltoken_port,
+        "openmarlin": args.openmarlin_port,
+        "openclaw_token": args.openclaw_token_port,
+    }
+    cluster = await SimCluster(host=args.host, settings=_settings()).start(ports)
     print(json.dumps({"ready": True, **cluster.urls, "demo_keys": cluster.demo_keys}), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -274,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     console.add_argument("--new-store", action="store_true", help=_NEW_STORE_HELP)
     sim = sub.add_parser("sim", help="run the backend simulators until interrupted")
     sim.add_argument("--alltoken-port", type=int, default=0)
+    sim.add_argument("--openmarlin-port", type=int, default=0)
+    sim.add_argument("--openclaw-token-port", type=int, default=0)
+    sim.add_argument(
+        "--host", default="127.0.0.1", help="address to serve on (0.0.0.0 in a container)"
+    )
     run = sub.add_parser("run", help="connect to Slack and/or Discord")
     run.add_argument("--new-store", action="store_true", help=_NEW_STORE_HELP)
     discord_sync = sub.add_parser(
