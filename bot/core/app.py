@@ -7,6 +7,7 @@ request gets its own HandlerContext (bot/core/context.py) with its own request i
 
 from __future__ import annotations
 
+import difflib
 import enum
 import logging
 from collections.abc import Awaitable, Callable
@@ -333,7 +334,7 @@ class TokenBot:
             if keys or not (inbound.addressed or inbound.is_direct or inbound.command):
                 # (A key in public chatter was already answered by the rotate warning.)
                 return Outcome.IGNORED
-            await self._safe_whisper(conversation, [Notice(level="info", text=self._not_a_command)])
+            await self._safe_whisper(conversation, [self._not_a_command_notice(inbound.text)])
             return Outcome.UNKNOWN
         handler = self._handlers.get(type(command))
         if handler is None:
@@ -341,6 +342,18 @@ class TokenBot:
             return Outcome.IGNORED
         await self._run(command, handler, self.context(inbound, conversation))
         return Outcome.HANDLED
+
+    def _not_a_command_notice(self, text: str) -> Notice:
+        """ "That isn't a tokenbot command", with the closest command when the first word is a typo."""
+        first = text.strip().split(maxsplit=1)[0].lower() if text.strip() else ""
+        word = first.lstrip("/")
+        names = [name.lstrip("/") for name in self.slash_commands]
+        close = difflib.get_close_matches(word, names, n=1, cutoff=0.75) if word else []
+        if close and (first.startswith("/") or "-" in word):
+            return Notice(
+                level="info", text=f"That isn't a tokenbot command: did you mean `/{close[0]}`?"
+            )
+        return Notice(level="info", text=self._not_a_command)
 
     async def _usage_error(
         self,

@@ -71,3 +71,13 @@ async def test_no_notice_when_the_whole_thread_fits(alice: Chat) -> None:
     assert await alice.send("/alltoken-chat go on", history=history)
     [streamed] = alice.conv.of("stream")
     assert not any("did not fit" in getattr(p, "text", "") for p in streamed.parts)
+
+
+async def test_a_mistyped_command_gets_the_closest_one(alice: Chat) -> None:
+    assert not await alice.send("/alltoken-imgae a lighthouse")
+    [hint] = alice.conv.events
+    assert "did you mean `/alltoken-image`?" in hint.text
+    alice.conv.events.clear()
+    assert not await alice.send("/weather tomorrow")
+    [plain] = alice.conv.events
+    assert "did you mean" not in plain.text and "isn't a tokenbot command" in plain.text
