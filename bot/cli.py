@@ -1,4 +1,4 @@
-"""`tokenbot run | console [--sim] | sim`."""
+"""`tokenbot run | console [--sim] | sim | migrate | discord-sync`."""
 
 from __future__ import annotations
 
@@ -221,6 +221,31 @@ async def _run(args: argparse.Namespace) -> int:
         await bot.aclose()
 
 
+async def _migrate(args: argparse.Namespace) -> int:
+    """`tokenbot migrate`: bring the store's schema up to date, then exit (no master key needed)."""
+    from bot.store import migrate_store
+
+    settings = _settings()
+    if args.new_store:
+        settings = settings.model_copy(update={"allow_new_store": True})
+    try:
+        async with _starting(settings):
+            configure_logging(settings.log_level, settings.data_dir)
+            where, before, after = await migrate_store(
+                settings.store_url,
+                data_dir=settings.data_dir,
+                allow_new_store=settings.allow_new_store,
+            )
+    except StartupError as exc:
+        print(f"tokenbot: cannot migrate: {exc}", file=sys.stderr)
+        return 2
+    if after == before:
+        print(f"tokenbot: {where} is up to date (schema version {after})")
+    else:
+        print(f"tokenbot: migrated {where} from schema version {before} to {after}")
+    return 0
+
+
 async def _discord_sync(args: argparse.Namespace) -> int:
     from adapters.discord.sync import run_sync
 
@@ -286,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run = sub.add_parser("run", help="connect to Slack and/or Discord")
     run.add_argument("--new-store", action="store_true", help=_NEW_STORE_HELP)
+    migrate = sub.add_parser(
+        "migrate", help="apply the store's schema migrations (TOKENBOT_DATABASE_URL) and exit"
+    )
+    migrate.add_argument("--new-store", action="store_true", help=_NEW_STORE_HELP)
     discord_sync = sub.add_parser(
         "discord-sync", help="register the Discord slash commands (skipped when unchanged)"
     )
@@ -299,9 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `tokenbot` script."""
     args = build_parser().parse_args(argv)
-    runner = {"console": _console, "sim": _sim, "run": _run, "discord-sync": _discord_sync}[
-        args.cmd
-    ]
+    runner = {
+        "console": _console,
+        "sim": _sim,
+        "run": _run,
+        "migrate": _migrate,
+        "discord-sync": _discord_sync,
+    }[args.cmd]
     try:
         return asyncio.run(runner(args))
     except KeyboardInterrupt:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from bot.sim.alltoken.server import AllTokenSim, AllTokenSimConfig
 from bot.store import Owner
 from tests import leaks
 from tests.fakes.conversation import RecordingConversation
+from tests.store.postgres_server import PostgresForTests, PostgresUnavailable, start_test_postgres
 
 # A failing test prints its captured logs: keep the libraries' DEBUG chatter out of them
 # (aiosqlite logs every query), as tokenbot itself does.
@@ -61,6 +62,33 @@ async def sim() -> AsyncIterator[AllTokenSim]:
         for key in s._balances:  # the keys it issued (demo key included)
             leaks.secret(key)
         await s.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresForTests]:
+    """One real PostgreSQL per test session (per xdist worker), started from a temp dir.
+
+    Never skipped: if no server can start, every test that needs one fails with the reason.
+    """
+    try:
+        server = start_test_postgres()
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    print(f"\nPostgreSQL for the tests: {server.how}, started in {server.started_in_s:.2f} s")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def postgres_url(postgres_server: PostgresForTests) -> AsyncIterator[str]:
+    """The URL of a new, empty database on the session's server, dropped after the test."""
+    name, url = await postgres_server.create_database()
+    try:
+        yield url
+    finally:
+        await postgres_server.drop_database(name)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

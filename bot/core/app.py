@@ -171,13 +171,21 @@ class TokenBot:
         """Open the store and the shared HTTP client; the families attach their services."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         box = SecretBox.from_settings(settings.master_key, settings.data_dir)
-        store = await Store.open(settings.db_path, box, allow_new_store=settings.allow_new_store)
+        store = await Store.open(
+            settings.store_url,
+            box,
+            allow_new_store=settings.allow_new_store,
+            data_dir=settings.data_dir,
+        )
         metrics = Metrics()
         http = build_http_client(settings.http_timeout_s, metrics.http_hooks())
         return cls(settings, http, store, families, metrics)
 
     async def start(self) -> int:
         """Resume unfinished jobs (call once every adapter has registered its conversations)."""
+        for family in self.families:
+            if family.startup_note is not None:
+                log.info("%s", family.startup_note())
         return await self.jobs.resume()
 
     async def aclose(self) -> None:
@@ -396,6 +404,8 @@ class TokenBot:
         if outcome == "ok" and ctx.jobs.started:
             # The job audits how it ended; this row says only that it was started.
             outcome, detail = "started", ", ".join(job.id for job in ctx.jobs.started)
+        elif outcome == "ok" and ctx.outcome:
+            outcome = ctx.outcome
         await self._audit(ctx.owner, name, outcome, detail, ctx.request_id)
         self.metrics.commands.labels(name, outcome).inc()
 

@@ -152,6 +152,9 @@ class HandlerContext:
     keys: KeyDirectory
     # The backend request id this request saw last: audited with the request's outcome.
     request_id: str | None = None
+    # A handler's own word for how it ended when that is not plain "ok" (a Confirm prompt
+    # shown: "prompted"); audited instead of "ok".
+    outcome: str | None = None
 
     @property
     def owner(self) -> Owner:

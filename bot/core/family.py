@@ -83,3 +83,5 @@ class CommandFamily:
     key_command: str = ""
     # How to get this family's help, e.g. "`/alltoken-help`" (named when text is not a command).
     help_command: str = ""
+    # A line logged when the bot starts serving (TokenBot.start), e.g. which bases it uses.
+    startup_note: Callable[[], str] | None = None

@@ -84,7 +84,17 @@ class Settings(BaseSettings):
         "https://proxy.openclaw-token.dev/v1",
         validation_alias=_alias("OPENCLAW_TOKEN_API_BASE"),
     )
+    # The GitHub OAuth app client id the OpenClaw Token server is configured with (its
+    # GITHUB_CLIENT_ID): the server refuses a device-flow sign-in with any other.
+    openclaw_github_client_id: str = Field(
+        "openclaw-cli",
+        validation_alias=_alias("TOKENBOT_OPENCLAW_GITHUB_CLIENT_ID"),
+    )
     data_dir: Path = Field(Path("./tokenbot-data"), validation_alias=_alias("TOKENBOT_DATA_DIR"))
+    # Where the store lives: sqlite:///path/to/file.db or postgresql://user:pass@host/db;
+    # unset, the SQLite file tokenbot.db in the data dir (see `store_url`).
+    # A SecretStr: the URL may carry the database password.
+    database_url: SecretStr | None = Field(None, validation_alias=_alias("TOKENBOT_DATABASE_URL"))
     master_key: SecretStr | None = Field(None, validation_alias=_alias("TOKENBOT_MASTER_KEY"))
     log_level: str = Field("INFO", validation_alias=_alias("TOKENBOT_LOG_LEVEL"))
 
@@ -192,10 +202,29 @@ class Settings(BaseSettings):
             )
         return v
 
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _database_url(cls, v: object) -> object:
+        if isinstance(v, str):
+            if not v.strip():
+                return None  # `TOKENBOT_DATABASE_URL=` means the default
+            from bot.store.location import parse_location
+
+            parse_location(v)  # ValueError: a clear "bad configuration" line at start
+            return v.strip()
+        return v
+
     @property
     def db_path(self) -> Path:
-        """The SQLite database file."""
+        """The SQLite database file used when TOKENBOT_DATABASE_URL is unset."""
         return self.data_dir / "tokenbot.db"
+
+    @property
+    def store_url(self) -> str:
+        """TOKENBOT_DATABASE_URL, or `sqlite:///` and the data dir's tokenbot.db."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.db_path}"
 
     @property
     def images_dir(self) -> Path:

@@ -59,15 +59,18 @@ _COLOURS: dict[str, RGB] = {
 }
 
 
-def image_dimensions(size: str, cap: int) -> tuple[int, int]:
-    """Pixel size for an image request's `size` (`auto` = the catalog default), scaled to `cap`."""
+def image_dimensions(size: str, cap: int | None = None) -> tuple[int, int]:
+    """Pixel size for an image request's `size` (`auto` = the catalog default), scaled to `cap`
+    (None: exactly the requested size)."""
     spec = catalog.DEFAULT_IMAGE_SIZE if size == "auto" else size
     width, height = (int(p) for p in spec.lower().split("x"))
     return fit(width, height, cap)
 
 
-def fit(width: int, height: int, cap: int) -> tuple[int, int]:
+def fit(width: int, height: int, cap: int | None) -> tuple[int, int]:
     """Scale (width, height) down, keeping the aspect ratio, so neither side exceeds `cap`."""
+    if cap is None:
+        return width, height
     scale = min(1.0, cap / max(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
 

@@ -1,7 +1,9 @@
-"""The store: credentials (encrypted), usage, last calls, jobs and audit, over one SQLite file.
+"""The store: credentials (encrypted), usage, last calls, jobs and audit.
 
-`Store` is the only entry point the rest of tokenbot needs; it delegates to one small
-repository per table family so a PostgreSQL backend could replace them one by one.
+`Store` is the only entry point the rest of tokenbot needs. It delegates to one small
+repository per table family, and those to a `StoreBackend`: SQLite (one file, the embedded
+default) or PostgreSQL (shared by several processes), chosen by TOKENBOT_DATABASE_URL.
+Secrets are encrypted (Fernet) before either backend sees them.
 """
 
 from __future__ import annotations
@@ -11,16 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.store.audit import Audit, redact
+from bot.store.backend import StoreBackend, StoreCorruptError, StoreError, StoreHealth
 from bot.store.credentials import Credentials, CredentialUnreadableError, fingerprint
-from bot.store.db import (
-    SCHEMA_VERSION,
-    Database,
-    StoreCorruptError,
-    StoreError,
-    StoreHealth,
-)
+from bot.store.db import SCHEMA_VERSION, Database
 from bot.store.identity import (
     MARKER_NAME,
+    Marker,
     StoreMismatchError,
     StoreMissingError,
     ensure_identity,
@@ -29,6 +27,7 @@ from bot.store.identity import (
     write_marker,
 )
 from bot.store.jobs import UNSET, JobNotFoundError, Jobs, UnreadableJob, Unset
+from bot.store.location import StoreLocation, parse_location
 from bot.store.models import (
     JOB_STATUSES,
     UNFINISHED_STATUSES,
@@ -61,6 +60,7 @@ __all__ = [
     "SecretBox",
     "SecretBoxError",
     "Store",
+    "StoreBackend",
     "StoreCorruptError",
     "StoreError",
     "StoreHealth",
@@ -69,6 +69,8 @@ __all__ = [
     "UnreadableJob",
     "UsageRecord",
     "fingerprint",
+    "migrate_store",
+    "parse_location",
     "redact",
     "utcnow",
 ]
@@ -77,7 +79,7 @@ __all__ = [
 class Store:
     """Async facade over the database; one instance per process, safe for concurrent use."""
 
-    def __init__(self, db: Database, box: SecretBox, store_id: str = "") -> None:
+    def __init__(self, db: StoreBackend, box: SecretBox, store_id: str = "") -> None:
         self._db = db
         self.store_id = store_id
         self._credentials = Credentials(db, box)
@@ -86,24 +88,33 @@ class Store:
         self._audit = Audit(db)
 
     @classmethod
-    async def open(cls, path: Path, box: SecretBox, *, allow_new_store: bool = False) -> Store:
-        """Open the database (creating its directory), migrate it, and check the master key.
+    async def open(
+        cls,
+        where: Path | str,
+        box: SecretBox,
+        *,
+        allow_new_store: bool = False,
+        data_dir: Path | None = None,
+    ) -> Store:
+        """Open the database (a path, `sqlite:///…` or `postgresql://…`), migrate it, check the key.
 
         Refuses (StoreMissingError, StoreMismatchError) to start on an empty or other database
         where the data dir's marker says a store existed, unless `allow_new_store`; raises
-        StoreCorruptError for a damaged file or WAL, and SecretBoxError if `box` is not the
-        master key this database's credentials were stored with.
+        StoreCorruptError for a damaged file or WAL, StoreError for a server that cannot be
+        reached or a schema newer than this tokenbot, and SecretBoxError if `box` is not the
+        master key this database's credentials were stored with. A SQLite store's marker is
+        next to its file; a PostgreSQL store's is in `data_dir` (none when it is None).
         """
-        path = Path(path)
-        marker = read_marker(path.parent)
-        if not allow_new_store:
-            refuse_if_missing(path, marker)
-        db = await Database.open(path)
+        location = _parse(where)
+        marker_dir = location.sqlite_path.parent if location.sqlite_path else data_dir
+        marker = read_marker(marker_dir) if marker_dir is not None else None
+        db = await _open_backend(location, marker, allow_new_store=allow_new_store)
         try:
             store_id = await ensure_identity(db, marker, allow_new=allow_new_store)
             store = cls(db, box, store_id)
             await store._credentials.check_master_key()
-            write_marker(path, store_id, marker)
+            if marker_dir is not None:
+                write_marker(marker_dir, db.marker_name, store_id, marker)
         except BaseException:
             await db.close()
             raise
@@ -120,9 +131,19 @@ class Store:
         await self.close()
 
     @property
-    def path(self) -> Path:
-        """The database file."""
-        return self._db.path
+    def path(self) -> Path | None:
+        """The database file (None for a PostgreSQL store)."""
+        return self._db.path if isinstance(self._db, Database) else None
+
+    @property
+    def location(self) -> str:
+        """The database for messages: its file, or its URL without the password."""
+        return self._db.location
+
+    @property
+    def backend(self) -> str:
+        """Which backend holds the store: "sqlite" or "postgresql"."""
+        return self._db.dialect.name
 
     async def schema_version(self) -> int:
         """The schema version of the open database."""
@@ -171,6 +192,12 @@ class Store:
     async def delete_credential(self, owner: Owner, service: str) -> bool:
         """Forget `owner`'s secret for `service`; True if one was stored."""
         return await self._credentials.delete(owner, service)
+
+    def forget_cached_credentials(
+        self, owner: Owner | None = None, service: str | None = None
+    ) -> None:
+        """Drop cached secrets (all, `owner`'s, or one) that another process has changed."""
+        self._credentials.forget_cached(owner, service)
 
     # -- usage ------------------------------------------------------------------------------
 
@@ -260,3 +287,45 @@ class Store:
     async def list_audit(self, owner: Owner | None, limit: int = 20) -> list[AuditEntry]:
         """Newest audit entries for `owner`, or for everyone when `owner` is None (admins)."""
         return await self._audit.recent(owner, limit)
+
+
+def _parse(where: Path | str) -> StoreLocation:
+    try:
+        return parse_location(where)
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
+
+
+async def _open_backend(
+    location: StoreLocation, marker: Marker | None, *, allow_new_store: bool, migrate: bool = True
+) -> StoreBackend:
+    if location.sqlite_path is not None:
+        if not allow_new_store:
+            # Before opening: opening would create the missing file.
+            refuse_if_missing(location.sqlite_path, marker)
+        return await Database.open(location.sqlite_path, migrate=migrate)
+    # Imported here: asyncpg is loaded only by deployments that use PostgreSQL.
+    from bot.store.postgres import PostgresDatabase
+
+    assert location.postgres_url is not None
+    return await PostgresDatabase.open(location.postgres_url, migrate=migrate)
+
+
+async def migrate_store(
+    where: Path | str, *, data_dir: Path | None = None, allow_new_store: bool = False
+) -> tuple[str, int, int]:
+    """Apply the migrations the database lacks: (its location, version before, version after).
+
+    Needs no master key. Refuses, as `Store.open` does, a SQLite file that the data dir's
+    marker says held a store and that is now missing, and a schema newer than this tokenbot.
+    """
+    location = _parse(where)
+    marker_dir = location.sqlite_path.parent if location.sqlite_path else data_dir
+    marker = read_marker(marker_dir) if marker_dir is not None else None
+    db = await _open_backend(location, marker, allow_new_store=allow_new_store, migrate=False)
+    try:
+        before = await db.schema_version()
+        after = await db.migrate()
+    finally:
+        await db.close()
+    return db.location, before, after

@@ -7,9 +7,7 @@ import logging
 import re
 from collections.abc import Callable
 
-import aiosqlite
-
-from bot.store.db import Database
+from bot.store.backend import Row, StoreBackend
 from bot.store.models import AuditEntry, Owner, from_iso, iso
 
 log = logging.getLogger(__name__)
@@ -53,13 +51,13 @@ def _redact_opt(text: str | None) -> str | None:
 class Audit:
     """Repository for the `audit` table."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: StoreBackend) -> None:
         self._db = db
 
     async def add(self, entry: AuditEntry) -> None:
         """Append `entry`, with every text field redacted of key-shaped strings."""
         self._db.append(
-            "INSERT INTO audit (platform, workspace, user, command, outcome, detail,"
+            'INSERT INTO audit (platform, workspace, "user", command, outcome, detail,'
             " request_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 entry.owner.platform,
@@ -78,18 +76,17 @@ class Audit:
         sql = "SELECT * FROM audit"
         params: list[object] = []
         if owner is not None:
-            sql += " WHERE platform = ? AND workspace = ? AND user = ?"
+            sql += ' WHERE platform = ? AND workspace = ? AND "user" = ?'
             params += [owner.platform, owner.workspace, owner.user]
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
         params.append(max(0, limit))
         await self._db.flush()  # read our own queued appends
         async with self._db.read() as conn:
-            async with conn.execute(sql, params) as cur:
-                rows = await cur.fetchall()
+            rows = await conn.fetchall(sql, params)
         return [_to_entry(r) for r in rows]
 
 
-def _to_entry(row: aiosqlite.Row) -> AuditEntry:
+def _to_entry(row: Row) -> AuditEntry:
     return AuditEntry(
         owner=Owner(platform=row["platform"], workspace=row["workspace"], user=row["user"]),
         command=row["command"],

@@ -6,9 +6,7 @@ import hmac
 import json
 import logging
 
-import aiosqlite
-
-from bot.store.db import Database
+from bot.store.backend import Row, StoreBackend, Tx
 from bot.store.models import CredentialInfo, Owner, from_iso, iso, utcnow
 from bot.store.secret_box import SecretBox, SecretBoxError
 
@@ -42,11 +40,12 @@ def fingerprint(secret: str) -> str:
 class Credentials:
     """Repository for the `credentials` table."""
 
-    def __init__(self, db: Database, box: SecretBox) -> None:
+    def __init__(self, db: StoreBackend, box: SecretBox) -> None:
         self._db = db
         self._box = box
-        # Every command reads its caller's key; this process is the only writer (SQLite),
-        # so a cache kept in step by put/delete saves a database round trip per command.
+        # Every command reads its caller's key; a cache kept in step by put/delete saves a
+        # database round trip per command. With several processes on one PostgreSQL another
+        # replica's change reaches this one only through `forget_cached` (cache coherence).
         self._cache: dict[tuple[str, str, str, str], str | None] = {}
 
     async def check_master_key(self) -> None:
@@ -57,6 +56,7 @@ class Credentials:
         """
         current = self._box.fingerprint()
         async with self._db.write() as conn:
+            await conn.lock_store()  # replicas starting together check (and record) once
             recorded = await _meta(conn, _FINGERPRINT_KEY)
             if recorded is not None:
                 same = hmac.compare_digest(bytes(recorded).decode("ascii", "replace"), current)
@@ -66,14 +66,14 @@ class Credentials:
             if same and recorded is not None:
                 return
             if not same:
-                async with conn.execute("SELECT COUNT(*) FROM credentials") as cur:
-                    count = await cur.fetchone()
+                count = await conn.fetchone("SELECT COUNT(*) FROM credentials")
                 stored = int(count[0]) if count is not None else 0
                 if stored > 0:
                     raise SecretBoxError(self._changed_message(stored))
                 log.warning("master key changed but no credentials were stored; continuing")
             await conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (_FINGERPRINT_KEY, current.encode("ascii")),
             )
 
@@ -85,7 +85,7 @@ class Credentials:
         return True
 
     def _changed_message(self, stored: int) -> str:
-        path = self._db.path
+        path = self._db.location
         if self._box.generated:
             cause = (
                 f"{self._box.source} was missing, so a new master key was just generated there; "
@@ -113,10 +113,10 @@ class Credentials:
         now = iso(utcnow())
         async with self._db.write() as conn:
             await conn.execute(
-                "INSERT INTO credentials (platform, workspace, user, service, ciphertext,"
+                'INSERT INTO credentials (platform, workspace, "user", service, ciphertext,'
                 " fingerprint, meta, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (platform, workspace, user, service) DO UPDATE SET"
+                ' ON CONFLICT (platform, workspace, "user", service) DO UPDATE SET'
                 " ciphertext = excluded.ciphertext, fingerprint = excluded.fingerprint,"
                 " meta = excluded.meta, updated_at = excluded.updated_at",
                 (
@@ -143,12 +143,10 @@ class Credentials:
         if key in self._cache:
             return self._cache[key]
         async with self._db.read() as conn:
-            async with conn.execute(
-                "SELECT ciphertext FROM credentials"
-                " WHERE platform = ? AND workspace = ? AND user = ? AND service = ?",
+            row = await conn.fetchone(
+                f"SELECT ciphertext FROM credentials WHERE {_OWNER_SERVICE}",
                 (owner.platform, owner.workspace, owner.user, service),
-            ) as cur:
-                row = await cur.fetchone()
+            )
         if row is None:
             secret = None
         else:
@@ -169,12 +167,11 @@ class Credentials:
     async def all_for(self, owner: Owner) -> list[CredentialInfo]:
         """Every credential `owner` has stored, by service name."""
         async with self._db.read() as conn:
-            async with conn.execute(
+            rows = await conn.fetchall(
                 f"SELECT {_INFO_COLUMNS} FROM credentials"
-                " WHERE platform = ? AND workspace = ? AND user = ? ORDER BY service",
+                ' WHERE platform = ? AND workspace = ? AND "user" = ? ORDER BY service',
                 (owner.platform, owner.workspace, owner.user),
-            ) as cur:
-                rows = await cur.fetchall()
+            )
         infos = [_to_info(r) for r in rows]
         return [await self._with_readability(owner, info) for info in infos]
 
@@ -191,20 +188,30 @@ class Credentials:
         """Forget the secret; True if there was one."""
         self._cache.pop(_cache_key(owner, service), None)
         async with self._db.write() as conn:
-            cur = await conn.execute(
-                "DELETE FROM credentials"
-                " WHERE platform = ? AND workspace = ? AND user = ? AND service = ?",
+            deleted = await conn.execute(
+                f"DELETE FROM credentials WHERE {_OWNER_SERVICE}",
                 (owner.platform, owner.workspace, owner.user, service),
             )
-            return cur.rowcount > 0
+            return deleted > 0
+
+    def forget_cached(self, owner: Owner | None = None, service: str | None = None) -> None:
+        """Drop cached secrets (one, or all when `owner` is None): another process changed them."""
+        if owner is None:
+            self._cache.clear()
+        elif service is None:
+            mine = (owner.platform, owner.workspace, owner.user)
+            for key in [k for k in self._cache if k[:3] == mine]:
+                del self._cache[key]
+        else:
+            self._cache.pop(_cache_key(owner, service), None)
 
 
 _INFO_COLUMNS = "service, fingerprint, meta, created_at, updated_at"
+_OWNER_SERVICE = 'platform = ? AND workspace = ? AND "user" = ? AND service = ?'
 
 
-async def _meta(conn: aiosqlite.Connection, key: str) -> bytes | None:
-    async with conn.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
-        row = await cur.fetchone()
+async def _meta(conn: Tx, key: str) -> bytes | None:
+    row = await conn.fetchone("SELECT value FROM meta WHERE key = ?", (key,))
     return None if row is None else bytes(row["value"])
 
 
@@ -212,19 +219,15 @@ def _cache_key(owner: Owner, service: str) -> tuple[str, str, str, str]:
     return (owner.platform, owner.workspace, owner.user, service)
 
 
-async def _select_info(
-    conn: aiosqlite.Connection, owner: Owner, service: str
-) -> CredentialInfo | None:
-    async with conn.execute(
-        f"SELECT {_INFO_COLUMNS} FROM credentials"
-        " WHERE platform = ? AND workspace = ? AND user = ? AND service = ?",
+async def _select_info(conn: Tx, owner: Owner, service: str) -> CredentialInfo | None:
+    row = await conn.fetchone(
+        f"SELECT {_INFO_COLUMNS} FROM credentials WHERE {_OWNER_SERVICE}",
         (owner.platform, owner.workspace, owner.user, service),
-    ) as cur:
-        row = await cur.fetchone()
+    )
     return _to_info(row) if row is not None else None
 
 
-def _to_info(row: aiosqlite.Row) -> CredentialInfo:
+def _to_info(row: Row) -> CredentialInfo:
     return CredentialInfo(
         service=row["service"],
         fingerprint=row["fingerprint"],

@@ -1,21 +1,43 @@
-"""One aiosqlite connection: pragmas, serialised access, and versioned schema migrations."""
+"""The SQLite backend: one aiosqlite connection, its pragmas, serialised access and migrations.
+
+The embedded default (`make demo`, one process). PostgreSQL is in `bot.store.postgres`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import errno
-import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiosqlite
 
+from bot.store.append_queue import DEFAULT_MAX_QUEUED_ROWS, RETRY_INTERVAL_S, QueuedAppends
+from bot.store.backend import (
+    SQLITE,
+    Row,
+    StoreCorruptError,
+    StoreError,
+    StoreHealth,
+    newer_schema_message,
+)
 from bot.store.models import iso, utcnow
 from bot.store.wal_check import wal_damage
+
+__all__ = [
+    "DEFAULT_MAX_QUEUED_ROWS",
+    "MIGRATIONS",
+    "RETRY_INTERVAL_S",
+    "SCHEMA_VERSION",
+    "Database",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreHealth",
+    "os_problem",
+]
 
 # Each migration is a tuple of single SQL statements, applied in order inside one transaction
 # together with its row in `schema_version`. Statements are listed one by one (not a script)
@@ -127,35 +149,42 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
-log = logging.getLogger(__name__)
+
 # How long a statement waits for another process's write lock before failing (ms).
 BUSY_TIMEOUT_MS = 5000
-# Usage, audit and last-call rows kept in memory while the store cannot write them (disk
-# full, read-only file system); beyond this the oldest are dropped, and counted.
-DEFAULT_MAX_QUEUED_ROWS = 10_000
-# How long a failing store waits before it tries the queued rows again on its own.
-RETRY_INTERVAL_S = 5.0
 
 
-class StoreError(RuntimeError):
-    """The store cannot be opened or used (schema too new, connection closed, ...)."""
+class SqliteTx:
+    """`Tx` over the aiosqlite connection (the caller holds the Database's lock)."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        """Run one statement; the rows it changed."""
+        async with self._conn.execute(sql, params) as cur:
+            return max(cur.rowcount, 0)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        """Run one statement per parameter row."""
+        await self._conn.executemany(sql, rows)
+
+    async def fetchone(self, sql: str, params: Sequence[object] = ()) -> Row | None:
+        """The first row, or None."""
+        async with self._conn.execute(sql, params) as cur:
+            row: Row | None = await cur.fetchone()
+        return row
+
+    async def fetchall(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        """Every row."""
+        async with self._conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def lock_store(self) -> None:
+        """Nothing to do: BEGIN IMMEDIATE already excludes every other writer."""
 
 
-class StoreCorruptError(StoreError):
-    """The database or its write-ahead log is damaged; tokenbot refuses to paper over it."""
-
-
-@dataclass(frozen=True)
-class StoreHealth:
-    """Whether queued appends (usage, audit, last calls) are reaching the disk."""
-
-    degraded: bool
-    queued_rows: int
-    dropped_rows: int
-    error: str | None = None
-
-
-class Database:
+class Database(QueuedAppends):
     """A single aiosqlite connection shared by every coroutine, with one lock around each use.
 
     aiosqlite runs statements one at a time on its own thread, but a multi-statement
@@ -164,31 +193,23 @@ class Database:
     `BEGIN IMMEDIATE` (plus busy_timeout) does the same against other processes.
     """
 
+    dialect = SQLITE
+
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        super().__init__()
         self._conn: aiosqlite.Connection | None = conn
         self.path = path
+        self.location = str(path)
+        self.marker_name = path.name
         self._lock = asyncio.Lock()
-        self._pending: list[tuple[str, Sequence[object]]] = []
-        self._submitted = 0
-        # Every row submitted before this index is written (or was dropped, and counted).
-        self._committed = 0
-        # Failed batch attempts so far: a flush() waiting on one is released by its failure.
-        self._failures = 0
-        self._progress = asyncio.Condition()
-        self._writer: asyncio.Task[None] | None = None
-        self._retry: asyncio.TimerHandle | None = None
-        self.max_queued_rows = DEFAULT_MAX_QUEUED_ROWS
-        self.retry_interval_s = RETRY_INTERVAL_S
-        self.dropped_rows = 0
-        self._write_error: str | None = None
-        self._episode_dropped = 0
 
     @classmethod
-    async def open(cls, path: Path) -> Database:
+    async def open(cls, path: Path, *, migrate: bool = True) -> Database:
         """Open (creating if needed) the database at `path` and bring its schema up to date.
 
         Raises StoreCorruptError for a damaged file or WAL and StoreError when it cannot be
         opened at all, each with the path and what to do, rather than starting on less data.
+        With `migrate=False` the schema is left as it is (but a newer one is still refused).
         """
         path = Path(path)
         try:
@@ -220,7 +241,7 @@ class Database:
             await conn.execute("PRAGMA foreign_keys = ON")
             await _quick_check(conn, path)
             db = cls(conn, path)
-            await db._migrate()
+            await db._migrate(MIGRATIONS if migrate else ())
         except sqlite3.Error as exc:
             await conn.close()
             raise StoreError(_sqlite_problem(exc, path)) from exc
@@ -231,24 +252,14 @@ class Database:
 
     async def close(self) -> None:
         """Close the connection (a last try for queued rows first); later calls raise StoreError."""
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
-        if self._conn is not None and (self._pending or (self._writer and not self._writer.done())):
-            await self.flush()
-        if self._pending:
-            lost = len(self._pending)
-            self.dropped_rows += lost
-            self._pending = []
-            log.error(
-                "closing the store with %d usage/audit rows it could not write (%s); they are lost",
-                lost,
-                self._write_error,
-            )
+        await self._close_queue()
         conn, self._conn = self._conn, None
         if conn is not None:
             async with self._lock:
                 await conn.close()
+
+    def _is_open(self) -> bool:
+        return self._conn is not None
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -258,13 +269,13 @@ class Database:
         return self._conn
 
     @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def read(self) -> AsyncIterator[SqliteTx]:
         """Exclusive use of the connection for reads (no transaction)."""
         async with self._lock:
-            yield self.conn
+            yield SqliteTx(self.conn)
 
     @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def write(self) -> AsyncIterator[SqliteTx]:
         """A write transaction: committed on success, rolled back on any exception."""
         async with self._lock:
             conn = self.conn
@@ -272,7 +283,7 @@ class Database:
                 # BEGIN is inside the try: if we are cancelled while it is queued, aiosqlite
                 # still runs it, and the connection must not be left inside a transaction.
                 await conn.execute("BEGIN IMMEDIATE")
-                yield conn
+                yield SqliteTx(conn)
                 await conn.execute("COMMIT")
             except BaseException:
                 # aiosqlite runs statements in order, so this follows any queued BEGIN/COMMIT;
@@ -281,122 +292,23 @@ class Database:
                     await conn.execute("ROLLBACK")
                 raise
 
-    def health(self) -> StoreHealth:
-        """Queued and dropped appends, and the error while writes are failing."""
-        return StoreHealth(
-            degraded=self._write_error is not None,
-            queued_rows=len(self._pending),
-            dropped_rows=self.dropped_rows,
-            error=self._write_error,
-        )
-
-    def append(self, sql: str, params: Sequence[object]) -> None:
-        """Queue an append or upsert (usage, last call, audit) for the next batch.
-
-        Every command writes three or four such rows; one transaction per batch, with one
-        executemany per statement, instead of three round trips to aiosqlite's thread per row
-        (with 500 concurrent chats that was a third of the bot's CPU). Reads of those tables
-        call `flush()` first, so callers still read their own writes. While the store cannot
-        write, rows stay queued (at most `max_queued_rows`) and are retried.
-        """
-        if self._conn is None:
-            raise StoreError("the store is closed")
-        self._pending.append((sql, params))
-        self._submitted += 1
-        if self._write_error is None:
-            self._kick()
-        else:
-            self._trim()  # a retry is scheduled; keep memory bounded meanwhile
-
-    async def flush(self) -> None:
-        """Try to write everything queued so far; returns once that attempt has ended.
-
-        When the store is failing, the rows stay queued (see `health()`) instead of being lost.
-        """
-        if self._conn is None:
-            return
-        target, failures = self._submitted, self._failures
-        if self._committed >= target:
-            return
-        self._kick()
-        async with self._progress:
-            await self._progress.wait_for(
-                lambda: self._committed >= target or self._failures > failures
-            )
-
-    def _kick(self) -> None:
-        if self._conn is not None and (self._writer is None or self._writer.done()):
-            self._writer = asyncio.create_task(self._write_batches(), name="store-append-writer")
-
-    def _trim(self) -> None:
-        excess = len(self._pending) - max(self.max_queued_rows, 0)
-        if excess > 0:
-            # The oldest go first: the newest rows describe what users are doing now.
-            del self._pending[:excess]
-            self.dropped_rows += excess
-            self._episode_dropped += excess
-
-    async def _write_batches(self) -> None:
-        while self._pending and self._conn is not None:
-            batch, self._pending = self._pending, []
-            upto = self._submitted
-            grouped: dict[str, list[Sequence[object]]] = {}
-            for sql, params in batch:
-                grouped.setdefault(sql, []).append(params)
-            try:
-                async with self.write() as conn:
-                    for sql, rows in grouped.items():
-                        await conn.executemany(sql, rows)
-            except Exception as exc:
-                self._pending = batch + self._pending
-                self._trim()
-                self._failed(exc)
-                async with self._progress:
-                    self._failures += 1
-                    self._progress.notify_all()
-                return
-            self._recovered(len(batch))
-            async with self._progress:
-                self._committed = max(self._committed, upto)
-                self._progress.notify_all()
-
-    def _failed(self, exc: Exception) -> None:
-        if self._write_error is None:
-            # Once per episode, not once per row or retry.
-            log.error(
-                "store writes to %s are failing (%s): keeping usage/audit rows in memory "
-                "(up to %d) and retrying every %g s",
-                self.path,
-                exc,
-                self.max_queued_rows,
-                self.retry_interval_s,
-            )
-        self._write_error = f"{type(exc).__name__}: {exc}"
-        if self._retry is None and self._conn is not None:
-            self._retry = asyncio.get_running_loop().call_later(
-                self.retry_interval_s, self._retry_now
-            )
-
-    def _retry_now(self) -> None:
-        self._retry = None
-        self._kick()
-
-    def _recovered(self, written: int) -> None:
-        if self._write_error is None:
-            return
-        log.warning(
-            "store writes to %s work again: %d queued rows written, %d dropped meanwhile",
-            self.path,
-            written,
-            self._episode_dropped,
-        )
-        self._write_error = None
-        self._episode_dropped = 0
+    async def checkpoint(self) -> None:
+        """Copy the WAL into the main file, so what is committed does not depend on the WAL."""
+        async with self._lock:
+            await self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def schema_version(self) -> int:
         """The highest migration applied to this database."""
-        async with self.read() as conn:
-            return await _current_version(conn)
+        async with self._lock:
+            return await _current_version(self.conn)
+
+    async def migrate(self) -> int:
+        """Apply every migration this tokenbot knows and the file lacks; the new version."""
+        try:
+            await self._migrate(MIGRATIONS)
+        except sqlite3.Error as exc:
+            raise StoreError(_sqlite_problem(exc, self.path)) from exc
+        return await self.schema_version()
 
     async def _migrate(self, migrations: Sequence[tuple[str, ...]] = MIGRATIONS) -> None:
         conn = self.conn
@@ -404,15 +316,21 @@ class Database:
             "CREATE TABLE IF NOT EXISTS schema_version ("
             " version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
         )
+        # Known versions: those of this tokenbot, even when asked to apply fewer (or none).
+        known = max(len(migrations), len(MIGRATIONS))
+        async with self._lock:
+            current = await _current_version(conn)
+        if current > known:
+            raise StoreError(
+                newer_schema_message(self.location, current, known, "TOKENBOT_DATA_DIR")
+            )
         for version, statements in enumerate(migrations, start=1):
             async with self.write() as tx:
                 # Re-read inside the transaction: another process may have migrated meanwhile.
-                current = await _current_version(tx)
-                if current > len(migrations):
+                current = await _current_version(conn)
+                if current > known:
                     raise StoreError(
-                        f"{self.path} has schema version {current}, newer than this tokenbot "
-                        f"understands ({len(migrations)}); upgrade tokenbot or use another "
-                        "TOKENBOT_DATA_DIR"
+                        newer_schema_message(self.location, current, known, "TOKENBOT_DATA_DIR")
                     )
                 if current >= version:
                     continue

@@ -3,7 +3,8 @@
 Each store gets an id (a row in `meta`) when it is created, and the data dir gets a marker file
 `store.id` naming it, next to `master.key`. If the marker is there but the database is missing,
 empty or another store, tokenbot refuses to start until the operator restores the file or
-accepts a new store on purpose (TOKENBOT_ALLOW_NEW_STORE=1 / `--new-store`).
+accepts a new store on purpose (TOKENBOT_ALLOW_NEW_STORE=1 / `--new-store`). For PostgreSQL
+the marker names the server and database (`postgresql://host:port/db`, never a password).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.store.db import Database, StoreError, os_problem
+from bot.store.backend import StoreBackend, StoreError
+from bot.store.db import os_problem
 from bot.store.models import iso, utcnow
 
 MARKER_NAME = "store.id"
@@ -43,9 +45,9 @@ class Marker:
     database: str
     created_at: str
 
-    def covers(self, db_path: Path) -> bool:
-        """Whether this marker speaks for `db_path` (one marker per data dir, first store wins)."""
-        return self.database in ("", db_path.name)
+    def covers(self, name: str) -> bool:
+        """Whether this marker speaks for the database `name` (one per data dir, first wins)."""
+        return self.database in ("", name)
 
 
 def read_marker(data_dir: Path) -> Marker | None:
@@ -66,7 +68,7 @@ def read_marker(data_dir: Path) -> Marker | None:
 
 def refuse_if_missing(db_path: Path, marker: Marker | None) -> None:
     """StoreMissingError when the marker says a store existed at `db_path` and it is gone."""
-    if marker is None or not marker.covers(db_path) or not _blank(db_path):
+    if marker is None or not marker.covers(db_path.name) or not _blank(db_path):
         return
     state = "missing" if not db_path.exists() else "empty (0 bytes)"
     which = f"store {marker.store_id}" if marker.store_id else "a store"
@@ -78,52 +80,74 @@ def refuse_if_missing(db_path: Path, marker: Marker | None) -> None:
     )
 
 
-async def ensure_identity(db: Database, marker: Marker | None, *, allow_new: bool) -> str:
-    """The store's id (created for a new or older store); StoreMismatchError for a swapped file."""
+async def _stored_id(db: StoreBackend) -> str | None:
     async with db.read() as conn:
-        async with conn.execute("SELECT value FROM meta WHERE key = ?", (_STORE_ID_KEY,)) as cur:
-            row = await cur.fetchone()
-    store_id = bytes(row["value"]).decode("utf-8", "replace") if row is not None else None
+        row = await conn.fetchone("SELECT value FROM meta WHERE key = ?", (_STORE_ID_KEY,))
+    return bytes(row["value"]).decode("utf-8", "replace") if row is not None else None
+
+
+async def ensure_identity(db: StoreBackend, marker: Marker | None, *, allow_new: bool) -> str:
+    """The store's id (created for a new or older store); StoreMismatchError for a swapped file.
+
+    On a server database (no file to find missing beforehand) a marker naming it and no
+    identity in it means the store is gone: StoreMissingError.
+    """
+    store_id = await _stored_id(db)
     if (
         marker is not None
-        and marker.covers(db.path)
+        and marker.covers(db.marker_name)
         and marker.store_id != store_id
         and not allow_new
     ):
+        if store_id is None and db.dialect.name != "sqlite":
+            raise StoreMissingError(
+                f"{db.location} holds no tokenbot store, but {marker.path} records that store "
+                f"{marker.store_id or '(unreadable)'} lived there: every user's stored keys, "
+                "usage and jobs were in it. Restore that database from a backup, or, to begin "
+                f"again with an empty store on purpose, {ACCEPT_NEW_HINT}"
+            )
         this = f"store {store_id}" if store_id else "a store without an identity"
         raise StoreMismatchError(
-            f"{db.path} is {this}, but {marker.path} records store "
+            f"{db.location} is {this}, but {marker.path} records store "
             f"{marker.store_id or '(unreadable)'}: this is not the database that was used here "
-            f"(restored from the wrong backup, or replaced). Put the right {db.path.name} back, "
+            f"(restored from the wrong backup, or replaced). Put the right {_short(db)} back, "
             f"or, to use this one from now on, {ACCEPT_NEW_HINT}"
         )
     if store_id is not None:
         return store_id
-    store_id = uuid.uuid4().hex
     async with db.write() as conn:
+        await conn.lock_store()
+        # DO NOTHING: when replicas start together on one new database, the first id stays.
         await conn.executemany(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
             [
-                (_STORE_ID_KEY, store_id.encode("utf-8")),
+                (_STORE_ID_KEY, uuid.uuid4().hex.encode("utf-8")),
                 (_CREATED_KEY, iso(utcnow()).encode("utf-8")),
             ],
         )
     # Into the main file now, so the identity does not depend on the WAL surviving.
-    async with db.read() as conn:
-        await conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return store_id
+    await db.checkpoint()
+    created = await _stored_id(db)
+    assert created is not None  # just written
+    return created
 
 
-def write_marker(db_path: Path, store_id: str, marker: Marker | None) -> None:
-    """Record in the data dir that `store_id` lives at `db_path` (atomically, owner-only)."""
-    if marker is not None and (not marker.covers(db_path) or marker.store_id == store_id):
+def _short(db: StoreBackend) -> str:
+    # How the operator would name what to put back: the file name, or the database URL.
+    return db.marker_name if db.dialect.name == "sqlite" else "database"
+
+
+def write_marker(data_dir: Path, database: str, store_id: str, marker: Marker | None) -> None:
+    """Record in `data_dir` that `store_id` lives in `database` (atomically, owner-only)."""
+    if marker is not None and (not marker.covers(database) or marker.store_id == store_id):
         return
-    path = db_path.parent / MARKER_NAME
+    path = data_dir / MARKER_NAME
     tmp = path.with_name(path.name + ".tmp")
     body = json.dumps(
-        {"store_id": store_id, "database": db_path.name, "created_at": iso(utcnow())}, indent=1
+        {"store_id": store_id, "database": database, "created_at": iso(utcnow())}, indent=1
     )
     try:
+        data_dir.mkdir(parents=True, exist_ok=True)  # a server store's data dir may be new
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(body + "\n")

@@ -9,9 +9,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Final
 
-import aiosqlite
-
-from bot.store.db import Database
+from bot.store.backend import Dialect, Row, StoreBackend, Tx
 from bot.store.models import (
     JOB_STATUSES,
     UNFINISHED_STATUSES,
@@ -62,35 +60,36 @@ class UnreadableJob:
 class Jobs:
     """Repository for the `jobs` table."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: StoreBackend) -> None:
         self._db = db
+        self._dialect: Dialect = db.dialect
 
     async def create(self, job: JobRecord) -> None:
         """Insert a new job; ValueError if the id is already taken."""
         async with self._db.write() as conn:
-            try:
-                await conn.execute(
-                    "INSERT INTO jobs (id, kind, platform, workspace, user, destination, state,"
-                    " status, attempts, error, created_at, updated_at, next_run_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        job.id,
-                        job.kind,
-                        job.owner.platform,
-                        job.owner.workspace,
-                        job.owner.user,
-                        json.dumps(job.destination),
-                        json.dumps(job.state),
-                        job.status,
-                        job.attempts,
-                        job.error,
-                        iso(job.created_at),
-                        iso(job.updated_at),
-                        job.next_run_at,
-                    ),
-                )
-            except aiosqlite.IntegrityError as exc:
-                raise ValueError(f"job {job.id!r} already exists") from exc
+            # ON CONFLICT (id) rather than catching the driver's own IntegrityError type.
+            inserted = await conn.execute(
+                'INSERT INTO jobs (id, kind, platform, workspace, "user", destination, state,'
+                " status, attempts, error, created_at, updated_at, next_run_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (
+                    job.id,
+                    job.kind,
+                    job.owner.platform,
+                    job.owner.workspace,
+                    job.owner.user,
+                    json.dumps(job.destination),
+                    json.dumps(job.state),
+                    job.status,
+                    job.attempts,
+                    job.error,
+                    iso(job.created_at),
+                    iso(job.updated_at),
+                    job.next_run_at,
+                ),
+            )
+        if not inserted:
+            raise ValueError(f"job {job.id!r} already exists")
 
     async def get(self, job_id: str) -> JobRecord | None:
         """The job with this id, or None."""
@@ -114,7 +113,7 @@ class Jobs:
         passing None clears them.
         """
         async with self._db.write() as conn:
-            job = await _select(conn, job_id)
+            job = await _select(conn, job_id, self._dialect.lock_rows)
             if job is None:
                 raise JobNotFoundError(job_id)
             updated = await _apply(conn, job, status, state, error, next_run_at, attempts)
@@ -136,7 +135,7 @@ class Jobs:
             raise TypeError(f"transition_job() got unexpected fields: {sorted(unknown)}")
         _check_statuses(expected)
         async with self._db.write() as conn:
-            job = await _select(conn, job_id)
+            job = await _select(conn, job_id, self._dialect.lock_rows)
             if job is None or job.status not in expected:
                 return False
             await _apply(
@@ -176,8 +175,7 @@ class Jobs:
             params.extend(sorted(kinds))
         sql += " ORDER BY created_at, id"
         async with self._db.read() as conn:
-            async with conn.execute(sql, params) as cur:
-                rows = await cur.fetchall()
+            rows = await conn.fetchall(sql, params)
         jobs: list[JobRecord] = []
         bad: list[UnreadableJob] = []
         for row in rows:
@@ -195,22 +193,21 @@ class Jobs:
         """
         statuses = sorted(UNFINISHED_STATUSES)
         async with self._db.write() as conn:
-            cur = await conn.execute(
+            changed = await conn.execute(
                 "UPDATE jobs SET status = 'quarantined', error = ?, updated_at = ?"
                 f" WHERE id = ? AND status IN ({_marks(statuses)})",
                 (reason[:_MAX_REASON_CHARS], iso(utcnow()), job_id, *statuses),
             )
-            return cur.rowcount > 0
+            return changed > 0
 
     async def for_owner(self, owner: Owner, limit: int = 20) -> list[JobRecord]:
         """`owner`'s most recent jobs, newest first."""
         async with self._db.read() as conn:
-            async with conn.execute(
-                "SELECT * FROM jobs WHERE platform = ? AND workspace = ? AND user = ?"
-                " ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            rows = await conn.fetchall(
+                'SELECT * FROM jobs WHERE platform = ? AND workspace = ? AND "user" = ?'
+                f" ORDER BY created_at DESC, {self._dialect.job_order} DESC LIMIT ?",
                 (owner.platform, owner.workspace, owner.user, max(0, limit)),
-            ) as cur:
-                rows = await cur.fetchall()
+            )
         jobs: list[JobRecord] = []
         for row in rows:
             try:
@@ -235,7 +232,7 @@ def _check_statuses(statuses: Collection[str]) -> None:
 
 
 async def _apply(
-    conn: aiosqlite.Connection,
+    conn: Tx,
     job: JobRecord,
     status: str | None,
     state: dict[str, Any] | None,
@@ -273,9 +270,9 @@ async def _apply(
     return new
 
 
-async def _select(conn: aiosqlite.Connection, job_id: str) -> JobRecord | None:
-    async with conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
-        row = await cur.fetchone()
+async def _select(conn: Tx, job_id: str, lock_rows: str = "") -> JobRecord | None:
+    # `lock_rows` (FOR UPDATE on PostgreSQL) when the caller is about to change the row.
+    row = await conn.fetchone(f"SELECT * FROM jobs WHERE id = ?{lock_rows}", (job_id,))
     if row is None:
         return None
     try:
@@ -292,7 +289,7 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
-def _unreadable(row: aiosqlite.Row, exc: Exception) -> UnreadableJob:
+def _unreadable(row: Row, exc: Exception) -> UnreadableJob:
     owner: Owner | None
     try:
         owner = Owner(platform=row["platform"], workspace=row["workspace"], user=row["user"])
@@ -313,7 +310,7 @@ def _unreadable(row: aiosqlite.Row, exc: Exception) -> UnreadableJob:
     )
 
 
-def _to_job(row: aiosqlite.Row) -> JobRecord:
+def _to_job(row: Row) -> JobRecord:
     return JobRecord(
         id=row["id"],
         kind=row["kind"],

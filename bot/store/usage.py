@@ -4,22 +4,20 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import aiosqlite
-
-from bot.store.db import Database
+from bot.store.backend import Row, StoreBackend
 from bot.store.models import LastCall, Owner, UsageRecord, from_iso, iso, utcnow
 
 
 class Usage:
     """Repository for the `usage` and `last_calls` tables."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: StoreBackend) -> None:
         self._db = db
 
     async def record(self, rec: UsageRecord) -> None:
         """Append one call to the ledger."""
         self._db.append(
-            "INSERT INTO usage (platform, workspace, user, service, command, model,"
+            'INSERT INTO usage (platform, workspace, "user", service, command, model,'
             " prompt_tokens, completion_tokens, cost_usd, request_id, conversation_key,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -43,20 +41,19 @@ class Usage:
         """`owner`'s most recent calls, newest first."""
         await self._db.flush()  # read our own queued appends
         async with self._db.read() as conn:
-            async with conn.execute(
-                "SELECT * FROM usage WHERE platform = ? AND workspace = ? AND user = ?"
+            rows = await conn.fetchall(
+                'SELECT * FROM usage WHERE platform = ? AND workspace = ? AND "user" = ?'
                 " ORDER BY created_at DESC, id DESC LIMIT ?",
                 (owner.platform, owner.workspace, owner.user, max(0, limit)),
-            ) as cur:
-                rows = await cur.fetchall()
+            )
         return [_to_usage(r) for r in rows]
 
     async def set_last_call(self, owner: Owner, conversation_key: str, call: LastCall) -> None:
         """Remember `call` as `owner`'s latest in this conversation (replacing the previous)."""
         self._db.append(
-            "INSERT INTO last_calls (platform, workspace, user, conversation_key, call,"
+            'INSERT INTO last_calls (platform, workspace, "user", conversation_key, call,'
             " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (platform, workspace, user, conversation_key) DO UPDATE SET"
+            ' ON CONFLICT (platform, workspace, "user", conversation_key) DO UPDATE SET'
             " call = excluded.call, updated_at = excluded.updated_at",
             (
                 owner.platform,
@@ -73,16 +70,15 @@ class Usage:
         """`owner`'s latest call in this conversation, if any."""
         await self._db.flush()  # read our own queued appends
         async with self._db.read() as conn:
-            async with conn.execute(
+            row = await conn.fetchone(
                 "SELECT call FROM last_calls"
-                " WHERE platform = ? AND workspace = ? AND user = ? AND conversation_key = ?",
+                ' WHERE platform = ? AND workspace = ? AND "user" = ? AND conversation_key = ?',
                 (owner.platform, owner.workspace, owner.user, conversation_key),
-            ) as cur:
-                row = await cur.fetchone()
+            )
         return LastCall.model_validate_json(row["call"]) if row is not None else None
 
 
-def _to_usage(row: aiosqlite.Row) -> UsageRecord:
+def _to_usage(row: Row) -> UsageRecord:
     return UsageRecord(
         owner=Owner(platform=row["platform"], workspace=row["workspace"], user=row["user"]),
         service=row["service"],

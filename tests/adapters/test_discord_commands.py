@@ -210,7 +210,8 @@ async def test_typed_options_reach_the_backend_as_values_not_re_parsed_text(
     assert sim.stats.image_submissions == 1
 
 
-async def test_image_over_the_upload_limit_is_linked(world: DiscordWorld) -> None:
+async def test_image_over_the_upload_limit_is_linked(world: DiscordWorld, sim: AllTokenSim) -> None:
+    sim.config.r2_copy = True  # the link is the R2 copy's (the simulator's switch, off by default)
     i = await world.fake.slash("alltoken-image", prompt="a lighthouse", attachment_size_limit=50)
     await answer(world, i, "Image ready")
     posted = " ".join(m["content"] for m in world.fake.replies(i))

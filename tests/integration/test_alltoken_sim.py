@@ -173,7 +173,8 @@ async def test_stream_without_usage_ends_with_done_then_one_cost_line(
     assert len(comments) == 1 and lines[-1] == comments[0] and lines[-2] == "data: [DONE]"
     chunks = data[:-1]
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
-    assert all("usage" not in c for c in chunks)
+    # Without include_usage the usage field is null on every chunk, not absent.
+    assert all("usage" in c and c["usage"] is None for c in chunks)
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
     assert "**" in text and "`" in text
@@ -373,9 +374,14 @@ async def test_balance_is_charged_and_402_when_exhausted(sim: AllTokenSim) -> No
 # ---- images ----------------------------------------------------------------------------------
 
 
-async def test_image_lifecycle_b64_once_then_r2(
-    client: httpx.AsyncClient, sim: AllTokenSim
-) -> None:
+async def test_image_lifecycle_b64_once_then_r2(make_sim: SimFactory) -> None:
+    """The r2_copy switch (the SDK's newer spec): b64 once, then the R2 copy's URL."""
+    sim = await make_sim(r2_copy=True)
+    async with _client(sim) as client:
+        await _check_image_lifecycle_with_r2(sim, client)
+
+
+async def _check_image_lifecycle_with_r2(sim: AllTokenSim, client: httpx.AsyncClient) -> None:
     resp = await client.post(f"{IMAGES}/async", json={"model": "gpt-image-2", "prompt": "a fox"})
     assert resp.status_code == 202
     created = ImageCreateResponse.model_validate(resp.json())
@@ -432,8 +438,10 @@ async def test_legacy_image_alias_and_other_keys(
     assert len(body["data"]) == 2 and body["data"][0]["revised_prompt"] is None
 
 
-async def test_image_without_r2_copy_is_gone_after_first_read(make_sim: SimFactory) -> None:
-    sim = await make_sim(r2_copy=False, image_seconds=0.05)
+async def test_image_is_gone_after_the_first_read_by_default(make_sim: SimFactory) -> None:
+    """The seed's live-verified behaviour (2026-05-12): re-polling answers 410."""
+    sim = await make_sim(image_seconds=0.05)
+    assert sim.config.r2_copy is False
     async with _client(sim) as c:
         task_id = (
             await c.post(f"{IMAGES}/async", json={"model": "gpt-image-2", "prompt": "x"})
@@ -442,13 +450,17 @@ async def test_image_without_r2_copy_is_gone_after_first_read(make_sim: SimFacto
         item = (await c.get(f"{IMAGES}/{task_id}")).json()["data"][0]
         assert base64.b64decode(item["b64_json"]).startswith(PNG_SIGNATURE)
         assert "r2_url" not in item
-        assert_envelope(await c.get(f"{IMAGES}/{task_id}"), 410, "image_already_retrieved")
+        for _ in range(2):
+            gone = assert_envelope(
+                await c.get(f"{IMAGES}/{task_id}"), 410, "image_already_retrieved"
+            )
+            assert gone["type"] == "invalid_request_error"
         assert sim.stats.b64_deliveries[task_id] == 1
 
 
 async def test_image_r2_copy_expires(make_sim: SimFactory) -> None:
     clock = ManualClock()
-    sim = await make_sim(clock=clock, image_seconds=2, r2_ttl_s=30)
+    sim = await make_sim(clock=clock, image_seconds=2, r2_ttl_s=30, r2_copy=True)
     async with _client(sim) as c:
         task_id = (
             await c.post(f"{IMAGES}/async", json={"model": "gpt-image-2", "prompt": "x"})
@@ -552,8 +564,16 @@ async def test_video_lifecycle_and_presigned_url(make_sim: SimFactory) -> None:
         }
         resp = await c.post(VIDEOS, json=body)
         assert resp.status_code == 202
-        vid = resp.json()["id"]
-        assert vid.startswith("vgen_") and resp.json()["status"] == "queued"
+        # The submit reply is a whole VideoTaskResponse (is_expired, created_at, …).
+        submitted = VideoTaskResponse.model_validate(resp.json())
+        vid = submitted.id
+        assert vid.startswith("vgen_") and submitted.status.value == "queued"
+        assert submitted.is_expired is False and submitted.video_url is None
+        assert (submitted.duration, submitted.ratio, submitted.model) == (
+            6,
+            "9:16",
+            "seedance-1.5-pro",
+        )
 
         pending = VideoTaskResponse.model_validate((await c.get(f"{VIDEOS}/{vid}")).json())
         assert pending.status.value == "queued" and pending.video_url is None
@@ -668,6 +688,13 @@ async def test_video_failure(client: httpx.AsyncClient) -> None:
             "duration",
         ),
         ({"model": "seedance-1.5-pro"}, 400, "invalid_request", "prompt"),
+        # Image-to-video refuses a prompt alone, as its provider does.
+        (
+            {"model": "happyhorse-1.0-i2v", "prompt": "a horse runs"},
+            400,
+            "upstream_invalid_parameter",
+            "content",
+        ),
     ],
 )
 async def test_video_validation(
@@ -682,6 +709,38 @@ async def test_video_auto_duration_within_range(client: httpx.AsyncClient) -> No
     vid = (await client.post(VIDEOS, json=body)).json()["id"]
     duration = (await client.get(f"{VIDEOS}/{vid}")).json()["duration"]
     assert catalog.VIDEO_DURATIONS["seedance-1.5-pro"].allows(duration) and duration > 0
+
+
+async def test_image_to_video_needs_a_first_frame_and_refusing_costs_nothing(
+    sim: AllTokenSim, client: httpx.AsyncClient
+) -> None:
+    before = sim.balance(DEMO_KEY)
+    refused = await client.post(VIDEOS, json={"model": "happyhorse-1.0-i2v", "prompt": "gallop"})
+    err = assert_envelope(refused, 400, "upstream_invalid_parameter")
+    assert "image" in err["message"] and sim.balance(DEMO_KEY) == before
+    frame = {
+        "type": "image_url",
+        "role": "first_frame",
+        "image_url": {"url": "https://example.com/horse.png"},
+    }
+    body = {"model": "happyhorse-1.0-i2v", "prompt": "gallop", "content": [frame]}
+    accepted = await client.post(VIDEOS, json=body)
+    assert accepted.status_code == 202, accepted.text
+    task = VideoTaskResponse.model_validate(accepted.json())
+    assert task.input_type is not None and task.input_type.value == "image_first_frame"
+    assert sim.balance(DEMO_KEY) < before
+    # Text-to-video takes the prompt alone.
+    t2v = await client.post(VIDEOS, json={"model": "happyhorse-1.0-t2v", "prompt": "gallop"})
+    assert t2v.status_code == 202
+
+
+async def test_video_submit_reply_is_queued_even_when_done_at_once(make_sim: SimFactory) -> None:
+    sim = await make_sim(video_seconds=0)
+    async with _client(sim) as c:
+        resp = await c.post(VIDEOS, json={"model": "seedance-2.0", "prompt": "x"})
+        task = VideoTaskResponse.model_validate(resp.json())
+        assert (resp.status_code, task.status.value, task.video_url) == (202, "queued", None)
+        assert (await c.get(f"{VIDEOS}/{task.id}")).json()["status"] == "completed"
 
 
 async def test_video_list(make_sim: SimFactory) -> None:
@@ -774,6 +833,19 @@ async def test_error_fault_with_retry_after_is_consumed(
         assert resp.headers["Retry-After"] == "2"
     assert (await client.post(CHAT, json=chat_body("hi"))).status_code == 200
     assert sim.stats.faults_triggered == 2
+
+
+async def test_an_injected_429_always_carries_retry_after(
+    sim: AllTokenSim, client: httpx.AsyncClient
+) -> None:
+    """AllToken's 429s say how long to wait (integer seconds), even when the fault names none."""
+    sim.add_fault(Fault(path=CHAT, status=429))
+    resp = await client.post(CHAT, json=chat_body("hi"))
+    assert_envelope(resp, 429, "rate_limited")
+    assert resp.headers["Retry-After"] == "1"
+    sim.add_fault(Fault(path=CHAT, status=503))
+    resp = await client.post(CHAT, json=chat_body("hi"))
+    assert resp.status_code == 503 and "Retry-After" not in resp.headers
 
 
 async def test_fault_method_filter_and_latency(sim: AllTokenSim, client: httpx.AsyncClient) -> None:

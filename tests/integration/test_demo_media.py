@@ -33,10 +33,9 @@ BADGE_RED = (200, 30, 45)
 
 @pytest.fixture
 async def big_sim() -> AsyncIterator[AllTokenSim]:
-    """A simulator that draws pictures at the requested size (up to 2048 px a side)."""
-    sim = AllTokenSim(
-        AllTokenSimConfig(image_seconds=0, video_seconds=0, tokens_per_second=0, image_pixels=2048)
-    )
+    """A simulator with the default (demo) picture size: exactly what was requested."""
+    sim = AllTokenSim(AllTokenSimConfig(image_seconds=0, video_seconds=0, tokens_per_second=0))
+    assert sim.config.image_pixels is None
     await sim.start()
     try:
         yield sim
@@ -80,6 +79,7 @@ def _differs(a: Image.Image, b: Image.Image) -> float:
         ("auto", (1024, 1024)),
         ("1536x1024", (1536, 1024)),
         ("1024x1536", (1024, 1536)),
+        ("2048x1152", (2048, 1152)),  # beyond the old 1536 px cap
     ],
 )
 async def test_image_is_drawn_at_the_requested_size(
@@ -87,6 +87,18 @@ async def test_image_is_drawn_at_the_requested_size(
 ) -> None:
     image = await _image(big_sim, "a lighthouse at dusk", size)
     assert image.format == "PNG" and image.size == expected
+
+
+async def test_a_default_picture_shows_its_content(big_sim: AllTokenSim) -> None:
+    """Not a thumbnail: a scene of many colours, the prompt legible in its caption panel."""
+    image = (await _image(big_sim, "a lighthouse at dusk")).convert("RGB")
+    assert image.size == (1024, 1024)
+    colours = image.getcolors(maxcolors=1 << 20) or []
+    assert len(colours) > 500
+    # The caption is drawn in white at ~1/14 of the height: tall enough to read.
+    band = image.crop((0, int(1024 * 0.70), 1024, int(1024 * 0.86)))
+    white = sum(n for n, c in band.getcolors(maxcolors=1 << 20) or [] if c == (255, 255, 255))
+    assert white > 2000
 
 
 async def test_image_pixels_caps_the_longest_side_keeping_the_ratio() -> None:

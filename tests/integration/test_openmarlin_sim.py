@@ -107,9 +107,11 @@ async def test_executions_stream_or_answer_as_json(
     assert any(isinstance(e, ExecutionChunk) for e in events)
     end = events[-1]
     assert isinstance(end, ExecutionResult) and end.streamed and "Hello" in end.text
-    assert end.metadata["settlement"] == {"amount": 1, "unit": "credits"}
-    [single] = await _events(svc, key, instruction="say hello", stream=False)
+    assert end.metadata == {}  # nothing sent, nothing echoed: the server adds no metadata
+    sent = {"client": "tokenbot", "ticket": "T-1"}
+    [single] = await _events(svc, key, instruction="say hello", stream=False, metadata=sent)
     assert isinstance(single, ExecutionResult) and not single.streamed and single.request_id
+    assert single.metadata == sent
     assert (await svc.balance(key)).available_balance.amount == Decimal(3)
 
 

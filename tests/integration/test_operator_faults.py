@@ -185,6 +185,7 @@ async def test_a_crashing_job_is_reported_with_a_ref(
 async def test_unwritable_images_dir_still_delivers_and_shows_the_link(
     alice: Chat, bot: TokenBot, sim: AllTokenSim
 ) -> None:
+    sim.config.r2_copy = True  # the link is the R2 copy's (the simulator's switch, off by default)
     bot.settings.images_dir.write_text("a file where the images folder should be")
     await alice.send("/alltoken-image a lighthouse at dusk")
     assert await bot.jobs.wait_idle(10)
@@ -209,6 +210,7 @@ async def test_nowhere_to_keep_a_file_shows_the_link_and_keeps_the_bytes(
     # Root can write to /dev/shm and /tmp whatever their modes: a missing directory is the one
     # way to stand for "no temporary space either" here.
     monkeypatch.setattr(image_keep, "_SPILL_DIRS", (tmp_path / "no-such-dir",))
+    sim.config.r2_copy = True  # the link is the R2 copy's (the simulator's switch, off by default)
     bot.settings.images_dir.write_text("not a directory")
     await alice.send("/alltoken-image a red kite")
     assert await bot.jobs.wait_idle(10)

@@ -22,6 +22,9 @@ _HINTS = {
     "upstream_model_not_found": "Check the model id with `/alltoken-models` "
     "(add `--type=image` or `--type=video`).",
     "upstream_content_violation": "The provider refused this prompt; rephrase it and try again.",
+    "upstream_invalid_parameter": "The provider refused a value of this request (see above). "
+    "Image-to-video models such as `happyhorse-1.0-i2v` need a picture, which tokenbot does "
+    "not send: use `happyhorse-1.0-t2v` or `seedance-1.5-pro` for a prompt alone.",
     "search_unsupported_model": f"Web search works with {', '.join(catalog.SEARCH_MODELS)}.",
 }
 

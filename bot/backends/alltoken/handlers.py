@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import uuid
 from decimal import Decimal
@@ -9,7 +10,7 @@ from decimal import Decimal
 from bot.backends.alltoken import catalog
 from bot.backends.alltoken.failures import render_failure, suggest_alternatives
 from bot.backends.alltoken.hooks import ChatFallback, chat_continuation
-from bot.backends.alltoken.pricing import Prices, cost_of, prices_from_cost_line
+from bot.backends.alltoken.pricing import Prices, cost_of, format_usd, prices_from_cost_line
 from bot.backends.alltoken.render import (
     MEDIA_KINDS,
     cost_table,
@@ -18,7 +19,7 @@ from bot.backends.alltoken.render import (
     reported_cost,
     usage_line,
 )
-from bot.backends.alltoken.service import AllTokenService, ChatMessage, ChatResult
+from bot.backends.alltoken.service import AllTokenService, ChatMessage, ChatResult, ModelType
 from bot.backends.alltoken.spec import (
     ChatCommand,
     CostCommand,
@@ -36,12 +37,25 @@ from bot.store import JobRecord, LastCall, UsageRecord
 log = logging.getLogger(__name__)
 
 
-async def failure_for(ctx: HandlerContext, error: BackendError, model: str | None) -> Failure:
-    """render_failure plus live alternatives when every provider of `model` failed."""
+async def failure_for(
+    ctx: HandlerContext, error: BackendError, model: str | None, kind: ModelType = "chat"
+) -> Failure:
+    """render_failure plus live alternatives when every provider of `model` failed, and the
+    closest known model id when `model` does not exist ("did you mean `claude-sonnet-4-6`?")."""
     alternatives: list[str] | None = None
     if error.code == "all_providers_failed" and model:
         alternatives = await _alternatives(ctx, model)
-    return render_failure(error, alternatives=alternatives)
+    failure = render_failure(error, alternatives=alternatives)
+    if error.code in ("model_not_found", "upstream_model_not_found") and model:
+        # The cached list (no extra call on an error path), else the built-in catalog.
+        cached = ctx.services.get(AllTokenService).cached_models(kind)
+        builtin = {"image": catalog.IMAGE_MODELS, "video": catalog.VIDEO_MODELS}
+        known = [m.id for m in cached] if cached else list(builtin.get(kind, catalog.CHAT_MODELS))
+        close = difflib.get_close_matches(model, [m for m in known if m != model], n=1)
+        if close:
+            hint = f"Did you mean `{close[0]}`? " + (failure.hint or "")
+            failure = failure.model_copy(update={"hint": hint.strip()})
+    return failure
 
 
 async def _alternatives(ctx: HandlerContext, model: str) -> list[str]:
@@ -262,12 +276,32 @@ async def _media_cost(ctx: HandlerContext, last: LastCall | None) -> bool:
     return False
 
 
+def _fallback_cost(last: LastCall) -> Notice:
+    """A call answered through the OpenClaw Token fallback: its charge (learned from the key's
+    usage) or "not known yet" — never AllToken's prices or the upstream's cost line."""
+    charge = (
+        f"OpenClaw Token charged {format_usd(last.cost_usd)} for it"
+        if last.cost_usd is not None
+        else "OpenClaw Token's charge for it is not known yet "
+        "(`/openclaw-token integrate --status` shows the key's usage)"
+    )
+    return Notice(
+        level="info",
+        text=f"Your last call here (`{last.model}`, {last.prompt_tokens} prompt + "
+        f"{last.completion_tokens} completion tokens) was answered through your OpenClaw Token "
+        f"fallback: {charge}.",
+    )
+
+
 async def cost(cmd: CostCommand, ctx: HandlerContext) -> None:
     """Cost of explicit token counts (catalog prices) or of the last AllToken call here."""
     svc = ctx.services.get(AllTokenService)
     if cmd.model is None:
         last = await ctx.store.get_last_call(ctx.owner, ctx.inbound.conversation_key)
         if await _media_cost(ctx, last):
+            return
+        if last is not None and last.command.startswith("fallback:"):
+            await ctx.conversation.say([_fallback_cost(last)])
             return
         if last is None or last.model is None:
             await ctx.conversation.whisper(

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from bot.backends.openclaw_token.common import private
 from bot.backends.openclaw_token.render import audit_fields, json_block
 from bot.backends.openclaw_token.spec import AuditShow
@@ -20,8 +22,17 @@ def is_admin(ctx: HandlerContext) -> bool:
     return inbound.user in admins or f"{inbound.platform}:{inbound.user}" in admins
 
 
-async def audit_show(cmd: AuditShow, ctx: HandlerContext) -> None:
-    """Time, command, outcome and request id of recent operations."""
+async def audit_show(
+    cmd: AuditShow,
+    ctx: HandlerContext,
+    before: Callable[[HandlerContext], Awaitable[None]] | None = None,
+) -> None:
+    """Time, command, outcome and request id of recent operations.
+
+    `before` runs first: it records the Confirm prompts that expired unclicked meanwhile.
+    """
+    if before is not None:
+        await before(ctx)
     if cmd.everyone and not is_admin(ctx):
         await private(
             ctx,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 
 from bot.backends.openclaw_token.common import (
@@ -42,7 +43,10 @@ log = logging.getLogger(__name__)
 LOGIN_JOB = "openclaw_login"
 LOGIN_FORM = "openclaw.login"
 REGISTER_FORM = "openclaw.register"
-CLIENT_ID = "tokenbot"
+CLIENT_ID_SETTING = "TOKENBOT_OPENCLAW_GITHUB_CLIENT_ID"
+# What the registration form promises; the server itself only wants both fields non-empty.
+MIN_PASSWORD, MAX_PASSWORD = 8, 128
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
 SLOW_DOWN_STEP_S = 5.0  # RFC 8628: add 5 s per slow_down unless the server names an interval
 # Stop on our own this long after the code should have expired, should the server never say so.
 EXPIRY_GRACE_S = 30.0
@@ -115,6 +119,25 @@ def _form_values(values: dict[str, str]) -> tuple[str, str]:
     return values.get("email", "").strip(), values.get("password", "")
 
 
+def registration_problem(email: str, password: str, confirm: str) -> str | None:
+    """Why a registration must not be sent, or None.
+
+    The real server creates an account for any non-empty email and password ("x", "abc"), so
+    tokenbot keeps the form's promise itself before anything is sent.
+    """
+    if not email or not password:
+        return "Email and password are both needed."
+    if len(email) > 254 or not _EMAIL.fullmatch(email):
+        return f"“{email[:80]}” is not an email address (name@example.com); nothing was sent."
+    if len(password) < MIN_PASSWORD:
+        return f"The password needs at least {MIN_PASSWORD} characters; nothing was sent."
+    if len(password) > MAX_PASSWORD:
+        return f"The password may have at most {MAX_PASSWORD} characters; nothing was sent."
+    if password != confirm:
+        return "The passwords differ; nothing was sent."
+    return None
+
+
 async def login_form(ctx: HandlerContext, values: dict[str, str]) -> bool:
     """The submitted sign-in form."""
     email, password = _form_values(values)
@@ -133,13 +156,9 @@ async def login_form(ctx: HandlerContext, values: dict[str, str]) -> bool:
 async def register_form(ctx: HandlerContext, values: dict[str, str]) -> bool:
     """The submitted registration form."""
     email, password = _form_values(values)
-    if not email or not password:
-        await private(ctx, [Notice(level="warning", text="Email and password are both needed.")])
-        return False
-    if password != values.get("confirm", ""):
-        await private(
-            ctx, [Notice(level="warning", text="The passwords differ; nothing was sent.")]
-        )
+    problem = registration_problem(email, password, values.get("confirm", ""))
+    if problem:
+        await private(ctx, [Notice(level="warning", text=problem)])
         return False
     try:
         result = await service(ctx).register(email, password)
@@ -187,8 +206,9 @@ class DeviceLoginJob:
     # device-flow interval, which RFC 8628 says not to undercut and a backoff would stretch.
     backoff = PollBackoff()
 
-    def __init__(self, svc: OpenClawTokenService) -> None:
+    def __init__(self, svc: OpenClawTokenService, client_id: str = "openclaw-cli") -> None:
         self.svc = svc
+        self.client_id = client_id.strip()
 
     async def report_failure(self, ctx: JobContext, failure: Failure) -> None:
         """Failures of a sign-in are private."""
@@ -197,9 +217,13 @@ class DeviceLoginJob:
     async def run(self, ctx: JobContext) -> None:
         """Drive one sign-in to the stored management key."""
         if not ctx.state.device_code:
+            if not self.client_id:
+                raise JobFailed(client_id_failure(None, self.client_id))
             try:
-                code = await self.svc.device_code(CLIENT_ID)
+                code = await self.svc.device_code(self.client_id)
             except BackendError as exc:
+                if client_id_refused(exc):
+                    raise JobFailed(client_id_failure(exc, self.client_id)) from None
                 raise JobFailed(render_openclaw_failure(exc)) from None
             await ctx.save(
                 device_code=code.device_code,
@@ -223,7 +247,7 @@ class DeviceLoginJob:
         try:
             info = await self.svc.userinfo(grant.access_token or "")
         except BackendError as exc:
-            raise JobFailed(render_openclaw_failure(exc)) from None
+            raise JobFailed(userinfo_failure(exc)) from None
         await ctx.store.put_credential(
             ctx.owner, MGMT, info.management_key, meta={"email": info.email, "via": "github"}
         )
@@ -284,6 +308,39 @@ class DeviceLoginJob:
                     hint=f"Run `{_CMD} auth login` again.",
                 )
             )
+
+
+def client_id_refused(error: BackendError) -> bool:
+    """The server's answer to a client id other than its configured GitHub client id."""
+    return error.code == "INVALID_INPUT" and "client_id" in error.message.lower()
+
+
+def client_id_failure(error: BackendError | None, client_id: str) -> Failure:
+    """GitHub sign-in is not set up between tokenbot and this server: say who can fix it."""
+    sent = f"`{client_id}`" if client_id else "none (the setting is empty)"
+    return Failure(
+        code="github_client_id",
+        message="GitHub sign-in is not set up for this OpenClaw Token server: it accepts only "
+        "the client id of its own GitHub OAuth app (its GITHUB_CLIENT_ID), and tokenbot sent "
+        f"{sent}. Nothing is wrong with your account.",
+        request_id=error.request_id if error else None,
+        hint=f"Whoever runs tokenbot sets {CLIENT_ID_SETTING} to the server's GitHub client id. "
+        f"Meanwhile sign in with `{_CMD} auth login --email` (or `{_CMD} auth register`).",
+    )
+
+
+def userinfo_failure(error: BackendError) -> Failure:
+    """GitHub approved, but the server would not name the account: its failure, not yours."""
+    said = f"{error.code}: {error.message}"
+    return Failure(
+        code=f"userinfo_{error.code}",
+        message="GitHub approved your sign-in, but the OpenClaw Token server then refused to "
+        f"say which account it belongs to (its /oauth/userinfo answered {said}). This is the "
+        "server's failure, not yours: you entered the code correctly.",
+        request_id=error.request_id,
+        hint=f"Sign in with `{_CMD} auth login --email` instead, or tell whoever runs the "
+        "OpenClaw Token server that GitHub sign-in fails after approval.",
+    )
 
 
 def _expired() -> Failure:

@@ -44,6 +44,12 @@ from bot.core.messages import Failure, Link, Notice, Part
 from bot.store import AuditEntry
 
 PURCHASE_JOB = "openclaw_purchase"
+USAGE_NOT_IN_HISTORY = Notice(
+    level="info",
+    text="OpenClaw Token does not list proxy usage in the credits history: "
+    "`/openclaw-token credits balance` shows the total used, `/openclaw-token keys list` each "
+    "key's usage.",
+)
 
 
 async def balance(cmd: CreditsBalance, ctx: HandlerContext) -> None:
@@ -151,7 +157,11 @@ async def history(cmd: CreditsHistory, ctx: HandlerContext) -> None:
     key = await management_key(ctx)
     async with failures_shown(ctx):
         page = await service(ctx).history(key, limit=cmd.limit, offset=cmd.offset, type_=cmd.type)
-    await show(ctx, cmd.as_json, page, history_parts(page))
+    parts: list[Part] = [*history_parts(page)]
+    if cmd.type == "usage" and not page.items:
+        # The real server meters proxy usage without writing history rows.
+        parts.append(USAGE_NOT_IN_HISTORY)
+    await show(ctx, cmd.as_json, page, parts)
 
 
 async def auto_topup(cmd: CreditsAutoTopup, ctx: HandlerContext) -> None:

@@ -10,6 +10,8 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 
+from pydantic import BaseModel
+
 from bot.backends.alltoken.hooks import ChatFallback
 from bot.backends.openclaw_token import auth, credits, keys
 from bot.backends.openclaw_token import grammar as parser
@@ -20,6 +22,8 @@ from bot.backends.openclaw_token.confirm import (
     CONFIRM_ACTION,
     REFUSALS,
     Confirmations,
+    Pending,
+    TakeStatus,
 )
 from bot.backends.openclaw_token.fallback import OpenClawFallback
 from bot.backends.openclaw_token.integrate import (
@@ -56,7 +60,7 @@ from bot.backends.openclaw_token.spec import (
 )
 from bot.core.context import HandlerContext, MissingKey
 from bot.core.failures import HandledFailure
-from bot.core.family import ActionHandler, CommandFamily, Wiring
+from bot.core.family import ActionHandler, CommandFamily, Handler, Wiring
 from bot.core.keys import KeyService
 from bot.core.messages import Notice
 
@@ -74,17 +78,46 @@ EXECUTORS: dict[str, Executor] = {
 }
 
 
+def _expiries(confirmations: Confirmations) -> Callable[[HandlerContext], Awaitable[None]]:
+    return functools.partial(record_expiries, confirmations=confirmations)
+
+
 async def _help(cmd: OpenClawHelp, ctx: HandlerContext) -> None:
     await ctx.conversation.whisper([help_text(cmd.topic)])
 
 
+def _confirm_row(pending: Pending) -> str:
+    return f"openclaw.{pending.action}.confirm"
+
+
+async def record_expiries(ctx: HandlerContext, confirmations: Confirmations) -> None:
+    """Audit, for their owners, the prompts that expired unclicked since the last look."""
+    for pending in confirmations.sweep():
+        await audit(
+            ctx,
+            _confirm_row(pending),
+            "expired",
+            "not confirmed within 15 min",
+            None,
+            owner=pending.owner,
+        )
+
+
+async def _refused(ctx: HandlerContext, status: TakeStatus, pending: Pending | None) -> None:
+    if status == "expired" and pending is not None and not pending.expiry_reported:
+        pending.expiry_reported = True
+        await audit(ctx, _confirm_row(pending), "expired", "clicked after 15 min")
+    await ctx.conversation.whisper([Notice(level="info", text=REFUSALS[status])])
+
+
 def _confirm_action(confirmations: Confirmations) -> ActionHandler:
     async def confirm(ctx: HandlerContext, token: str) -> None:
+        await record_expiries(ctx, confirmations)
         status, pending = confirmations.take(ctx.owner, token)
         if status != "ok" or pending is None:
-            await ctx.conversation.whisper([Notice(level="info", text=REFUSALS[status])])
+            await _refused(ctx, status, pending)
             return
-        outcome, detail = "ok", None
+        outcome, detail = "confirmed", None
         try:
             await EXECUTORS[pending.action](ctx, pending.payload)
         except MissingKey as exc:
@@ -100,18 +133,37 @@ def _confirm_action(confirmations: Confirmations) -> ActionHandler:
             )
         except HandledFailure as exc:
             outcome, detail = "failed", exc.error.code
-        await audit(ctx, f"openclaw.{pending.action}.confirm", outcome, detail, ctx.request_id)
+        if outcome == "confirmed" and ctx.jobs.started:
+            # The job (a purchase) audits how it ended.
+            detail = "started " + ", ".join(job.id for job in ctx.jobs.started)
+        await audit(ctx, _confirm_row(pending), outcome, detail, ctx.request_id)
 
     return confirm
 
 
 def _cancel_action(confirmations: Confirmations) -> ActionHandler:
     async def cancel(ctx: HandlerContext, token: str) -> None:
-        status = confirmations.cancel(ctx.owner, token)
-        text = "Cancelled; nothing was done." if status == "ok" else REFUSALS[status]
-        await private(ctx, [Notice(level="info", text=text)])
+        await record_expiries(ctx, confirmations)
+        status, pending = confirmations.take_for_cancel(ctx.owner, token)
+        if status != "ok" or pending is None:
+            await _refused(ctx, status, pending)
+            return
+        await audit(ctx, _confirm_row(pending), "cancelled")
+        await private(ctx, [Notice(level="info", text="Cancelled; nothing was done.")])
 
     return cancel
+
+
+def _prompting(handler: Handler, confirmations: Confirmations) -> Handler:
+    """`handler`, audited as "prompted" (not "ok") when it ended by showing a Confirm prompt."""
+
+    async def run(cmd: BaseModel, ctx: HandlerContext) -> None:
+        before = confirmations.offers_to(ctx.owner)
+        await handler(cmd, ctx)
+        if confirmations.offers_to(ctx.owner) > before:
+            ctx.outcome = "prompted"
+
+    return run
 
 
 KEY_SERVICES = (
@@ -141,14 +193,25 @@ def openclaw_token_family() -> CommandFamily:
     confirmations = Confirmations()
     pending = PendingIntegrations()
 
+    def prompting(handler: Handler) -> Handler:
+        return _prompting(handler, confirmations)
+
+    built: list[OpenClawTokenService] = []
+
+    def startup_note() -> str:
+        # Which shape the base is read as (hosted …/v1, or a self-hosted root).
+        return built[-1].bases.describe() if built else "OpenClaw Token: not attached"
+
     def attach(wiring: Wiring) -> None:
         api_base = wiring.settings.openclaw_token_api_base
         wiring.metrics.name_backend(api_base, "openclaw_token")
         svc = OpenClawTokenService(wiring.http, api_base)
+        built.append(svc)
         wiring.services.add(svc)
+        wiring.services.add(confirmations)  # pending Confirm prompts (tests move their clock)
         # The one declared cross-backend hook: AllToken's chat and search fall back here.
         wiring.services.add(OpenClawFallback(svc), as_=ChatFallback)
-        wiring.jobs.register(auth.DeviceLoginJob(svc))
+        wiring.jobs.register(auth.DeviceLoginJob(svc, wiring.settings.openclaw_github_client_id))
         wiring.jobs.register(credits.PurchaseJob(svc))
         wiring.jobs.register(keys.UsageWatchJob(svc))
         wiring.actions[CONFIRM_ACTION] = _confirm_action(confirmations)
@@ -171,22 +234,24 @@ def openclaw_token_family() -> CommandFamily:
             AuthLogin: auth.login,
             AuthRegister: auth.register,
             AuthWhoami: auth.whoami,
-            AuthRotate: functools.partial(auth.rotate, confirmations=confirmations),
+            AuthRotate: prompting(functools.partial(auth.rotate, confirmations=confirmations)),
             AuthLogout: auth.logout,
             CreditsBalance: credits.balance,
-            CreditsBuy: functools.partial(credits.buy, confirmations=confirmations),
+            CreditsBuy: prompting(functools.partial(credits.buy, confirmations=confirmations)),
             CreditsHistory: credits.history,
             CreditsAutoTopup: credits.auto_topup,
             KeysCreate: keys.create,
             KeysList: keys.list_,
             KeysInfo: keys.info,
             KeysUpdate: keys.update,
-            KeysRotate: functools.partial(keys.rotate, confirmations=confirmations),
-            KeysRevoke: functools.partial(keys.revoke, confirmations=confirmations),
-            KeysRevokeAll: functools.partial(keys.revoke_all, confirmations=confirmations),
+            KeysRotate: prompting(functools.partial(keys.rotate, confirmations=confirmations)),
+            KeysRevoke: prompting(functools.partial(keys.revoke, confirmations=confirmations)),
+            KeysRevokeAll: prompting(
+                functools.partial(keys.revoke_all, confirmations=confirmations)
+            ),
             KeysUsage: keys.usage,
             Integrate: functools.partial(integrate, pending=pending),
-            AuditShow: audit_show,
+            AuditShow: functools.partial(audit_show, before=_expiries(confirmations)),
         },
         attach=attach,
         keywords=("openclaw",),
@@ -196,4 +261,5 @@ def openclaw_token_family() -> CommandFamily:
         render_failure=render_openclaw_failure,
         key_command="`/openclaw-token auth login`",
         help_command="`/openclaw-token help`",
+        startup_note=startup_note,
     )

@@ -11,22 +11,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.backends.openclaw_token.common import (
     MGMT,
     PROXY,
-    failures_shown,
     management_key,
     private,
     service,
     show,
 )
+from bot.backends.openclaw_token.keys import key_failures_shown, missing_key_failure
 from bot.backends.openclaw_token.render import (
     json_block,
     key_status,
     limit_text,
-    render_openclaw_failure,
+    refusal_from_meta,
     usd,
 )
 from bot.backends.openclaw_token.service import NewKey
@@ -177,7 +178,7 @@ def integrate_form(pending: PendingIntegrations) -> FormHandler:
         try:
             detail = await service(ctx).key_info(mgmt, key_hash)
         except BackendError as exc:
-            await private(ctx, [render_openclaw_failure(exc, key_hash)])
+            await private(ctx, [await missing_key_failure(service(ctx), mgmt, key_hash, exc)])
             return False
         state = key_status(detail)
         if state != "active":
@@ -246,13 +247,16 @@ async def status(cmd: Integrate, ctx: HandlerContext) -> None:
     ]
     mgmt = await ctx.store.get_credential(ctx.owner, MGMT)
     if mgmt and key_hash:
-        async with failures_shown(ctx, key_hash):
+        async with key_failures_shown(ctx, mgmt, key_hash):
             detail = await svc.key_info(mgmt, key_hash)
         data.update(status=key_status(detail), key=detail.model_dump(mode="json"))
         rows += [
             ("status", key_status(detail)),
             ("credit limit", limit_text(detail)),
-            ("used against the limit", usd(detail.period_usage())),
+            ("used against the limit (server's figure)", usd(detail.period_usage())),
         ]
+        refusal = refusal_from_meta(info.meta, key_hash)
+        if refusal is not None and refusal.holds(detail, datetime.now(UTC)):
+            rows.append(("limit left", refusal.text()))
         ctx.request_id = detail.request_id
     await show(ctx, cmd.as_json, data, [Fields(title="AllToken fallback: on", rows=rows)])

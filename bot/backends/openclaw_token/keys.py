@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from bot.backends.openclaw_token.common import (
     MGMT,
@@ -22,14 +23,17 @@ from bot.backends.openclaw_token.common import (
 from bot.backends.openclaw_token.confirm import Confirmations, confirm_buttons
 from bot.backends.openclaw_token.job_state import UsageWatchState
 from bot.backends.openclaw_token.render import (
+    SeenRefusal,
     apply_filter,
     detail_parts,
     json_block,
     key_fields,
     keys_table,
+    refusal_from_meta,
     render_openclaw_failure,
     sort_keys,
     usage_fields,
+    without_refusal,
 )
 from bot.backends.openclaw_token.service import KeyDetail, NewKey, OpenClawTokenService
 from bot.backends.openclaw_token.spec import (
@@ -44,6 +48,7 @@ from bot.backends.openclaw_token.spec import (
 )
 from bot.core.context import HandlerContext
 from bot.core.errors import BackendError
+from bot.core.failures import HandledFailure
 from bot.core.http import PollBackoff
 from bot.core.jobs import JobContext, JobFailed
 from bot.core.messages import (
@@ -56,10 +61,8 @@ from bot.core.messages import (
     Part,
     Text,
 )
-from bot.store import Owner
+from bot.store import Owner, Store
 
-if TYPE_CHECKING:
-    pass
 log = logging.getLogger(__name__)
 
 WATCH_JOB = "openclaw_watch"
@@ -71,6 +74,62 @@ _CMD = "/openclaw-token"
 async def _fallback_hash(ctx: HandlerContext) -> str | None:
     info = await ctx.store.credential_info(ctx.owner, PROXY)
     return info.meta.get("hash") if info else None
+
+
+async def seen_refusal(store: Store, owner: Owner, key_hash: str) -> SeenRefusal | None:
+    """A spend-limit refusal the fallback received for this key (kept with the fallback key)."""
+    info = await store.credential_info(owner, PROXY)
+    return refusal_from_meta(info.meta, key_hash) if info else None
+
+
+async def forget_refusal(ctx: HandlerContext, key_hash: str) -> None:
+    """The key's limit changed: a refusal seen before says nothing about it any more."""
+    info = await ctx.store.credential_info(ctx.owner, PROXY)
+    value = await ctx.store.get_credential(ctx.owner, PROXY)
+    if info and value and refusal_from_meta(info.meta, key_hash) is not None:
+        await ctx.store.put_credential(ctx.owner, PROXY, value, meta=without_refusal(info.meta))
+
+
+async def missing_key_failure(
+    svc: OpenClawTokenService, mgmt: str, key_hash: str, error: BackendError
+) -> Failure:
+    """The failure for a key call; a 404 for a key listed among the revoked ones says so.
+
+    The server answers KEY_NOT_FOUND both for a wrong hash and for a revoked key; a key that
+    appears only in the list with revoked keys included is the second case.
+    """
+    plain = render_openclaw_failure(error, key_hash)
+    if error.code != "KEY_NOT_FOUND":
+        return plain
+    try:
+        everything = await svc.list_keys(mgmt, include_revoked=True)
+    except BackendError:
+        return plain
+    match = next((k for k in everything.items if k.hash == key_hash), None)
+    if match is None:
+        return plain.model_copy(
+            update={
+                "message": f"OpenClaw Token: your account has no key {key_hash} (Key not found)."
+            }
+        )
+    return Failure(
+        code=error.code,
+        message=f"OpenClaw Token: key {match.name} ({key_hash}) has been revoked; the server "
+        "answers “Key not found” for a revoked key, which can no longer be viewed or changed.",
+        request_id=error.request_id,
+        hint=f"Create a new key with `{_CMD} keys create --name …`.",
+    )
+
+
+@asynccontextmanager
+async def key_failures_shown(ctx: HandlerContext, mgmt: str, key_hash: str) -> AsyncIterator[None]:
+    """Like `failures_shown`, with a 404 after a revoke worded as such."""
+    try:
+        yield
+    except BackendError as exc:
+        ctx.request_id = exc.request_id
+        await private(ctx, [await missing_key_failure(service(ctx), mgmt, key_hash, exc)])
+        raise HandledFailure(exc) from None
 
 
 def _shown_once(value: str) -> list[Part]:
@@ -109,29 +168,41 @@ async def create(cmd: KeysCreate, ctx: HandlerContext) -> None:
 
 
 async def list_(cmd: KeysList, ctx: HandlerContext) -> None:
-    """The caller's keys, filtered and sorted here."""
+    """The caller's keys, filtered and sorted here.
+
+    With revoked keys included the server flags none of them, so the active list is fetched
+    too: a key missing from it is a revoked one.
+    """
     key = await management_key(ctx)
+    svc = service(ctx)
+    revoked: set[str] = set()
     async with failures_shown(ctx):
-        found = await service(ctx).list_keys(key, include_revoked=cmd.include_revoked)
-    keys = sort_keys(apply_filter(found.items, cmd.filter), cmd.sort)
+        found = await svc.list_keys(key, include_revoked=cmd.include_revoked)
+        if cmd.include_revoked:
+            active = {k.hash for k in (await svc.list_keys(key)).items}
+            revoked = {k.hash for k in found.items if k.hash not in active}
+    keys = sort_keys(apply_filter(found.items, cmd.filter, revoked), cmd.sort)
     data = {"items": [k.model_dump(mode="json") for k in keys], "total": len(keys)}
     ctx.request_id = found.request_id
-    await show(ctx, cmd.as_json, data, [keys_table(keys)])
+    await show(ctx, cmd.as_json, data, keys_table(keys, revoked))
 
 
 async def info(cmd: KeysInfo, ctx: HandlerContext) -> None:
-    """One key's settings and usage."""
+    """One key's settings and (the server's) usage figures."""
     key = await management_key(ctx)
-    async with failures_shown(ctx, cmd.hash):
+    async with key_failures_shown(ctx, key, cmd.hash):
         detail = await service(ctx).key_info(key, cmd.hash)
-    await show(ctx, cmd.as_json, detail, detail_parts(detail))
+    refusal = await seen_refusal(ctx.store, ctx.owner, cmd.hash)
+    await show(ctx, cmd.as_json, detail, detail_parts(detail, refusal))
 
 
 async def update(cmd: KeysUpdate, ctx: HandlerContext) -> None:
     """Change limit, reset period or disabled flag."""
     key = await management_key(ctx)
-    async with failures_shown(ctx, cmd.hash):
+    async with key_failures_shown(ctx, key, cmd.hash):
         updated = await service(ctx).update_key(key, cmd.hash, cmd.patch())
+    if cmd.set_limit or cmd.set_reset:
+        await forget_refusal(ctx, cmd.hash)
     await show(
         ctx, cmd.as_json, updated, [key_fields(updated, title=f"Updated key {updated.name}")]
     )
@@ -274,7 +345,7 @@ async def usage(cmd: KeysUsage, ctx: HandlerContext) -> None:
     """A snapshot, or (--watch) a supervised job editing one message."""
     key = await management_key(ctx)
     if cmd.watch:
-        async with failures_shown(ctx, cmd.hash):
+        async with key_failures_shown(ctx, key, cmd.hash):
             await service(ctx).key_info(key, cmd.hash)  # fail fast on a wrong hash
         await ctx.jobs.start(
             WATCH_JOB,
@@ -283,9 +354,10 @@ async def usage(cmd: KeysUsage, ctx: HandlerContext) -> None:
             {"hash": cmd.hash, "interval": cmd.interval},
         )
         return
-    async with failures_shown(ctx, cmd.hash):
+    async with key_failures_shown(ctx, key, cmd.hash):
         detail = await service(ctx).key_info(key, cmd.hash)
-    await show(ctx, cmd.as_json, detail, [usage_fields(detail, datetime.now(UTC))])
+    refusal = await seen_refusal(ctx.store, ctx.owner, cmd.hash)
+    await show(ctx, cmd.as_json, detail, [usage_fields(detail, datetime.now(UTC), refusal)])
 
 
 def _stop_button(job_id: str) -> Actions:
@@ -338,7 +410,9 @@ class UsageWatchJob:
             except BackendError as exc:
                 errors += 1
                 if self.backoff.wait_after(exc, errors) is None:
-                    raise JobFailed(render_openclaw_failure(exc, key_hash)) from None
+                    failure = await missing_key_failure(self.svc, key, key_hash, exc)
+                    raise JobFailed(failure) from None
+            refusal = await seen_refusal(ctx.store, ctx.owner, key_hash)
             if detail is not None:
                 live = Notice(
                     level="progress",
@@ -346,11 +420,12 @@ class UsageWatchJob:
                     f"{deadline:%H:%M} UTC.",
                 )
                 await _post_or_edit(
-                    ctx, [usage_fields(detail, now), live, _stop_button(ctx.job.id)]
+                    ctx, [usage_fields(detail, now, refusal), live, _stop_button(ctx.job.id)]
                 )
             left = (deadline - datetime.now(UTC)).total_seconds()
             await asyncio.sleep(max(min(interval, left), 0))
-        final: list[Part] = [usage_fields(detail, datetime.now(UTC))] if detail else []
+        refusal = await seen_refusal(ctx.store, ctx.owner, key_hash)
+        final: list[Part] = [usage_fields(detail, datetime.now(UTC), refusal)] if detail else []
         minutes = f"{self.max_duration_s / 60:g}"
         final.append(
             Notice(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from pydantic import BaseModel
@@ -19,17 +20,23 @@ from bot.backends.openclaw_token.service import (
     ProvisionedKey,
     Purchase,
     next_reset,
+    period_start,
     platform_fee,
     purchase_total,
 )
 from bot.backends.openclaw_token.spec import SPECS, KeyFilter, KeySort, OpenClawHelp
 from bot.core.errors import BackendError
-from bot.core.messages import Failure, Fields, Text
+from bot.core.messages import Failure, Fields, Notice, Text
 from bot.store import AuditEntry
 
 # Never shown, not even in --json: the account's own credentials.
 _SECRET_FIELDS = frozenset({"management_key", "access_token", "device_code"})
 _UNLIMITED = "no limit"
+_SERVER = "server's figure"
+_REVOKED_NOTE = (
+    "The server does not flag revoked keys in a list; the keys marked revoked are missing from "
+    "your list of active keys."
+)
 
 
 def usd(amount: Decimal | float | None) -> str:
@@ -152,7 +159,7 @@ def topup_fields(settings: AutoTopup) -> Fields:
         title="Auto top-up",
         rows=[
             ("enabled", "yes" if settings.enabled else "no"),
-            ("when the balance drops below", usd(settings.threshold)),
+            ("when a proxy request finds the balance at or below", usd(settings.threshold)),
             ("add", usd(settings.amount)),
         ],
     )
@@ -161,9 +168,15 @@ def topup_fields(settings: AutoTopup) -> Fields:
 # --- keys ----------------------------------------------------------------------------------
 
 
-def key_status(key: ProvisionedKey, now: datetime | None = None) -> str:
-    """revoked / expired / disabled / active."""
-    if key.revoked or key.revoked_at:
+def key_status(
+    key: ProvisionedKey, now: datetime | None = None, revoked: Iterable[str] = ()
+) -> str:
+    """revoked / expired / disabled / active, from what the server said about the key.
+
+    A list with revoked keys included does not flag them: `revoked` holds the hashes known to
+    be revoked because the server's list of active keys leaves them out.
+    """
+    if key.revoked or key.revoked_at or key.hash in revoked:
         return "revoked"
     if key.expires_at:
         try:
@@ -198,76 +211,185 @@ def key_fields(key: ProvisionedKey, title: str = "Provisioned key") -> Fields:
     )
 
 
-def detail_parts(key: KeyDetail) -> list[Fields]:
-    """`keys info`: settings, the usage breakdown and usage by model."""
+@dataclass(frozen=True)
+class SeenRefusal:
+    """A spend-limit refusal tokenbot itself received from the proxy for one key."""
+
+    code: str
+    at: datetime
+    request_id: str | None = None
+
+    def holds(self, key: ProvisionedKey, now: datetime) -> bool:
+        """Still true: no reset period has started since (a lifetime limit never resets)."""
+        if key.credit_limit is None:
+            return False
+        return not key.limit_reset or self.at >= period_start(key.limit_reset, now)
+
+    def text(self) -> str:
+        """`none: the proxy refused this key (CREDIT_LIMIT_EXCEEDED) at 12:00 UTC`."""
+        return f"none: the proxy refused this key ({self.code}) at {self.at:%Y-%m-%d %H:%M} UTC"
+
+
+_REFUSED_AT, _REFUSED_CODE, _REFUSED_REQUEST = "refused_at", "refused_code", "refused_request"
+
+
+def refusal_meta(code: str, at: datetime, request_id: str | None) -> dict[str, str]:
+    """How a seen refusal is kept in the fallback credential's meta."""
+    meta = {_REFUSED_AT: at.astimezone(UTC).isoformat(), _REFUSED_CODE: code}
+    if request_id:
+        meta[_REFUSED_REQUEST] = request_id
+    return meta
+
+
+def without_refusal(meta: Mapping[str, str]) -> dict[str, str]:
+    """The meta with any seen refusal dropped."""
+    return {
+        k: v for k, v in meta.items() if k not in (_REFUSED_AT, _REFUSED_CODE, _REFUSED_REQUEST)
+    }
+
+
+def refusal_from_meta(meta: Mapping[str, str], key_hash: str) -> SeenRefusal | None:
+    """The refusal kept for `key_hash`, if any."""
+    raw = meta.get(_REFUSED_AT)
+    if not raw or meta.get("hash") != key_hash:
+        return None
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return SeenRefusal(
+        meta.get(_REFUSED_CODE, "CREDIT_LIMIT_EXCEEDED"), at, meta.get(_REFUSED_REQUEST)
+    )
+
+
+def _cents(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def placeholder_breakdown(key: KeyDetail) -> bool:
+    """The breakdown matches the real server's placeholder formula (shares of lifetime usage).
+
+    openclaw-token-server derives usage_daily (15 %), usage_weekly (45 %), usage_monthly
+    (100 %) and requests_count (100 per dollar) from lifetime usage instead of measuring them.
+    """
+    usage = key.usage
+    if usage <= 0:
+        return False
+    return (
+        key.usage_daily == _cents(usage * Decimal("0.15"))
+        and key.usage_weekly == _cents(usage * Decimal("0.45"))
+        and key.usage_monthly == usage
+        and key.requests_count == int((usage * 100).to_integral_value(rounding=ROUND_FLOOR))
+    )
+
+
+def _placeholder_note(key: KeyDetail) -> Notice:
+    return Notice(
+        level="info",
+        text="The server's daily, weekly and monthly figures, request count and per-model rows "
+        f"are fixed shares of this key's lifetime usage ({usd(key.usage)}), not measurements; "
+        "its spend limit is checked against the real usage of the period.",
+    )
+
+
+def detail_parts(key: KeyDetail, refusal: SeenRefusal | None = None) -> list[Fields | Notice]:
+    """`keys info`: settings, the server's usage breakdown and usage by model, labelled so."""
     rows = [
         *key_fields(key).rows,
-        ("usage today", usd(key.usage_daily)),
-        ("usage this week", usd(key.usage_weekly)),
-        ("usage this month", usd(key.usage_monthly)),
-        ("requests", f"{key.requests_count:,}"),
+        (f"usage today ({_SERVER})", usd(key.usage_daily)),
+        (f"usage this week ({_SERVER})", usd(key.usage_weekly)),
+        (f"usage this month ({_SERVER})", usd(key.usage_monthly)),
+        (f"requests ({_SERVER})", f"{key.requests_count:,}"),
     ]
-    parts = [Fields(title=f"Key {key.name}", rows=rows)]
+    now = datetime.now(UTC)
+    if refusal is not None and refusal.holds(key, now):
+        rows.append(("limit left", refusal.text()))
+    parts: list[Fields | Notice] = [Fields(title=f"Key {key.name}", rows=rows)]
     if key.model_usage:
         parts.append(
             Fields(
-                title="Usage by model",
+                title=f"Usage by model ({_SERVER}s)",
                 rows=[
                     (m.model, f"{m.requests:,} requests · {m.tokens:,} tokens · {usd(m.cost)}")
                     for m in key.model_usage
                 ],
             )
         )
+    if placeholder_breakdown(key):
+        parts.append(_placeholder_note(key))
     return parts
 
 
-def usage_fields(key: KeyDetail, now: datetime) -> Fields:
-    """`keys usage`: where the key stands against its limit."""
+def usage_fields(key: KeyDetail, now: datetime, refusal: SeenRefusal | None = None) -> Fields:
+    """`keys usage`: where the key stands against its limit, by the server's figures.
+
+    A refusal tokenbot saw from the proxy in the current period wins over a figure that says
+    there is room left.
+    """
     rows = [("status", key_status(key, now)), ("usage (lifetime)", usd(key.usage))]
     if key.credit_limit is not None:
         used = key.period_usage()
         left = max(key.credit_limit - used, Decimal(0))
         period = key.limit_reset or "lifetime"
-        rows += [
-            (f"used ({period})", f"{usd(used)} of {usd(key.credit_limit)}"),
-            ("left", usd(left)),
-        ]
+        rows.append((f"used ({period}, {_SERVER})", f"{usd(used)} of {usd(key.credit_limit)}"))
+        if refusal is not None and refusal.holds(key, now):
+            rows.append(("left", refusal.text()))
+        else:
+            rows.append((f"left ({_SERVER})", usd(left)))
         if key.limit_reset:
             rows.append(("resets", f"{next_reset(key.limit_reset, now):%Y-%m-%d %H:%M} UTC"))
     else:
         rows.append(("credit limit", _UNLIMITED))
     rows += [
         (
-            "today / week / month",
+            f"today / week / month ({_SERVER}s)",
             f"{usd(key.usage_daily)} / {usd(key.usage_weekly)} / {usd(key.usage_monthly)}",
         ),
-        ("requests", f"{key.requests_count:,}"),
+        (f"requests ({_SERVER})", f"{key.requests_count:,}"),
     ]
+    if placeholder_breakdown(key):
+        rows.append(
+            (
+                "note",
+                "the daily/weekly/monthly figures and request count are shares "
+                "of lifetime usage, not measurements",
+            )
+        )
     return Fields(title=f"Usage of {key.name} ({key.hash})", rows=rows)
 
 
-def keys_table(keys: Sequence[ProvisionedKey]) -> Fields | Text:
-    """`keys list`: one row per key."""
+def keys_table(keys: Sequence[ProvisionedKey], revoked: Iterable[str] = ()) -> list[Fields | Text]:
+    """`keys list`: one row per key (and, when revoked keys were inferred, how)."""
     if not keys:
-        return Text(
-            markdown="No keys match. Create one with `/openclaw-token keys create --name …`."
-        )
-    return Fields(
+        return [
+            Text(markdown="No keys match. Create one with `/openclaw-token keys create --name …`.")
+        ]
+    gone = set(revoked)
+    table = Fields(
         title=f"{len(keys)} key(s)",
         rows=[
-            (k.name, f"{k.hash} · {usd(k.usage)} used · {limit_text(k)} · {key_status(k)}")
+            (
+                k.name,
+                f"{k.hash} · {usd(k.usage)} used · {limit_text(k)} · {key_status(k, revoked=gone)}",
+            )
             for k in keys
         ],
     )
+    if any(k.hash in gone and not (k.revoked or k.revoked_at) for k in keys):
+        return [table, Text(markdown=_REVOKED_NOTE)]
+    return [table]
 
 
-def apply_filter(keys: Iterable[ProvisionedKey], wanted: KeyFilter | None) -> list[ProvisionedKey]:
+def apply_filter(
+    keys: Iterable[ProvisionedKey], wanted: KeyFilter | None, revoked: Iterable[str] = ()
+) -> list[ProvisionedKey]:
     """Keep the keys matching `active`, `disabled` or `usage<op>N`."""
     items = list(keys)
     if wanted is None:
         return items
     if wanted.kind == "active":
-        return [k for k in items if key_status(k) == "active"]
+        gone = set(revoked)
+        return [k for k in items if key_status(k, revoked=gone) == "active"]
     if wanted.kind == "disabled":
         return [k for k in items if k.disabled]
     value = wanted.value or Decimal(0)
@@ -336,13 +458,16 @@ _HINTS: dict[str, str] = {
     "INSUFFICIENT_CREDITS": f"Your OpenClaw Token credits are used up: buy more with "
     f"`{_CMD} credits buy --amount 25`, or turn on `{_CMD} credits auto-topup --enable`.",
     "KEY_NAME_EXISTS": f"Pick another `--name`, or see your keys with `{_CMD} keys list`.",
-    "KEY_NOT_FOUND": f"Check the hash with `{_CMD} keys list`.",
+    "KEY_NOT_FOUND": f"Check the hash with `{_CMD} keys list`; the server also answers "
+    f"“not found” for a revoked key (`{_CMD} keys list --include-revoked` lists those).",
     "KEY_ALREADY_REVOKED": "Nothing to do: that key was already revoked.",
     "KEY_REVOKED": f"That key is revoked for good: create a new one with `{_CMD} keys create`.",
     "KEY_EXPIRED": f"That key has expired: create a new one with `{_CMD} keys create`.",
     "CONFLICT": f"This request conflicts with an earlier one; run `{_CMD} credits buy` again for a new quote.",
     "PAYLOAD_TOO_LARGE": "The request is over 1 MB; send less text.",
     "UPSTREAM_UNREACHABLE": "The OpenClaw Token proxy could not reach the model provider; try again shortly.",
+    "upstream_insufficient_balance": "Buying OpenClaw Token credits will not help: tell whoever "
+    "runs that OpenClaw Token server to top up its provider account, then try again.",
     "timeout": "OpenClaw Token did not answer within 15 s; try again shortly.",
     "connection_error": "tokenbot could not reach OpenClaw Token; try again in a minute.",
     "bad_response": "OpenClaw Token sent an answer tokenbot could not read; try again.",

@@ -11,10 +11,11 @@ network errors and 5xx, 3 times with exponential backoff. The proxy is OpenAI-co
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -43,8 +44,9 @@ from bot.backends.openclaw_token.wire import (
     UserInfo,
     WireModel,
     openclaw_error,
+    proxy_error,
 )
-from bot.core.errors import BackendError, openai_error, protocol_error
+from bot.core.errors import protocol_error
 from bot.core.http import BackendCall, RetryPolicy, Sleep, read_json
 from bot.core.openai_chat import ChatMessage, ChatResult, ChatStream, OpenAIChat
 
@@ -53,6 +55,7 @@ __all__ = [
     "CLI_RETRY",
     "MIN_PURCHASE",
     "Account",
+    "ApiBases",
     "AuthResult",
     "AutoTopup",
     "Credits",
@@ -128,6 +131,54 @@ def next_reset(period: LimitReset, now: datetime) -> datetime:
 
 
 _W = TypeVar("_W", bound=WireModel)
+log = logging.getLogger(__name__)
+Shape = Literal["self-hosted", "hosted", "to be detected"]
+# A management route that answers 400 to an empty body before touching any account
+# (`bad_device_code`); behind a self-hosted server's /v1 the proxy refuses it with 401.
+_PROBE_PATH = "/oauth/device/token"
+_PROBE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class ApiBases:
+    """Where OPENCLAW_TOKEN_API_BASE puts the management API and the proxy.
+
+    Two shapes exist. The hosted service's base ends in /v1 and serves everything under it
+    (`…/v1/auth/me`, `…/v1/chat/completions`). A self-hosted openclaw-token-server mounts
+    /auth, /keys, /credits and /oauth at its root and only the proxy under /v1. A root base
+    is therefore self-hosted; a /v1 base could be either, and the first management call
+    finds out which (see `OpenClawTokenService.management_base`).
+    """
+
+    configured: str
+    proxy_origin: str  # the proxy is `<proxy_origin>/v1/chat/completions`
+    management: str | None  # None while a /v1 base's shape is still to be detected
+    shape: Shape
+
+    @classmethod
+    def derive(cls, api_base: str) -> ApiBases:
+        """The bases a configured OPENCLAW_TOKEN_API_BASE implies before any request."""
+        base = api_base.rstrip("/")
+        origin = base.removesuffix("/v1")
+        if origin == base:
+            return cls(base, origin, base, "self-hosted")
+        return cls(base, origin, None, "to be detected")
+
+    @property
+    def candidates(self) -> tuple[str, str]:
+        """Management base of the hosted shape, then of a self-hosted server's."""
+        return self.configured, self.proxy_origin
+
+    def describe(self) -> str:
+        """One line for the start-up log."""
+        proxy = f"{self.proxy_origin}/v1/chat/completions"
+        if self.management is None:
+            return (
+                f"OpenClaw Token: base {self.configured} ends in /v1, so the management API is "
+                f"at {self.configured} (hosted shape) or at {self.proxy_origin} (a self-hosted "
+                f"server's root): the first call finds out; proxy {proxy}"
+            )
+        return f"OpenClaw Token: management API {self.management} ({self.shape}), proxy {proxy}"
 
 
 def _numbers(model: BaseModel, **dump: Any) -> dict[str, Any]:
@@ -135,11 +186,6 @@ def _numbers(model: BaseModel, **dump: Any) -> dict[str, Any]:
     return {
         k: float(v) if isinstance(v, Decimal) else v for k, v in model.model_dump(**dump).items()
     }
-
-
-def _proxy_error(response: httpx.Response, body: bytes | None = None) -> BackendError:
-    """The proxy answers errors like AllToken (OpenAI-style envelope), as OpenClaw Token's."""
-    return openai_error("openclaw_token", response, body)
 
 
 @dataclass
@@ -151,9 +197,12 @@ class OpenClawTokenService:
     timeout_s: float = TIMEOUT_S
     retry: RetryPolicy = CLI_RETRY
     sleep: Sleep = asyncio.sleep
+    bases: ApiBases = field(init=False)
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
+        self.bases = ApiBases.derive(self.base_url)
+        self._detecting = asyncio.Lock()
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -164,7 +213,47 @@ class OpenClawTokenService:
         The CLI's default API base ends in /v1 while a local server is a bare origin; either
         way the proxy lives at <origin>/v1/chat/completions.
         """
-        return self.base_url.removesuffix("/v1")
+        return self.bases.proxy_origin
+
+    async def management_base(self) -> str:
+        """The management API's base; for a /v1 base found out once, by a harmless probe.
+
+        `POST <candidate>/oauth/device/token {}` answers 400 (bad_device_code) where the
+        management API lives and 401 where a self-hosted server's proxy guards /v1.
+        """
+        if self.bases.management is not None:
+            return self.bases.management
+        async with self._detecting:
+            if self.bases.management is None:
+                found = await self._detect()
+                if found is None:
+                    # Unreachable for now: use the base as configured, try again next call.
+                    return self.bases.configured
+                shape: Shape = "hosted" if found == self.bases.configured else "self-hosted"
+                self.bases = ApiBases(self.bases.configured, self.proxy_base, found, shape)
+                log.info("%s (detected)", self.bases.describe())
+        return self.bases.management or self.bases.configured
+
+    async def _detect(self) -> str | None:
+        answered = False
+        for candidate in self.bases.candidates:
+            try:
+                response = await self.http.post(
+                    f"{candidate}{_PROBE_PATH}", json={}, timeout=_PROBE_TIMEOUT_S
+                )
+            except httpx.HTTPError:
+                continue
+            answered = True
+            if response.status_code == 400:
+                return candidate
+        if answered:
+            log.warning(
+                "OpenClaw Token: neither %s nor %s answers like its management API; using %s",
+                *self.bases.candidates,
+                self.bases.configured,
+            )
+            return self.bases.configured
+        return None
 
     @property
     def proxy_url(self) -> str:
@@ -200,7 +289,7 @@ class OpenClawTokenService:
             all_headers["Authorization"] = f"Bearer {key}"
         return await self._call.send(
             method,
-            f"{self.base_url}{path}",
+            f"{await self.management_base()}{path}",
             json=body,
             params=params,
             headers=all_headers,
@@ -221,6 +310,7 @@ class OpenClawTokenService:
                 response.headers.get("x-request-id"),
             ) from None
         result.request_id = response.headers.get("x-request-id")
+        result.keep_received(data)  # what --json prints
         return result
 
     # --- account -------------------------------------------------------------------------
@@ -362,7 +452,7 @@ class OpenClawTokenService:
         call = BackendCall(
             "openclaw_token",
             self.http,
-            _proxy_error,
+            proxy_error,
             _PROXY_RETRY,
             label=PROXY_LABEL,
             sleep=self.sleep,

@@ -7,13 +7,15 @@ Success bodies are `{"data": …}` (unwrapped by the service), errors `{"error":
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Self, get_args
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from bot.core.errors import BackendError, parse_retry_after
+from bot.core.errors import BackendError, openai_error, parse_retry_after
 
 LimitReset = Literal["daily", "weekly", "monthly"]
 HistoryType = Literal["purchase", "usage", "refund", "auto_topup"]
@@ -46,12 +48,45 @@ _DEFAULT_CODES = {
 
 
 class WireModel(BaseModel):
-    """Base of every answer model: unknown fields kept, the request id attached."""
+    """Base of every answer model: unknown fields kept, the request id attached.
+
+    An answer also keeps the JSON it was read from: `model_dump(mode="json")` (what `--json`
+    prints) gives that, numbers as numbers and no field the server did not send.
+    """
 
     model_config = ConfigDict(extra="allow")
 
     # From the x-request-id header, not the body; shown in failure and audit lines.
     request_id: str | None = Field(None, exclude=True)
+    _received: Any = PrivateAttr(default=None)
+
+    def keep_received(self, raw: Any) -> None:
+        """Remember `raw` (this answer's JSON) here and in the nested answers it holds."""
+        self._received = raw
+        if not isinstance(raw, dict):
+            return
+        for name in type(self).model_fields:
+            value, sent = getattr(self, name, None), raw.get(name)
+            if isinstance(value, WireModel):
+                value.keep_received(sent)
+            elif isinstance(value, list) and isinstance(sent, list) and len(sent) == len(value):
+                for item, item_raw in zip(value, sent, strict=True):
+                    if isinstance(item, WireModel):
+                        item.keep_received(item_raw)
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        """As pydantic's; in JSON mode without include/exclude, the JSON as received."""
+        plain = not any(kwargs.get(k) for k in ("include", "exclude", "exclude_unset"))
+        if kwargs.get("mode") == "json" and plain and isinstance(self._received, dict):
+            return json.loads(json.dumps(self._received))
+        return super().model_dump(**kwargs)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """As pydantic's; a copy with changes no longer is what the server sent."""
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            copy._received = None
+        return copy
 
 
 class AuthResult(WireModel):
@@ -264,4 +299,73 @@ def openclaw_error(response: httpx.Response, body: bytes | None = None) -> Backe
         request_id=response.headers.get("x-request-id"),
         retry_after=parse_retry_after(response.headers.get("retry-after")),
         details=details,
+    )
+
+
+# The proxy's own refusals (proxy-auth middleware and the proxy route). Anything else on the
+# proxy is the upstream model provider's error, which the server passes through unchanged.
+_OWN_PROXY_CODES = frozenset(
+    {
+        "UNAUTHORIZED",
+        "KEY_REVOKED",
+        "KEY_DISABLED",
+        "KEY_EXPIRED",
+        "CREDIT_LIMIT_EXCEEDED",
+        "INSUFFICIENT_CREDITS",
+        "INVALID_INPUT",
+        "UPSTREAM_UNREACHABLE",
+        "PAYLOAD_TOO_LARGE",
+        "INTERNAL_ERROR",
+        "CONFLICT",
+    }
+)
+_BALANCE_WORDS = re.compile(r"balance|quota|billing|credit|insufficient", re.IGNORECASE)
+UPSTREAM_BALANCE = "upstream_insufficient_balance"
+
+
+def _names_an_error(raw: bytes) -> bool:
+    """Whether a body is an error envelope with its own code or type (not a bare status)."""
+    try:
+        payload = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        return False
+    inner = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(inner, dict):
+        return bool(inner.get("code") or inner.get("type"))
+    return isinstance(inner, str) and bool(inner)
+
+
+def proxy_error(response: httpx.Response, body: bytes | None = None) -> BackendError:
+    """The proxy's error; an upstream provider's (passed through) says whose it is.
+
+    The server forwards a non-2xx answer of its upstream (the operator's provider account,
+    e.g. AllToken's 402 insufficient_balance) as it came: such a code is renamed
+    `upstream_<code>` and its message names the operator's account, never the user's credits.
+    """
+    error = openai_error("openclaw_token", response, body)
+    if error.code in _OWN_PROXY_CODES or not _names_an_error(body or response.content):
+        return error
+    said = f"{error.code}: {error.message}"
+    kind = str(error.details.get("type") or "")
+    if error.status == 402 or _BALANCE_WORDS.search(f"{error.code} {kind}"):
+        code = UPSTREAM_BALANCE
+        message = (
+            "the model provider behind this OpenClaw Token server is out of balance on the "
+            "server operator's own account — this is not about your OpenClaw Token credits, "
+            f"which were not charged. The provider said: {said}"
+        )
+    else:
+        code = f"upstream_{error.code}"
+        message = (
+            "the model provider behind this OpenClaw Token server (the operator's upstream "
+            f"account) refused the request. The provider said: {said}"
+        )
+    return BackendError(
+        "openclaw_token",
+        error.status,
+        code,
+        message,
+        request_id=error.request_id,
+        retry_after=error.retry_after,
+        details={**error.details, "upstream": True, "upstream_code": error.code},
     )

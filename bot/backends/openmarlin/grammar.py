@@ -1,5 +1,8 @@
 """Text -> OpenMarlin command: "use openmarlin …" anywhere in a message, and `/openmarlin <text>`.
 
+Seed-style phrasings around the bare name reach the same free subcommands ("top up OpenMarlin
+3", "OpenMarlin top up 3", "show my OpenMarlin status"), never a paid free-form run.
+
 Pure and synchronous. `parse` returns None when the message is not for OpenMarlin, raises
 a UsageError for a recognised command with bad input, and otherwise returns a command.
 Free-form requests go to `/v1/tasks` when they speak of video, rendering, long-running,
@@ -43,7 +46,13 @@ from bot.backends.openmarlin.spec import (
     usage_error,
 )
 from bot.core.command_spec import CommandSpec
-from bot.core.grammar import ParseState, normalise_flags, show_input, split_flag_text
+from bot.core.grammar import (
+    ParseState,
+    UsageError,
+    normalise_flags,
+    show_input,
+    split_flag_text,
+)
 from bot.core.outbound_text import scrub_surrogates
 
 __all__ = ["parse", "parse_options", "parse_slash"]
@@ -323,6 +332,66 @@ def _route(rest: str) -> OpenMarlinCommand:
         raise usage_error(UMBRELLA, f"invalid arguments ({exc.error_count()} problem(s))") from None
 
 
+# A bare mention, for the seed's style of phrasing around the name: "top up OpenMarlin 3",
+# "OpenMarlin top up 3", "show my OpenMarlin status". Only free subcommands are reached this
+# way, never a paid free-form run: "openmarlin is down again?" stays prose.
+_MENTION = re.compile(r"(?<![\w/.@-])openmarlin(?:'s|’s)?(?![\w-])", re.IGNORECASE)
+_CLAUSE_BREAK = re.compile(r"[.!?;:,\n]")
+# Words between the verb and the name that carry nothing ("sign up for", "show my").
+_LINKING = frozenset({"for", "to", "with", "at", "my", "our", "the"})
+# Words that may come before "OpenMarlin <command>" at the start of a clause.
+_GREETING = frozenset({"hey", "hi", "hello", "ok", "okay", "please", "pls", "so", "now", "yo"})
+_MAX_LEAD_WORDS = 4
+
+
+def _lead_words(before: str) -> tuple[list[str], bool]:
+    """(the words of the clause before the name, whether they are only a greeting/mention)."""
+    words = _CLAUSE_BREAK.split(before)[-1].split()
+    greeting = all(w.lower() in _GREETING or w.startswith(("@", "<@")) for w in words)
+    while words and words[-1].lower() in _LINKING:
+        words.pop()
+    return words[-_MAX_LEAD_WORDS:], greeting
+
+
+def _named_intent(text: str) -> OpenMarlinCommand | None:
+    """The free subcommand `text` spells out in full, or None (never a free-form run)."""
+    text = normalise_flags(scrub_surrogates(text), _FLAG_NAMES)
+    opening = _OPENING.match(text)
+    body = text[opening.end() :] if opening else text
+    if not _drop_filler(body.strip()):
+        return None  # the name alone is prose, not a request for help
+    try:
+        return _intent(body)
+    except ValidationError:
+        return None
+
+
+def _mentioned(text: str) -> OpenMarlinCommand | None:
+    """A subcommand phrased around a bare mention of OpenMarlin; None when there is none.
+
+    The words before the name (at most four, longest first) and the text after it must
+    together be one subcommand; "OpenMarlin <subcommand>" needs the name to open its clause.
+    A recognised subcommand with bad input is a usage error, as anywhere else.
+    """
+    m = _MENTION.search(text)
+    if m is None:
+        return None
+    lead, greeting = _lead_words(text[: m.start()])
+    rest = text[m.end() :]
+    problem: UsageError | None = None
+    for k in range(len(lead), -1 if greeting else 0, -1):
+        try:
+            command = _named_intent(" ".join([*lead[len(lead) - k :], rest]))
+        except UsageError as exc:
+            problem = problem or exc
+            continue
+        if command is not None:
+            return command
+    if problem is not None:
+        raise problem
+    return None
+
+
 _FIXED: dict[str, Callable[[], OpenMarlinCommand]] = {
     "register": lambda: OMRegister(),
     "balance": lambda: OMBalance(),
@@ -335,7 +404,7 @@ def parse(text: str, ctx: ParseState = DEFAULT_STATE) -> OpenMarlinCommand | Non
         return None
     m = _TRIGGER.search(text)
     if m is None:
-        return None
+        return _mentioned(text)
     kind = m.lastgroup or ""
     if kind in _FIXED:
         return _FIXED[kind]()

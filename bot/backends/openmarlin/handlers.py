@@ -27,12 +27,12 @@ from bot.backends.openmarlin.render import (
     KEY_HELP,
     RoutingSent,
     activity_text,
-    amount_text,
     balance_fields,
     failure,
     help_text,
     insufficient_parts,
     models_text,
+    readable,
     referral_parts,
     snapshot_fields,
     task_done,
@@ -41,7 +41,6 @@ from bot.backends.openmarlin.render import (
     when,
 )
 from bot.backends.openmarlin.service import (
-    Amount,
     ExecutionChunk,
     ExecutionRequest,
     ExecutionResult,
@@ -180,11 +179,10 @@ def _trailer(result: ExecutionResult, sent: RoutingSent) -> Notice:
         bits.append(f"`{result.model}`")
     if result.provider_id:
         bits.append(f"on `{result.provider_id}`")
+    # Only a charge the server stated; a metadata echo carries none (nested shapes read too).
     settlement = result.metadata.get("settlement")
     if isinstance(settlement, dict):
-        amount = Amount.lenient(settlement)
-        if amount is not None:
-            bits.append(amount_text(amount))
+        bits.append(readable(settlement))
     if sent.labels:
         bits.append("labels " + ",".join(f"{k}={v}" for k, v in sent.labels.items()))
     if result.request_id:
@@ -360,7 +358,9 @@ async def status(cmd: OMStatus, ctx: HandlerContext) -> None:
         rows.append(("registration", f"{state}, started {when(registration.created_at)}"))
     else:
         rows.append(("registration", "none from tokenbot"))
-    rows.append(("server", service_of(ctx).server_url))
+    reachable, detail = await service_of(ctx).probe()
+    checked = "reachable" if reachable else "connectivity check failed"
+    rows.append(("server", f"{service_of(ctx).server_url} — {checked} ({detail})"))
     parts.insert(0, Fields(title="OpenMarlin status", rows=rows))
     if info is None:
         parts.append(Notice(level="info", text=KEY_HELP))

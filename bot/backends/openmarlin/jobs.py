@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from bot.backends.openmarlin.job_state import RegistrationState, TaskState, TopUpState
 from bot.backends.openmarlin.render import (
+    TASK_METADATA,
     amount_text,
     balance_fields,
     failure,
@@ -453,7 +454,7 @@ class TaskJob(_MarlinJob):
                 duration_ms=ctx.state.duration_ms,
                 aspect_ratio=ctx.state.aspect_ratio,
             ),
-            metadata={"client": "tokenbot"},
+            metadata=dict(TASK_METADATA),
         )
         try:
             status = await self.service.submit_task(key, request)

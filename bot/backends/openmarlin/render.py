@@ -24,6 +24,8 @@ from bot.core.messages import Actions, Button, Failure, Fields, Link, Notice, Pa
 from bot.core.text_split import one_line
 
 TOPUP_ACTION = "openmarlin.topup"
+# The metadata tokenbot sends with a task (the server echoes it back unchanged).
+TASK_METADATA: dict[str, str] = {"client": "tokenbot"}
 KEY_HELP = (
     "Run `/openmarlin register` to get a key (the sign-in link comes to you privately), "
     "or store an existing one privately with `/openmarlin key`."
@@ -353,16 +355,14 @@ def activity_text(events: list[UsageEvent], ledger: list[LedgerEntry]) -> Text:
                 e.capability or "—",
                 e.status or "—",
                 e.provider_id or "—",
-                amount_text(e.settlement) if e.settlement else "—",
+                readable(e.measured_units),
+                readable(e.settlement),
                 e.request_id or "—",
             )
             for e in events
         ]
-        out.append(
-            "Usage\n```\n"
-            + _table(("when", "capability", "status", "provider", "settled", "request"), rows)
-            + "\n```"
-        )
+        header = ("when", "capability", "status", "provider", "units", "settled", "request")
+        out.append("Usage\n```\n" + _table(header, rows) + "\n```")
     else:
         out.append("Usage: none yet.")
     if ledger:
@@ -402,8 +402,7 @@ def referral_parts(data: dict[str, Any]) -> list[Part]:
     attribution = data.get("attribution")
     if isinstance(attribution, dict):
         for k, v in attribution.items():
-            shown = amount_text(Amount.lenient(v)) if isinstance(v, dict) else str(v)
-            rows.append((k.replace("_", " "), shown))
+            rows.append((k.replace("_", " "), readable(v)))
     parts: list[Part] = [Fields(title="Your OpenMarlin referral", rows=rows or [("code", "—")])]
     if isinstance(link, str) and link:
         parts.append(Link(url=link, label="Invite link"))
@@ -444,10 +443,11 @@ def task_done(status: TaskStatus, prompt: str) -> list[Part]:
     for key, value in out.items():
         if key in ("video_url", "artifact_url", "url", "thumbnail_url"):
             continue
-        rows.append((key.replace("_", " "), _value(value)))
+        rows.append((key.replace("_", " "), readable(value)))
     for key, value in (status.metadata or {}).items():
-        if key not in out:
-            rows.append((key.replace("_", " "), _value(value)))
+        # The server echoes the metadata tokenbot sent; only what it adds is worth a row.
+        if key not in out and TASK_METADATA.get(key) != value:
+            rows.append((key.replace("_", " "), readable(value)))
     if status.completed_at:
         rows.append(("completed", when(status.completed_at)))
     if rows:
@@ -455,17 +455,28 @@ def task_done(status: TaskStatus, prompt: str) -> list[Part]:
     return parts
 
 
-def _value(value: Any) -> str:
+# How deep readable() follows nested objects before it shows "…" (server data is untrusted).
+_MAX_DEPTH = 4
+
+
+def readable(value: Any, depth: int = 0) -> str:
+    """A server value as words: `{"subtotal": {"amount": 0.4, "unit": "usd"}}` is
+    `subtotal 0.4 usd`, a list its items; never a Python repr."""
     if isinstance(value, dict) and "amount" in value:
         amount = Amount.lenient(value)
         if amount is not None:
             return amount_text(amount)
-    if isinstance(value, dict | list):
-        return (
-            ", ".join(f"{k}={v}" for k, v in value.items())
-            if isinstance(value, dict)
-            else ", ".join(map(str, value))
-        )
+    if depth >= _MAX_DEPTH and isinstance(value, dict | list):
+        return "…"
+    if isinstance(value, dict):
+        shown = [f"{str(k).replace('_', ' ')} {readable(v, depth + 1)}" for k, v in value.items()]
+        return ", ".join(shown) or "—"
+    if isinstance(value, list):
+        return ", ".join(readable(v, depth + 1) for v in value) or "—"
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     return str(value)
 
 

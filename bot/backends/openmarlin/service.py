@@ -52,6 +52,7 @@ from bot.core.http import DEFAULT_RETRY, BackendCall, RetryPolicy, read_json
 
 # Names other modules import from here (the wire models moved to wire.py).
 __all__ = [
+    "OPENAPI_PATH",
     "REFERRAL_PATH",
     "ROUTING_CODES",
     "Amount",
@@ -87,6 +88,9 @@ __all__ = [
 
 # The referral endpoint is not published; this is the one place its path lives.
 REFERRAL_PATH = "/v1/referrals/link"
+# The skill's scripts check connectivity with GET {origin}/openapi.json (no key; 2xx = up).
+OPENAPI_PATH = "/openapi.json"
+PROBE_TIMEOUT_S = 5.0
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -150,6 +154,22 @@ class OpenMarlinService:
                 f"unexpected answer shape from {response.request.url.path}",
                 response.headers.get("x-request-id"),
             ) from None
+
+    async def probe(self) -> tuple[bool, str]:
+        """The skill's connectivity check: (reachable, what GET /openapi.json answered)."""
+        try:
+            response = await self._call.send(
+                "GET",
+                self._url(OPENAPI_PATH),
+                timeout=PROBE_TIMEOUT_S,
+                accept=frozenset(range(400, 600)),  # an answer, not an error to retry
+            )
+        except BackendError as exc:
+            return False, f"GET {OPENAPI_PATH} failed: {exc.code}"
+        return (
+            response.status_code < 300,
+            f"GET {OPENAPI_PATH} answered HTTP {response.status_code}",
+        )
 
     # --- registration --------------------------------------------------------------------
 

@@ -202,7 +202,12 @@ SPECS: tuple[CommandSpec, ...] = (
         private=True,
         topic="account",
         model=OMRegister,
-        examples=("/openmarlin register", "register OpenMarlin", "/openmarlin register browser"),
+        examples=(
+            "/openmarlin register",
+            "register OpenMarlin",
+            "sign up for OpenMarlin",
+            "/openmarlin register browser",
+        ),
     ),
     CommandSpec(
         family=FAMILY,
@@ -213,7 +218,7 @@ SPECS: tuple[CommandSpec, ...] = (
         private=True,
         topic="account",
         model=OMStatus,
-        examples=("/openmarlin status",),
+        examples=("/openmarlin status", "show my OpenMarlin status"),
     ),
     CommandSpec(
         family=FAMILY,
@@ -244,7 +249,7 @@ SPECS: tuple[CommandSpec, ...] = (
         options=(_text("filter", "Only refs containing this text", positional=True),),
         topic="models",
         model=OMModels,
-        examples=("/openmarlin models gpt", "use openmarlin models"),
+        examples=("/openmarlin models gpt", "use openmarlin models", "list OpenMarlin models"),
     ),
     CommandSpec(
         family=FAMILY,
@@ -255,7 +260,7 @@ SPECS: tuple[CommandSpec, ...] = (
         private=True,
         topic="billing",
         model=OMBalance,
-        examples=("/openmarlin balance", "check OpenMarlin balance"),
+        examples=("/openmarlin balance", "check OpenMarlin balance", "OpenMarlin balance"),
     ),
     CommandSpec(
         family=FAMILY,
@@ -266,7 +271,7 @@ SPECS: tuple[CommandSpec, ...] = (
         private=True,
         topic="billing",
         model=OMActivity,
-        examples=("/openmarlin activity",),
+        examples=("/openmarlin activity", "show OpenMarlin activity"),
     ),
     CommandSpec(
         family=FAMILY,
@@ -278,7 +283,12 @@ SPECS: tuple[CommandSpec, ...] = (
         private=True,
         topic="billing",
         model=OMTopUp,
-        examples=("/openmarlin top up 10",),
+        examples=(
+            "/openmarlin top up 10",
+            "use openmarlin to top up 3",
+            "top up OpenMarlin 3",
+            "OpenMarlin top up 3",
+        ),
     ),
     CommandSpec(
         family=FAMILY,

@@ -45,8 +45,13 @@ class Amount(_Wire):
 
     @classmethod
     def lenient(cls, value: Any, unit: str = "credits") -> Amount | None:
-        """`{amount, unit}`, a bare number or numeric string; None when unreadable."""
+        """`{amount, unit}`, a bare number or numeric string; None when unreadable.
+
+        A dict without `amount` (such as `{"subtotal": {…}}`) is not an amount of 0.
+        """
         if isinstance(value, dict):
+            if "amount" not in value:
+                return None
             try:
                 return cls.model_validate(value)
             except ValidationError:
@@ -307,8 +312,10 @@ class UsageEvent(_Wire):
     status: str | None = None
     provider_id: str | None = None
     request_id: str | None = None
+    # A bare number in the skill's billing.py; kept as sent, whatever its shape.
     measured_units: Any = None
-    settlement: Amount | None = None
+    # `{amount, unit}` per the contract; kept as sent so a nested shape still reads.
+    settlement: Any = None
 
 
 class LedgerEntry(_Wire):

@@ -104,9 +104,7 @@ class ChatRoutes(AllTokenSimBase):
         pricing: ChatPricing,
     ) -> web.StreamResponse:
         resp = await open_event_stream(request)
-        chunk = ChunkWriter(
-            new_id("chatcmpl-"), model, int(self.now()), request_id(request), include_usage
-        )
+        chunk = ChunkWriter(new_id("chatcmpl-"), model, int(self.now()), request_id(request))
         self.stats.chat_streams += 1
         self.stats.active_streams += 1
         self.stats.max_active_streams = max(

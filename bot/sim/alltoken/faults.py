@@ -12,6 +12,9 @@ from pydantic import BaseModel, Field, field_validator
 
 from bot.sim.alltoken.errors import DEFAULT_CODES
 
+# What an injected 429 without its own `retry_after` asks for (AllToken: integer seconds).
+DEFAULT_RETRY_AFTER_S = 1
+
 FaultMode = Literal[
     "error", "malformed_json", "malformed_sse", "reset_mid_stream", "top_level_request_id"
 ]
@@ -56,9 +59,13 @@ class Fault(BaseModel):
         return self.code or DEFAULT_CODES.get(status, f"http_{status}")
 
     def retry_after_header(self) -> str | None:
-        """Retry-After as AllToken sends it: integer seconds; fractions kept so tests stay fast."""
+        """Retry-After as AllToken sends it: integer seconds; fractions kept so tests stay fast.
+
+        AllToken's 429s always carry one, so a 429 fault without `retry_after` sends the
+        default; other statuses send it only when asked.
+        """
         if self.retry_after is None:
-            return None
+            return str(DEFAULT_RETRY_AFTER_S) if self.effective_status() == 429 else None
         if float(self.retry_after).is_integer():
             return str(int(self.retry_after))
         return f"{self.retry_after:g}"

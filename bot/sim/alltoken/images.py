@@ -1,4 +1,5 @@
-"""The AllToken simulator's async images: submit, one b64 read, then R2 copies (or 410)."""
+"""The AllToken simulator's async images: submit, one b64 read, then 410 (or, with the
+`r2_copy` switch, R2 copies until they expire)."""
 
 from __future__ import annotations
 

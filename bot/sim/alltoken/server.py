@@ -1,8 +1,16 @@
 """A local AllToken gateway (aiohttp.web) faithful to the AllToken API contract.
 
 Serves chat (JSON and SSE with the after-[DONE] cost line), web-search semantics per family,
-async images (one-shot b64, then R2 URLs), async videos with presigned URLs, model lists, the
-public price catalog, per-key balances, and injectable faults. `/_sim/*` is a control API for
+async images (one-shot b64), async videos with presigned URLs, model lists, the public price
+catalog, per-key balances, and injectable faults.
+
+It behaves like the real gateway by default: a completed image is read once and every later
+read answers 410 image_already_retrieved (the seed's live-verified behaviour; the switch
+`r2_copy=True`, also `PATCH /_sim/config {"r2_copy": true}`, serves the SDK's newer R2 copy:
+an r2_url with the first read and on later ones); images are drawn at the requested size
+(`image_pixels` caps them, for tests); the video submit reply is a whole VideoTaskResponse;
+image-to-video models refuse a prompt alone (400 upstream_invalid_parameter); injected 429s
+carry Retry-After; streamed chunks carry `usage: null`. `/_sim/*` is a control API for
 tests in other processes; `/_r2/*` and `/_media/*` stand in for object storage.
 
 The routes live in one module per resource (chat, images, videos, listings, control); the

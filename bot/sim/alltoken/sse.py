@@ -58,6 +58,9 @@ class ChunkWriter:
     def __init__(
         self, chunk_id: str, model: str, created: int, request_id: str, include_usage: bool = False
     ) -> None:
+        # `include_usage` changes nothing in the chunks themselves (the caller writes the
+        # usage chunk); it stays so the OpenClaw Token proxy's stream can say it forces it.
+        del include_usage
         head: dict[str, Any] = {
             "id": chunk_id,
             "object": "chat.completion.chunk",
@@ -65,9 +68,9 @@ class ChunkWriter:
             "model": model,
         }
         self._head = json.dumps(head, separators=(",", ":"))[:-1]
-        tail: dict[str, Any] = {"x-gateway-request-id": request_id}
-        if include_usage:
-            tail["usage"] = None  # OpenAI sends usage:null on every chunk but the last
+        # usage is null (present, not absent) on every chunk: all of them without
+        # include_usage, all but the extra last one with it.
+        tail: dict[str, Any] = {"usage": None, "x-gateway-request-id": request_id}
         self._tail = "," + json.dumps(tail, separators=(",", ":"))[1:]
         self._request_id = request_id
 

@@ -206,9 +206,15 @@ class VideoTask:
         tokens = width * height * VIDEO_FPS * self.duration // 1024
         return {"completion_tokens": tokens, "total_tokens": tokens}
 
-    def body(self, now: float, base_url: str, signer: UrlSigner) -> dict[str, Any]:
-        """The task as GET /v1/videos/generations/{id} returns it."""
-        status = self.status(now)
+    def body(
+        self, now: float, base_url: str, signer: UrlSigner, *, status: str | None = None
+    ) -> dict[str, Any]:
+        """The task as GET /v1/videos/generations/{id} returns it (a VideoTaskResponse).
+
+        `status` pins the reported status: the submit reply is always "queued", even when the
+        simulator's clock would already call the task done.
+        """
+        status = status or self.status(now)
         done = status in ("completed", "expired")
         video_url = last_frame_url = expires_at = None
         ttl: int | None = None

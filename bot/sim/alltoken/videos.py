@@ -14,9 +14,33 @@ from bot.sim.alltoken.answers import FAIL_MARKER
 from bot.sim.alltoken.base import API_KEY, AllTokenSimBase, enum_value, new_id, xml_denied
 from bot.sim.alltoken.errors import SimApiError
 from bot.sim.alltoken.models import video_price
-from bot.sim.alltoken.tasks import TERMINAL_VIDEO_STATUSES, UrlSigner, VideoTask, iso
+from bot.sim.alltoken.tasks import TERMINAL_VIDEO_STATUSES, UrlSigner, VideoTask
 from bot.sim.demo_video import demo_mp4
 from bot.sim.picture import fit, prompt_picture
+
+# Content item types that carry a picture (the full `image_url` form and the simple `image`).
+_IMAGE_ITEMS = frozenset({"image_url", "image"})
+
+
+def _require_first_frame(req: VideoGenerationRequest) -> None:
+    """Image-to-video models refuse a text-only request, as their upstream does (400)."""
+    if not req.model.endswith("-i2v"):
+        return
+    for item in req.content or []:
+        if enum_value(item.type, "") in _IMAGE_ITEMS and (
+            item.image_url is not None or item.url or item.upload_id
+        ):
+            return
+    # The gateway forwards it (its capability hints are not server-side checks); the provider
+    # answers, so the code is the upstream's, not the gateway's own invalid_request.
+    raise SimApiError(
+        400,
+        "upstream_invalid_parameter",
+        f"{req.model} generates a video from an image: the request needs a content item "
+        "with the first frame (type image_url, role first_frame); a text prompt alone is "
+        "not accepted.",
+        param="content",
+    )
 
 
 class VideoRoutes(AllTokenSimBase):
@@ -56,6 +80,7 @@ class VideoRoutes(AllTokenSimBase):
         ratio = enum_value(req.ratio, catalog.DEFAULT_VIDEO_RATIO)
         cost = video_price(req.model, duration, resolution)
         self._require_balance(key, cost)
+        _require_first_frame(req)
         self._charge(key, cost)
         ready_at = now + self.config.video_seconds
         task = VideoTask(
@@ -77,10 +102,9 @@ class VideoRoutes(AllTokenSimBase):
         )
         self._videos[task.id] = task
         self.stats.video_submissions += 1
-        return web.json_response(
-            {"id": task.id, "status": "queued", "model": task.model, "created_at": iso(now)},
-            status=202,
-        )
+        # The whole task, as the SDK's VideoTaskResponse requires (is_expired, created_at, …).
+        signer = UrlSigner(self.config.signing_secret)
+        return web.json_response(task.body(now, self.base_url, signer, status="queued"), status=202)
 
     def _video_body(self, task: VideoTask) -> dict[str, Any]:
         now = self.now()

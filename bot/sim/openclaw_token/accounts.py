@@ -6,7 +6,7 @@ import secrets
 
 from aiohttp import web
 
-from bot.sim.openclaw_token.base import OpenClawSimBase, data_response, require_str
+from bot.sim.openclaw_token.base import OpenClawSimBase, data_response
 from bot.sim.openclaw_token.device import flat_error, require_device_code
 from bot.sim.openclaw_token.state import (
     DEMO_EMAIL,
@@ -28,13 +28,17 @@ class AccountRoutes(OpenClawSimBase):
     async def register(self, request: web.Request) -> web.Response:
         """POST /auth/register {email, password} -> 201."""
         body = await self._body(request)
-        email = require_str(body, "email").lower()
-        password = body.get("password")
-        local, _, domain = email.partition("@")
-        if not local or "." not in domain or len(email) > 254:
-            raise SimError(400, "INVALID_INPUT", "email is not a valid address")
-        if not isinstance(password, str) or len(password) < 8:
-            raise SimError(400, "INVALID_INPUT", "password must be at least 8 characters")
+        email, password = body.get("email"), body.get("password")
+        # The real server only wants both present: "x" / "abc" make an account.
+        if not isinstance(email, str) or not email or not isinstance(password, str) or not password:
+            raise SimError(400, "INVALID_INPUT", "Email and password are required")
+        email = email.strip().lower()
+        if self.config.strict_registration:
+            local, _, domain = email.partition("@")
+            if not local or "." not in domain or len(email) > 254:
+                raise SimError(400, "INVALID_INPUT", "email is not a valid address")
+            if len(password) < 8:
+                raise SimError(400, "INVALID_INPUT", "password must be at least 8 characters")
         if email in self.accounts:
             raise SimError(409, "EMAIL_EXISTS", "An account with this email already exists.")
         account = Account(email=email, management_key=new_management_key(), created_at=self.now())
@@ -89,8 +93,12 @@ class AccountRoutes(OpenClawSimBase):
     # ---- device flow ---------------------------------------------------------------------------
 
     async def device_code(self, request: web.Request) -> web.Response:
-        """POST /oauth/device/code {client_id}."""
-        require_str(await self._body(request), "client_id")
+        """POST /oauth/device/code {client_id}: only the server's own GitHub client id."""
+        client_id = (await self._body(request)).get("client_id")
+        if not client_id:
+            raise SimError(400, "INVALID_INPUT", "client_id is required")
+        if client_id != self.config.github_client_id:
+            raise SimError(400, "INVALID_INPUT", "Invalid client_id")
         session = self.device.start(self.now())
         return data_response(
             {
@@ -104,7 +112,14 @@ class AccountRoutes(OpenClawSimBase):
 
     async def device_token(self, request: web.Request) -> web.Response:
         """POST /oauth/device/token: the access token, or a flat 400 error."""
-        code = require_device_code(await self._body(request))
+        body = await self._body(request)
+        if not body.get("device_code"):
+            # Flat, like every other device-token answer of the real server.
+            return web.json_response(
+                {"error": "bad_device_code", "error_description": "device_code is required"},
+                status=400,
+            )
+        code = require_device_code(body)
         session, answer = self.device.poll(code, self.now())
         self.stats[f"device {answer}"] += 1
         if answer != "success" or session is None:
@@ -122,6 +137,8 @@ class AccountRoutes(OpenClawSimBase):
 
     async def userinfo(self, request: web.Request) -> web.Response:
         """GET /oauth/userinfo with the device-flow access token."""
+        if self.config.userinfo_needs_management_key:
+            return await self._userinfo_behind_management_check(request)
         # Any scheme is accepted ("token gho_…" as GitHub's own clients send, or "Bearer").
         header = request.headers.get("Authorization", "")
         email = self._access_tokens.get(header.partition(" ")[2].strip())
@@ -135,6 +152,24 @@ class AccountRoutes(OpenClawSimBase):
                 "name": account.github_name,
                 "avatar_url": f"https://avatars.example.com/{account.github_name}",
                 "merged": account.password_hash is not None,
+            }
+        )
+
+    async def _userinfo_behind_management_check(self, request: web.Request) -> web.Response:
+        """The real route: its management-key middleware runs first, so a gho_ token fails."""
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            raise SimError(401, "UNAUTHORIZED", "Missing or invalid authorization header")
+        account = self.find_management(header[7:])
+        if account is None:
+            raise SimError(401, "UNAUTHORIZED", "Invalid or revoked token")
+        return data_response(
+            {
+                "management_key": account.management_key,
+                "email": account.email,
+                "name": account.github_name,
+                "avatar_url": f"https://avatars.example.com/{account.github_name}",
+                "merged": True,
             }
         )
 

@@ -148,13 +148,37 @@ class OpenClawSimBase(SimServer):
         """Answer the next `times` requests to method+path with an error (after `latency_ms`).
 
         `mode` other than "error" sends a broken answer instead: unreadable JSON, an unreadable
-        event stream, or an event stream whose connection drops mid-answer. Returns the armed
-        fault (its `hits` count the requests it answered).
+        event stream, or an event stream whose connection drops mid-answer; "upstream" sends
+        an upstream provider's OpenAI-style error as the real proxy passes it through. Returns
+        the armed fault (its `hits` count the requests it answered).
         """
         fault = OpenClawFault(
             method.upper(), path, status, code, times, retry_after, latency_ms, mode
         )
         return self.faults.append(fault)
+
+    def upstream_refuses(
+        self, status: int = 402, code: str = "insufficient_balance", times: int = 1
+    ) -> OpenClawFault:
+        """The operator's upstream provider refuses the next proxy requests (e.g. its balance
+        is empty): the real proxy forwards that provider's own error body and status as is.
+        """
+        return self.fail_next("POST", "/v1/chat/completions", status, code, times, mode="upstream")
+
+    # ---- the real server's shape ---------------------------------------------------------------
+
+    async def root(self, request: web.Request) -> web.Response:
+        """GET / -> {"status": "ok"} (the server's liveness answer, unwrapped)."""
+        return web.json_response({"status": "ok"})
+
+    async def proxy_guard(self, request: web.Request) -> web.Response:
+        """Any other /v1 path on a self-hosted server: the proxy's key check, then 404."""
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            raise SimError(401, "UNAUTHORIZED", "Missing or invalid authorization header")
+        if self.find_provisioned(header[7:]) is None:
+            raise SimError(401, "UNAUTHORIZED", "Invalid or revoked key")
+        return web.Response(status=404, text="404 Not Found")
 
     # ---- the shared middleware's hooks ---------------------------------------------------------
 
@@ -193,6 +217,17 @@ class OpenClawSimBase(SimServer):
         fault = await take_fault(self.faults, request)
         if fault is None:
             return await handler(request)
+        if fault.mode == "upstream":
+            return web.json_response(
+                {
+                    "error": {
+                        "code": fault.code,
+                        "message": "Upstream provider refused the request (simulator).",
+                        "type": "invalid_request_error",
+                    }
+                },
+                status=fault.status,
+            )
         if fault.mode != "error":
             return await self._fault_response(request, fault)
         response = self.error_response(

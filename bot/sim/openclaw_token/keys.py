@@ -1,4 +1,9 @@
-"""The OpenClaw Token simulator's provisioned keys: create (value shown once), list, limits."""
+"""The OpenClaw Token simulator's provisioned keys: create (value shown once), list, limits.
+
+As the real server (src/routes/keys.ts): a list never flags revoked keys, a revoked key is
+"not found" (404 KEY_NOT_FOUND) to GET and PATCH, while DELETE answers 410
+KEY_ALREADY_REVOKED and rotate 410 KEY_REVOKED.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +38,8 @@ class KeyRoutes(OpenClawSimBase):
             raise SimError(409, "KEY_NAME_EXISTS", f"A key named '{name}' already exists.")
         now = self.now()
         expires_at = parse_time(body.get("expires_at"), "expires_at")
-        if expires_at is not None and expires_at <= now:
+        # The real server stores a past expires_at (a key born expired); the switch refuses it.
+        if self.config.refuse_past_expiry and expires_at is not None and expires_at <= now:
             raise SimError(400, "INVALID_INPUT", "expires_at must be in the future")
         value = new_provisioned_key()
         key = ProvKey(
@@ -57,16 +63,20 @@ class KeyRoutes(OpenClawSimBase):
         keys = list(account.keys.values()) if everything else account.live_keys()
         return data_response({"items": [k.view() for k in keys], "total": len(keys)})
 
-    async def key_info(self, request: web.Request) -> web.Response:
-        """GET /keys/:hash with the usage breakdown."""
+    def _live_key(self, request: web.Request) -> ProvKey:
+        """The caller's key by hash; a revoked one is "not found", as on the real server."""
         key = self._own_key(self._signed_in(request), request)
-        return data_response(key.detail(self.now()))
+        if key.revoked_at is not None:
+            raise SimError(404, "KEY_NOT_FOUND", "Key not found")
+        return key
+
+    async def key_info(self, request: web.Request) -> web.Response:
+        """GET /keys/:hash with the (placeholder) usage breakdown."""
+        return data_response(self._live_key(request).detail(self.now()))
 
     async def update_key(self, request: web.Request) -> web.Response:
         """PATCH /keys/:hash {credit_limit, limit_reset, disabled}."""
-        key = self._own_key(self._signed_in(request), request)
-        if key.revoked_at is not None:
-            raise SimError(410, "KEY_REVOKED", "The key has been revoked.")
+        key = self._live_key(request)
         body = await self._body(request)
         if "credit_limit" in body:
             key.credit_limit = parse_money(

@@ -1,9 +1,16 @@
 """The simulator's proxy `POST /v1/chat/completions` for provisioned sk-prov-… keys.
 
-Checks the key (revoked, disabled, expired → 401), its credit limit in the current reset
-period (→ 429 CREDIT_LIMIT_EXCEEDED) and the account's credits (→ 402 INSUFFICIENT_CREDITS),
-answers like AllToken (JSON, or SSE with usage forced on and the cost comment after
-[DONE]), then meters the request against the key and the account.
+Checks the key (revoked, disabled, expired → 401) and its credit limit in the current reset
+period (→ 429 CREDIT_LIMIT_EXCEEDED), runs auto top-up when the balance is at or below its
+threshold ($0 included, as the real server does), then refuses an empty account (→ 402
+INSUFFICIENT_CREDITS). The answer is the upstream's, passed through as the real server does:
+with the default AllToken upstream, JSON or SSE with usage forced on and AllToken's cost
+comment after [DONE] — the upstream's cost at AllToken's prices, not what OpenClaw Token
+charges. The request is metered at OpenClaw Token's own price table before the stream ends.
+
+`ProxyRoutes.upstream` is the switch for the upstream's kind: "alltoken" (default) honours
+`enable_search` for DeepSeek/Qwen and sends the cost comment; "plain" (e.g. OpenAI) ignores
+`enable_search` — so a search comes back without sources — and sends no cost comment.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -23,6 +30,7 @@ from bot.sim.alltoken.answers import (
     prompt_tokens,
     split_tokens,
 )
+from bot.sim.alltoken.models import chat_price_per_m
 from bot.sim.alltoken.sse import ChatPricing, ChunkWriter
 from bot.sim.openclaw_token.base import OpenClawSimBase
 from bot.sim.openclaw_token.state import Account, ProvKey, SimError, UsageEvent, iso
@@ -35,6 +43,7 @@ PRICES: dict[str, tuple[Decimal, Decimal]] = {
     "claude-sonnet-4-5": (Decimal(3), Decimal(15)),
 }
 OTHER_PRICE = (Decimal(5), Decimal(15))
+Upstream = Literal["alltoken", "plain"]
 
 
 def price_per_m(model: str) -> tuple[Decimal, Decimal]:
@@ -61,7 +70,7 @@ def authorize(sim: OpenClawSimBase, request: web.Request) -> tuple[Account, Prov
 
 
 def check_spend(account: Account, key: ProvKey, now: float) -> None:
-    """429 when the key's limit for this period is used up, 402 when the account is empty."""
+    """429 when the key's limit for this period is used up; then auto top-up; 402 when empty."""
     if key.credit_limit is not None and key.limited_usage(now) >= key.credit_limit:
         period = f"{key.limit_reset} " if key.limit_reset else ""
         resets = key.resets_at(now)
@@ -71,6 +80,7 @@ def check_spend(account: Account, key: ProvKey, now: float) -> None:
             "CREDIT_LIMIT_EXCEEDED",
             f"The key '{key.name}' reached its {period}credit limit of ${key.credit_limit}{when}.",
         )
+    account.auto_topup_before_request(now)
     if account.remaining <= 0:
         raise SimError(
             402, "INSUFFICIENT_CREDITS", "The account has no credits left; purchase more."
@@ -92,7 +102,10 @@ def _request_body(raw: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
 
 
 async def chat_completions(
-    sim: OpenClawSimBase, request: web.Request, body: dict[str, Any]
+    sim: OpenClawSimBase,
+    request: web.Request,
+    body: dict[str, Any],
+    upstream: Upstream = "alltoken",
 ) -> web.StreamResponse:
     """Serve one proxied chat completion."""
     account, key = authorize(sim, request)
@@ -101,20 +114,26 @@ async def chat_completions(
     check_spend(account, key, now)
     search: SearchMode = "off"
     if body.get("enable_search"):
-        search = "honoured" if catalog.supports_search(model) else "ignored"
+        honoured = upstream == "alltoken" and catalog.supports_search(model)
+        search = "honoured" if honoured else "ignored"
     pieces = split_tokens(compose_answer(messages, model, search))
     max_tokens = body.get("max_tokens")
     finish = "stop"
     if isinstance(max_tokens, int) and 0 < max_tokens < len(pieces):
         pieces, finish = pieces[:max_tokens], "length"
-    in_m, out_m = price_per_m(model)
-    pricing = ChatPricing(in_m, out_m, prompt_tokens(messages))
+    sent_prompt = prompt_tokens(messages)
+    charged = ChatPricing(*price_per_m(model), sent_prompt)  # what OpenClaw Token meters
+    upstream_cost = (
+        ChatPricing(*chat_price_per_m(model), sent_prompt) if upstream == "alltoken" else None
+    )
     sim.stats["proxy_requests"] += 1
     request_id = sim.request_id(request)
     if body.get("stream"):
-        return await _stream(sim, request, account, key, model, pieces, finish, pricing)
+        return await _stream(
+            sim, request, account, key, model, pieces, finish, charged, upstream_cost
+        )
     completion = count_tokens("".join(pieces))
-    _meter(sim, account, key, model, pricing, completion)
+    _meter(sim, account, key, model, charged, completion)
     return web.json_response(
         {
             "id": f"chatcmpl-{secrets.token_hex(12)}",
@@ -128,7 +147,7 @@ async def chat_completions(
                     "finish_reason": finish,
                 }
             ],
-            "usage": pricing.usage(completion),
+            "usage": charged.usage(completion),
             "x-gateway-request-id": request_id,
         }
     )
@@ -154,7 +173,8 @@ async def _stream(
     model: str,
     pieces: list[str],
     finish: str,
-    pricing: ChatPricing,
+    charged: ChatPricing,
+    upstream_cost: ChatPricing | None,
 ) -> web.StreamResponse:
     request_id = sim.request_id(request)
     resp = await open_event_stream(request)
@@ -163,6 +183,7 @@ async def _stream(
         f"chatcmpl-{secrets.token_hex(12)}", model, int(sim.now()), request_id, True
     )
     sent = 0
+    metered = False
     tps = sim.config.tokens_per_second
     try:
         await resp.write(chunk.role())
@@ -172,20 +193,28 @@ async def _stream(
             await resp.write(chunk.content(piece))
             sent += 1
         await resp.write(chunk.finish(finish))
-        await resp.write(chunk.usage(pricing.usage(sent)))
+        await resp.write(chunk.usage(charged.usage(sent)))
         await resp.write(b"data: [DONE]\n\n")
-        await resp.write(b": " + pricing.cost_line(sent).encode() + b"\n\n")
+        if upstream_cost is not None:
+            await resp.write(b": " + upstream_cost.cost_line(sent).encode() + b"\n\n")
+        # Like the real server (usage recorded in the stream's flush): metered before the end.
+        _meter(sim, account, key, model, charged, sent)
+        metered = True
         await resp.write_eof()
     except ConnectionResetError:
         pass  # the client left: meter what was sent
     finally:
-        _meter(sim, account, key, model, pricing, sent)
+        if not metered:
+            _meter(sim, account, key, model, charged, sent)
     return resp
 
 
 class ProxyRoutes(OpenClawSimBase):
     """The proxy route, for provisioned keys."""
 
+    # The switch for the upstream's kind (see the module docstring); tests set it per instance.
+    upstream: Upstream = "alltoken"
+
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/chat/completions with a provisioned key."""
-        return await chat_completions(self, request, await self._body(request))
+        return await chat_completions(self, request, await self._body(request), self.upstream)

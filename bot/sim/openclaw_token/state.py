@@ -2,6 +2,13 @@
 
 Plain data plus the rules that act on it (metering, limits, auto top-up); no HTTP here.
 Money is Decimal throughout; JSON views turn it into numbers as the server does.
+
+As loose as the real server (openclaw-token-server, src/routes/keys.ts, proxy.ts, usage.ts):
+a key list carries no revoked flag, a key's daily/weekly/monthly usage, request count and
+per-model rows are placeholders derived from its lifetime usage (the spend limit itself is
+checked against the real per-period usage), metered proxy usage writes no credits history row,
+and auto top-up runs before a proxy request whenever the balance is at or below the threshold,
+$0 included, without any payment.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any, cast
 
 from bot.backends.openclaw_token.service import LimitReset, next_reset, period_start
@@ -25,6 +32,9 @@ DEMO_CREDITS = Decimal(100)
 LIMIT_RESETS: tuple[LimitReset, ...] = ("daily", "weekly", "monthly")
 HISTORY_TYPES = ("purchase", "usage", "refund", "auto_topup")
 _PBKDF2_ROUNDS = 20_000
+AUTO_TOPUP_DESCRIPTION = "Auto top-up (placeholder — no payment)"
+# The real GET /keys/:hash breakdown: fixed shares of lifetime usage, two invented model rows.
+_PLACEHOLDER_MODELS = (("claude-sonnet-4-5", Decimal("0.55")), ("gpt-4o", Decimal("0.45")))
 
 
 class SimError(SimHttpError):
@@ -54,6 +64,16 @@ def new_provisioned_key() -> str:
 def key_hash(value: str) -> str:
     """The public id of a provisioned key: the first 16 hex of its sha256."""
     return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+def cents(value: Decimal) -> Decimal:
+    """JavaScript's Math.round(value * 100) / 100 (half up) for a non-negative amount."""
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def floor_int(value: Decimal) -> int:
+    """Math.floor for a non-negative amount."""
+    return int(value.to_integral_value(rounding=ROUND_FLOOR))
 
 
 def _derive(password: str, salt: bytes) -> bytes:
@@ -115,7 +135,7 @@ class ProvKey:
         return self.expires_at is not None and now >= self.expires_at
 
     def view(self, *, with_value: bool = False) -> dict[str, Any]:
-        """The key as GET /keys lists it (the value only on create and rotate)."""
+        """The key as GET /keys lists it: no revoked flag, even with include_revoked=true."""
         body: dict[str, Any] = {
             "hash": self.hash,
             "name": self.name,
@@ -126,30 +146,32 @@ class ProvKey:
             "created_at": iso(self.created_at),
             "expires_at": iso(self.expires_at) if self.expires_at is not None else None,
         }
-        if self.revoked_at is not None:
-            body["revoked"] = True
-            body["revoked_at"] = iso(self.revoked_at)
         if with_value:
             body["key"] = self.value
         return body
 
     def detail(self, now: float) -> dict[str, Any]:
-        """GET /keys/:hash: the view plus the usage breakdown."""
-        per_model: dict[str, dict[str, Any]] = {}
-        for event in self.events:
-            row = per_model.setdefault(
-                event.model, {"model": event.model, "requests": 0, "tokens": 0, "cost": Decimal(0)}
-            )
-            row["requests"] += 1
-            row["tokens"] += event.tokens
-            row["cost"] += event.cost
+        """GET /keys/:hash: the view plus the real server's placeholder usage breakdown.
+
+        Only `usage` is measured; the rest is derived from it as the server does
+        (daily 15 %, weekly 45 %, monthly 100 %, 100 requests per dollar, two fixed models).
+        """
+        usage = self.usage
         return {
             **self.view(),
-            "usage_daily": num(self.usage_in("daily", now)),
-            "usage_weekly": num(self.usage_in("weekly", now)),
-            "usage_monthly": num(self.usage_in("monthly", now)),
-            "requests_count": len(self.events),
-            "model_usage": [{**row, "cost": num(row["cost"])} for row in per_model.values()],
+            "usage_daily": num(cents(usage * Decimal("0.15"))),
+            "usage_weekly": num(cents(usage * Decimal("0.45"))),
+            "usage_monthly": num(usage),
+            "requests_count": floor_int(usage * 100),
+            "model_usage": [
+                {
+                    "model": model,
+                    "requests": floor_int(usage * 50),
+                    "tokens": floor_int(usage * 5000),
+                    "cost": num(cents(usage * share)),
+                }
+                for model, share in _PLACEHOLDER_MODELS
+            ],
         }
 
 
@@ -178,7 +200,7 @@ class Txn:
 
 @dataclass
 class AutoTopupSettings:
-    """Top up `amount` when the balance drops below `threshold`."""
+    """Top up `amount` when a proxy request finds the balance at or below `threshold`."""
 
     enabled: bool = False
     threshold: Decimal = Decimal(5)
@@ -249,13 +271,16 @@ class Account:
         return self.record(type_, amount, description, now)
 
     def charge(self, key: ProvKey, event: UsageEvent) -> None:
-        """Meter one proxy request against the key and the account, then maybe auto top up."""
+        """Meter one proxy request against the key and the account (no history row)."""
         key.events.append(event)
         self.total_usage += event.cost
-        self.record("usage", -event.cost, f"{event.model} via key {key.name}", event.at)
+
+    def auto_topup_before_request(self, now: float) -> Txn | None:
+        """The proxy's pre-check: at or below the threshold ($0 included), add credits unpaid."""
         topup = self.auto_topup
-        if topup.enabled and self.remaining < topup.threshold:
-            self.add_credits("auto_topup", topup.amount, "Automatic top-up", event.at)
+        if not topup.enabled or self.remaining > topup.threshold:
+            return None
+        return self.add_credits("auto_topup", topup.amount, AUTO_TOPUP_DESCRIPTION, now)
 
     def me(self) -> dict[str, Any]:
         """GET /auth/me."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -19,10 +20,26 @@ from bot.sim.openmarlin.world import (
     Workspace,
     check_labels,
     compose_answer,
-    money,
+    echoed_metadata,
     route,
 )
 from bot.sim.serving import open_event_stream, request_id
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One accepted execution: its route, its answer and what the caller sent as metadata."""
+
+    provider_id: str
+    model: str
+    answer: str
+    metadata: dict[str, Any] | None
+    cost: Decimal
+    failing: bool
+
+    def echo(self) -> dict[str, Any]:
+        """`metadata` only when the caller sent some, and then exactly that (nothing added)."""
+        return {} if self.metadata is None else {"metadata": self.metadata}
 
 
 class ExecutionRoutes(OpenMarlinSimBase):
@@ -60,6 +77,7 @@ class ExecutionRoutes(OpenMarlinSimBase):
         if provider_id is not None and not isinstance(provider_id, str):
             raise ApiError(400, "invalid_request", "provider_id must be a string")
         labels = check_labels(body.get("labels"))
+        metadata = echoed_metadata(body)
         agent = body.get("agent_id")
         if agent is not None and agent not in KNOWN_AGENTS:
             raise ApiError(404, "skill_not_available", f"no agent {agent!r} in this workspace")
@@ -73,53 +91,39 @@ class ExecutionRoutes(OpenMarlinSimBase):
         answer = compose_answer(instruction, chosen_model, provider.provider_id)
         failing = FAIL_MARKER in instruction
         self.execution_count += 1
-        metadata = {"provider_id": provider.provider_id, "model": chosen_model}
+        run = _Run(provider.provider_id, chosen_model, answer, metadata, cost, failing)
         if body.get("stream") and self.config.stream:
-            return await self._stream(request, ws, answer, metadata, cost, failing)
+            return await self._stream(request, ws, run)
         if failing:
             raise ApiError(502, "execution_failed", "the agent run failed on the provider")
         self._settle(ws, provider.provider_id, rid, "agent_run", cost, len(answer.split()))
-        return web.json_response(
-            {
-                "request_id": rid,
-                "output": answer,
-                "metadata": {**metadata, "settlement": money(cost)},
-                "streamed_text": None,
-            }
-        )
+        return web.json_response({"request_id": rid, "output": answer, **run.echo()})
 
     def _settle(
         self, ws: Workspace, provider_id: str, rid: str, capability: str, cost: Decimal, units: int
     ) -> None:
         now = self.now()
         ws.post(now, "usage_debit", -cost, rid)
-        ws.usage.append(
-            UsageRow(now, capability, "settled", provider_id, rid, {"units": units}, cost)
-        )
+        ws.usage.append(UsageRow(now, capability, "settled", provider_id, rid, units, cost))
 
-    async def _stream(
-        self,
-        request: web.Request,
-        ws: Workspace,
-        answer: str,
-        metadata: dict[str, str],
-        cost: Decimal,
-        failing: bool,
-    ) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, ws: Workspace, run: _Run) -> web.StreamResponse:
         rid = request_id(request)
         resp = await open_event_stream(request)
 
         async def send(event: str, data: dict[str, Any]) -> None:
             await resp.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
 
-        await send("execution.start", {"request_id": rid, **metadata})
-        words = answer.split(" ")
+        await send(
+            "execution.start",
+            {"request_id": rid, "provider_id": run.provider_id, "model": run.model},
+        )
+        words = run.answer.split(" ")
         delay = 1 / self.config.tokens_per_second if self.config.tokens_per_second else 0.0
         for i, word in enumerate(words):
             if request.get(DROP_STREAM) and i == 3:
                 cut_connection(request)
                 return resp
-            if failing and i == 3:
+            if run.failing and i == 3:
                 await send(
                     "execution.error",
                     {
@@ -133,14 +137,7 @@ class ExecutionRoutes(OpenMarlinSimBase):
             await send("execution.chunk", {"delta": word if i == 0 else " " + word})
             if delay:
                 await asyncio.sleep(delay)
-        self._settle(ws, metadata["provider_id"], rid, "agent_run", cost, len(words))
-        await send(
-            "execution.end",
-            {
-                "request_id": rid,
-                "output": answer,
-                "metadata": {**metadata, "settlement": money(cost)},
-            },
-        )
+        self._settle(ws, run.provider_id, rid, "agent_run", run.cost, len(words))
+        await send("execution.end", {"request_id": rid, "output": run.answer, **run.echo()})
         await resp.write_eof()
         return resp

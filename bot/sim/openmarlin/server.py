@@ -4,7 +4,8 @@ Device-flow and browser-callback registration with an HTML sign-in page (Approve
 bootstrap returning the secret once, `/v1/models` with providers and labels, executions as JSON
 or SSE with routing by model, provider and labels (every routing error code), video tasks
 queued → running → succeeded/failed, balance, usage events, ledger, top-ups with an HTML
-checkout, the structured 402, and injectable faults. `/_sim/*` is a control API for tests.
+checkout, the structured 402, `/openapi.json` (the skill's connectivity check), and injectable
+faults. `/_sim/*` is a control API for tests.
 
 The routes live in one module per resource (registration, executions, tasks, billing,
 control); the state and plumbing they share in base.py; the rules in world.py.
@@ -23,6 +24,7 @@ from bot.sim.openmarlin.config import DEMO_KEY, OpenMarlinSimConfig, sim_config_
 from bot.sim.openmarlin.control import ControlRoutes
 from bot.sim.openmarlin.executions import ExecutionRoutes
 from bot.sim.openmarlin.faults import OpenMarlinFault
+from bot.sim.openmarlin.openapi import OPENAPI_PATH, openapi_document
 from bot.sim.openmarlin.registration import RegistrationRoutes
 from bot.sim.openmarlin.tasks import TaskRoutes
 from bot.sim.openmarlin.world import Provider
@@ -50,11 +52,16 @@ class OpenMarlinSim(RegistrationRoutes, ExecutionRoutes, TaskRoutes, BillingRout
         super().__init__(config, clock=clock, providers=providers)
         self.serve(create_app(self))
 
+    async def openapi(self, request: web.Request) -> web.Response:
+        """GET /openapi.json (no key): the routes below, as the skill's connectivity check reads."""
+        return web.json_response(openapi_document(request.app, self.base_url))
+
 
 def create_app(sim: OpenMarlinSim) -> web.Application:
     """The aiohttp application serving `sim`."""
     app = web.Application(middlewares=[sim.middleware])
     r = app.router
+    r.add_get(OPENAPI_PATH, sim.openapi)
     r.add_post("/v1/registration/sessions", sim.create_registration)
     r.add_get("/v1/registration/sessions/{id}", sim.get_registration)
     r.add_post("/v1/registration/sessions/{id}/api-keys", sim.bootstrap_key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from aiohttp import web
 
@@ -14,11 +15,37 @@ from bot.sim.openmarlin.world import (
     ApiError,
     Task,
     UsageRow,
+    echoed_metadata,
     new_id,
 )
 from bot.sim.png import gradient_png
 
 _TASK_FORBIDDEN = ("instruction", "provider_id", "labels", "model", "stream")
+
+
+def _checked_input(body: dict[str, Any]) -> dict[str, Any]:
+    """The task's `input`, or the 400/404 the server answers for a malformed request."""
+    bad = [k for k in _TASK_FORBIDDEN if k in body]
+    if bad:
+        raise ApiError(400, "invalid_request", f"tasks do not accept {', '.join(bad)}")
+    if body.get("kind") != "video":
+        raise ApiError(400, "invalid_request", "kind must be video")
+    inp = body.get("input")
+    if (
+        not isinstance(inp, dict)
+        or not isinstance(inp.get("prompt"), str)
+        or not inp["prompt"].strip()
+    ):
+        raise ApiError(400, "invalid_request", "input.prompt is required")
+    duration = inp.get("duration_ms")
+    if duration is not None and (not isinstance(duration, int) or not 1000 <= duration <= 20000):
+        raise ApiError(400, "invalid_request", "input.duration_ms must be 1000-20000")
+    ratio = inp.get("aspect_ratio")
+    if ratio is not None and ratio not in TASK_ASPECT_RATIOS:
+        raise ApiError(
+            404, "task_executor_not_found", f"no task executor renders aspect ratio {ratio}"
+        )
+    return dict(inp)
 
 
 class TaskRoutes(OpenMarlinSimBase):
@@ -27,28 +54,8 @@ class TaskRoutes(OpenMarlinSimBase):
     async def submit_task(self, request: web.Request) -> web.Response:
         """POST /v1/tasks: video only, no routing fields, charged up front."""
         body = await self._body(request)
-        bad = [k for k in _TASK_FORBIDDEN if k in body]
-        if bad:
-            raise ApiError(400, "invalid_request", f"tasks do not accept {', '.join(bad)}")
-        if body.get("kind") != "video":
-            raise ApiError(400, "invalid_request", "kind must be video")
-        inp = body.get("input")
-        if (
-            not isinstance(inp, dict)
-            or not isinstance(inp.get("prompt"), str)
-            or not inp["prompt"].strip()
-        ):
-            raise ApiError(400, "invalid_request", "input.prompt is required")
-        duration = inp.get("duration_ms")
-        if duration is not None and (
-            not isinstance(duration, int) or not 1000 <= duration <= 20000
-        ):
-            raise ApiError(400, "invalid_request", "input.duration_ms must be 1000-20000")
-        ratio = inp.get("aspect_ratio")
-        if ratio is not None and ratio not in TASK_ASPECT_RATIOS:
-            raise ApiError(
-                404, "task_executor_not_found", f"no task executor renders aspect ratio {ratio}"
-            )
+        inp = _checked_input(body)
+        meta = echoed_metadata(body)
         if not any(p.connected and "video" in p.kinds for p in self.providers):
             raise ApiError(404, "task_executor_not_found", "no video executor is connected")
         ws = self._ws(request)
@@ -56,7 +63,6 @@ class TaskRoutes(OpenMarlinSimBase):
         ws.require(cost)
         now = self.now()
         started = now + self.config.task_queue_s
-        meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
         task = Task(
             new_id("task_"),
             ws.workspace_id,
@@ -65,8 +71,8 @@ class TaskRoutes(OpenMarlinSimBase):
             started,
             started + self.config.task_run_s,
             cost,
-            dict(inp),
-            {**(meta or {}), "aspect_ratio": ratio or "16:9", "duration_ms": duration or 5000},
+            inp,
+            meta,  # echoed exactly as sent: the server adds nothing of its own
             fail=FAIL_MARKER in inp["prompt"],
         )
         self._tasks[task.task_id] = task
@@ -85,10 +91,10 @@ class TaskRoutes(OpenMarlinSimBase):
                 ws.post(now, "refund", task.cost, task.task_id)
             status = "refunded" if task.fail else "settled"
             settled = Decimal(0) if task.fail else task.cost
+            ms = task.input.get("duration_ms", 5000)
+            seconds = ms // 1000 if ms % 1000 == 0 else ms / 1000  # a bare number of seconds
             ws.usage.append(
-                UsageRow(
-                    now, "video", status, task.provider_id, task.task_id, {"seconds": 5}, settled
-                )
+                UsageRow(now, "video", status, task.provider_id, task.task_id, seconds, settled)
             )
         return task
 

@@ -22,6 +22,10 @@ KNOWN_AGENTS = frozenset({"default", "researcher"})
 _LABEL_KEY = re.compile(r"[a-z0-9][a-z0-9_.\-/]{0,62}")
 _LABEL_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}")
 FAIL_MARKER = "[[fail]]"
+# `completion.credential_bootstrap.status`: the skill says it stays "pending_api_key_issue"
+# until the key is issued; the value afterwards is not published (this one is the sim's).
+BOOTSTRAP_PENDING = "pending_api_key_issue"
+BOOTSTRAP_ISSUED = "api_key_issued"
 
 
 def new_id(prefix: str, nbytes: int = 8) -> str:
@@ -71,6 +75,14 @@ class InsufficientBalance(SimHttpError):
             "current_balance": money(self.current),
             "required_balance": money(self.required),
         }
+
+
+def echoed_metadata(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The request's `metadata`, to echo exactly as sent (None when absent); 400 if not an object."""
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ApiError(400, "invalid_request", "metadata must be an object")
+    return metadata
 
 
 # --- providers and routing -------------------------------------------------------------------
@@ -151,24 +163,16 @@ def route(
 ) -> tuple[Provider, str]:
     """Pick (provider, model) for an execution, or raise the routing error the server would."""
     if provider_id:
-        chosen = next((p for p in providers if p.provider_id == provider_id), None)
-        if chosen is None:
-            raise ApiError(
-                404, "execution_provider_not_found", f"no provider {provider_id} is registered"
-            )
-        if not chosen.connected:
-            raise ApiError(503, "provider_unavailable", f"{provider_id} is not connected")
-        if kind not in chosen.kinds:
-            raise ApiError(
-                422, "execution_kind_not_available", f"{provider_id} does not run {kind}"
-            )
-        if labels and not chosen.matches(labels):
-            raise ApiError(
-                422, "provider_label_mismatch", f"{provider_id} does not carry those labels"
-            )
-        if model and model not in chosen.models:
-            raise ApiError(404, "provider_route_not_found", f"{provider_id} does not serve {model}")
-        return chosen, model or chosen.models[0]
+        chosen = _named_provider(providers, provider_id, model=model, labels=labels, kind=kind)
+    else:
+        chosen = _automatic_provider(providers, model=model, labels=labels, kind=kind)
+    return chosen, model or chosen.models[0]
+
+
+def _automatic_provider(
+    providers: list[Provider], *, model: str | None, labels: dict[str, str], kind: str
+) -> Provider:
+    """The first connected provider serving `model` (labels must single one out); else the error."""
     candidates = [p for p in providers if p.connected and kind in p.kinds]
     if model:
         candidates = [p for p in candidates if model in p.models]
@@ -184,8 +188,32 @@ def route(
             )
     if not candidates:
         raise ApiError(404, "execution_provider_not_found", "no eligible provider matched")
-    chosen = candidates[0]
-    return chosen, model or chosen.models[0]
+    return candidates[0]
+
+
+def _named_provider(
+    providers: list[Provider],
+    provider_id: str,
+    *,
+    model: str | None,
+    labels: dict[str, str],
+    kind: str,
+) -> Provider:
+    """The provider a request named, when it can serve it; else the server's routing error."""
+    chosen = next((p for p in providers if p.provider_id == provider_id), None)
+    if chosen is None:
+        raise ApiError(
+            404, "execution_provider_not_found", f"no provider {provider_id} is registered"
+        )
+    if not chosen.connected:
+        raise ApiError(503, "provider_unavailable", f"{provider_id} is not connected")
+    if kind not in chosen.kinds:
+        raise ApiError(422, "execution_kind_not_available", f"{provider_id} does not run {kind}")
+    if labels and not chosen.matches(labels):
+        raise ApiError(422, "provider_label_mismatch", f"{provider_id} does not carry those labels")
+    if model and model not in chosen.models:
+        raise ApiError(404, "provider_route_not_found", f"{provider_id} does not serve {model}")
+    return chosen
 
 
 def compose_answer(instruction: str, model: str, provider_id: str) -> str:
@@ -242,7 +270,7 @@ class UsageRow:
     status: str
     provider_id: str
     request_id: str
-    measured_units: dict[str, Any]
+    measured_units: int | float  # a bare number, as the skill's billing.py reads it
     settlement: Decimal
 
     def body(self) -> dict[str, Any]:
@@ -370,7 +398,9 @@ class Registration:
                     "provider_subject": f"user_{self.session_id[-8:]}",
                     "primary_email": self.email,
                 },
-                "credential_bootstrap": {"status": "issued" if self.key_issued else "available"},
+                "credential_bootstrap": {
+                    "status": BOOTSTRAP_ISSUED if self.key_issued else BOOTSTRAP_PENDING
+                },
             }
         return out
 
@@ -390,7 +420,7 @@ class Task:
     completed_at: float
     cost: Decimal
     input: dict[str, Any]
-    metadata: dict[str, Any]
+    metadata: dict[str, Any] | None  # exactly what the submitter sent, or None
     provider_id: str = "render-1"
     fail: bool = False
     settled: bool = False
@@ -429,7 +459,8 @@ class Task:
                 "video_url": f"{base_url}/_media/tasks/{self.task_id}.mp4",
                 "thumbnail_url": f"{base_url}/_media/tasks/{self.task_id}.png",
                 "duration_ms": self.input.get("duration_ms", 5000),
-                "settlement": money(self.cost),
+                # Nested, the shape real task outputs were seen with: {"subtotal": {amount, unit}}.
+                "settlement": {"subtotal": money(self.cost)},
             }
         return out
 

@@ -1,4 +1,5 @@
-"""Tests for bot.store: encryption at rest, per-owner isolation, jobs CAS, durability, audit."""
+"""Tests for bot.store on both backends: encryption at rest, per-owner isolation, jobs CAS,
+durability, audit, migrations. `backend` (tests/store/conftest.py) is SQLite or PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import asyncpg
 import pytest
-from cryptography.fernet import Fernet, InvalidToken
 
 from bot.core.messages import Destination
 from bot.store import (
@@ -28,10 +29,11 @@ from bot.store import (
     Store,
     StoreError,
     UsageRecord,
+    postgres,
 )
 from bot.store import audit as audit_module
 from bot.store.db import MIGRATIONS, Database
-from bot.store.secret_box import KEY_FILE_NAME
+from tests.store.conftest import BackendUnderTest
 
 ALICE = Owner(platform="slack", workspace="T1", user="U_ALICE")
 BOB = Owner(platform="slack", workspace="T1", user="U_BOB")
@@ -43,18 +45,13 @@ posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
 
 
 @pytest.fixture
-def box() -> SecretBox:
-    return SecretBox.generate()
-
-
-@pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "tokenbot.db"
 
 
 @pytest.fixture
-async def store(db_path: Path, box: SecretBox) -> AsyncIterator[Store]:
-    s = await Store.open(db_path, box)
+async def store(backend: BackendUnderTest, box: SecretBox) -> AsyncIterator[Store]:
+    s = await backend.open(box)
     try:
         yield s
     finally:
@@ -83,108 +80,34 @@ def _disk_bytes(db_path: Path) -> bytes:
     return b"".join(p.read_bytes() for p in parts if p.exists())
 
 
-# -- SecretBox ------------------------------------------------------------------------------
+# -- the master key and the store ---------------------------------------------------------
 
 
-def test_box_round_trip(box: SecretBox) -> None:
-    token = box.encrypt("hello ✓")
-    assert isinstance(token, bytes)
-    assert b"hello" not in token
-    assert box.decrypt(token) == "hello ✓"
-    assert repr(box) == "SecretBox(source='a generated key')"
-
-
-@posix_only
-def test_master_key_file_created_0600_and_reused(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    first = SecretBox.from_settings(None, data_dir)
-    key_file = data_dir / KEY_FILE_NAME
-    assert key_file.exists()
-    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    content = key_file.read_bytes()
-
-    second = SecretBox.from_settings(None, data_dir)
-    assert key_file.read_bytes() == content  # reused, not regenerated
-    assert second.decrypt(first.encrypt("same key")) == "same key"
-
-
-def test_blank_master_key_means_key_file(tmp_path: Path) -> None:
-    SecretBox.from_settings("  ", tmp_path)
-    assert (tmp_path / KEY_FILE_NAME).exists()
-
-
-@posix_only
-def test_readable_master_key_file_is_refused(tmp_path: Path) -> None:
-    SecretBox.from_settings(None, tmp_path)
-    (tmp_path / KEY_FILE_NAME).chmod(0o644)
-    with pytest.raises(SecretBoxError, match="chmod 600"):
-        SecretBox.from_settings(None, tmp_path)
-
-
-def test_corrupt_master_key_file_is_refused(tmp_path: Path) -> None:
-    key_file = tmp_path / KEY_FILE_NAME
-    key_file.write_bytes(b"not a key\n")
-    key_file.chmod(0o600)
-    with pytest.raises(SecretBoxError, match="corrupt"):
-        SecretBox.from_settings(None, tmp_path)
-
-
-def test_env_fernet_key_is_used_as_is(tmp_path: Path) -> None:
-    raw = Fernet.generate_key()
-    box = SecretBox.from_settings(raw.decode(), tmp_path)
-    assert Fernet(raw).decrypt(box.encrypt("x")) == b"x"
-    assert not (tmp_path / KEY_FILE_NAME).exists()
-
-
-def test_env_passphrase_is_derived_deterministically(tmp_path: Path) -> None:
-    a = SecretBox.from_settings("correct horse battery staple", tmp_path)
-    b = SecretBox.from_settings("correct horse battery staple", tmp_path / "elsewhere")
-    assert b.decrypt(a.encrypt("shared")) == "shared"
-    other = SecretBox.from_settings("a different passphrase entirely", tmp_path)
-    with pytest.raises(SecretBoxError):
-        other.decrypt(a.encrypt("shared"))
-    assert not (tmp_path / KEY_FILE_NAME).exists()
-
-
-def test_secretstr_master_key_accepted(tmp_path: Path) -> None:
-    from pydantic import SecretStr
-
-    raw = Fernet.generate_key().decode()
-    box = SecretBox.from_settings(SecretStr(raw), tmp_path)
-    assert SecretBox(raw.encode()).decrypt(box.encrypt("y")) == "y"
-
-
-def test_wrong_master_key_is_a_clear_error(box: SecretBox) -> None:
-    token = box.encrypt(SECRET)
-    with pytest.raises(SecretBoxError, match="master key changed") as info:
-        SecretBox.generate().decrypt(token)
-    assert not isinstance(info.value, InvalidToken)
-    assert SECRET not in str(info.value)
-
-
-async def test_store_open_with_wrong_master_key_fails(db_path: Path, box: SecretBox) -> None:
-    s = await Store.open(db_path, box)
+async def test_store_open_with_wrong_master_key_fails(
+    backend: BackendUnderTest, box: SecretBox
+) -> None:
+    s = await backend.open(box)
     await s.put_credential(ALICE, "alltoken", SECRET)
     await s.close()
     with pytest.raises(SecretBoxError, match="master key changed"):
-        await Store.open(db_path, SecretBox.generate())
+        await backend.open(SecretBox.generate())
     # The right key still works afterwards.
-    s = await Store.open(db_path, box)
+    s = await backend.open(box)
     assert await s.get_credential(ALICE, "alltoken") == SECRET
     await s.close()
 
 
 async def test_new_master_key_accepted_when_nothing_is_stored(
-    db_path: Path, box: SecretBox
+    backend: BackendUnderTest, box: SecretBox
 ) -> None:
-    s = await Store.open(db_path, box)
+    s = await backend.open(box)
     await s.record_usage(UsageRecord(owner=ALICE, service="alltoken", command="chat"))
     await s.close()
     # No credential could be lost, so a new key is taken (and sealed) rather than refused.
     new_box = SecretBox.generate()
-    s = await Store.open(db_path, new_box)
+    s = await backend.open(new_box)
     await s.close()
-    s = await Store.open(db_path, new_box)
+    s = await backend.open(new_box)
     assert len(await s.list_usage(ALICE)) == 1
     await s.close()
 
@@ -193,63 +116,73 @@ async def test_new_master_key_accepted_when_nothing_is_stored(
 
 
 @posix_only
-async def test_open_creates_dir_private_file_and_wal(store: Store, db_path: Path) -> None:
+async def test_open_creates_dir_private_file_and_wal(db_path: Path, box: SecretBox) -> None:
+    async with await Store.open(db_path, box) as s:
+        assert s.backend == "sqlite" and s.path == db_path and s.location == str(db_path)
     assert _mode(db_path) == 0o600
     with sqlite3.connect(db_path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-async def test_migrations_idempotent_on_reopen(db_path: Path, box: SecretBox) -> None:
+async def test_migrations_idempotent_on_reopen(backend: BackendUnderTest, box: SecretBox) -> None:
     for _ in range(3):
-        s = await Store.open(db_path, box)
+        s = await backend.open(box)
+        assert s.backend == backend.name
         assert await s.schema_version() == SCHEMA_VERSION == len(MIGRATIONS)
         await s.record_usage(UsageRecord(owner=ALICE, service="alltoken", command="chat"))
         await s.close()
-    with sqlite3.connect(db_path) as raw:
-        versions = [r[0] for r in raw.execute("SELECT version FROM schema_version")]
-    assert versions == list(range(1, SCHEMA_VERSION + 1))
-    s = await Store.open(db_path, box)
+    rows = await backend.raw("SELECT version FROM schema_version ORDER BY version")
+    assert [r[0] for r in rows] == list(range(1, SCHEMA_VERSION + 1))
+    s = await backend.open(box)
     assert len(await s.list_usage(ALICE)) == 3
     await s.close()
 
 
-async def test_appended_migration_runs_once_and_atomically(db_path: Path) -> None:
-    db = await Database.open(db_path)
+async def test_appended_migration_runs_once_and_atomically(backend: BackendUnderTest) -> None:
+    db: Database | postgres.PostgresDatabase
+    if isinstance(backend.where, Path):
+        db, known, syntax_error = await Database.open(backend.where), MIGRATIONS, sqlite3.Error
+        tables = "SELECT COUNT(*) FROM sqlite_master WHERE name = 'half'"
+    else:
+        db = await postgres.PostgresDatabase.open(backend.where)
+        known, syntax_error = postgres.MIGRATIONS, asyncpg.PostgresSyntaxError
+        tables = "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'half'"
     try:
-        v2 = (*MIGRATIONS, ("CREATE TABLE extra (x INTEGER)", "INSERT INTO extra VALUES (1)"))
+        v2 = (*known, ("CREATE TABLE extra (x INTEGER)", "INSERT INTO extra VALUES (1)"))
         await db._migrate(v2)
         await db._migrate(v2)  # second run is a no-op
-        assert await db.schema_version() == len(MIGRATIONS) + 1
-        async with db.read() as conn, conn.execute("SELECT COUNT(*) FROM extra") as cur:
-            row = await cur.fetchone()
+        assert await db.schema_version() == len(known) + 1
+        async with db.read() as conn:
+            row = await conn.fetchone("SELECT COUNT(*) FROM extra")
         assert row is not None and row[0] == 1
 
         # A failing migration leaves neither its first statement nor its version behind.
-        broken = (*v2, ("CREATE TABLE half (x)", "THIS IS NOT SQL"))
-        with pytest.raises(sqlite3.OperationalError):
+        broken = (*v2, ("CREATE TABLE half (x INTEGER)", "THIS IS NOT SQL"))
+        with pytest.raises(syntax_error):
             await db._migrate(broken)
-        assert await db.schema_version() == len(MIGRATIONS) + 1
-        async with (
-            db.read() as conn,
-            conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'half'") as cur,
-        ):
-            row = await cur.fetchone()
+        assert await db.schema_version() == len(known) + 1
+        async with db.read() as conn:
+            row = await conn.fetchone(tables)
         assert row is not None and row[0] == 0
     finally:
         await db.close()
 
 
-async def test_newer_schema_is_refused(db_path: Path, box: SecretBox) -> None:
-    s = await Store.open(db_path, box)
+async def test_newer_schema_is_refused(backend: BackendUnderTest, box: SecretBox) -> None:
+    s = await backend.open(box)
+    await s.put_credential(ALICE, "alltoken", SECRET)
     await s.close()
-    with sqlite3.connect(db_path) as raw:
-        raw.execute("INSERT INTO schema_version VALUES (999, '2030-01-01T00:00:00+00:00')")
-    with pytest.raises(StoreError, match="newer"):
-        await Store.open(db_path, box)
+    await backend.raw("INSERT INTO schema_version VALUES (999, '2030-01-01T00:00:00+00:00')")
+    with pytest.raises(StoreError, match="newer than this tokenbot understands") as info:
+        await backend.open(box)
+    setting = "TOKENBOT_DATA_DIR" if backend.is_sqlite else "TOKENBOT_DATABASE_URL"
+    assert "schema version 999" in str(info.value) and setting in str(info.value)
+    rows = await backend.raw("SELECT COUNT(*) FROM credentials")
+    assert rows == [(1,)]  # refused, not emptied
 
 
-async def test_closed_store_raises(db_path: Path, box: SecretBox) -> None:
-    s = await Store.open(db_path, box)
+async def test_closed_store_raises(backend: BackendUnderTest, box: SecretBox) -> None:
+    s = await backend.open(box)
     await s.close()
     await s.close()  # idempotent
     with pytest.raises(StoreError):
@@ -313,6 +246,19 @@ async def test_short_secret_has_no_visible_tail(store: Store) -> None:
 async def test_empty_secret_rejected(store: Store) -> None:
     with pytest.raises(ValueError):
         await store.put_credential(ALICE, "alltoken", "")
+
+
+async def test_credentials_encrypted_in_the_database(
+    backend: BackendUnderTest, box: SecretBox
+) -> None:
+    async with await backend.open(box) as s:
+        await s.put_credential(ALICE, "alltoken", SECRET)
+    [(ciphertext, fingerprint)] = await backend.raw(
+        'SELECT ciphertext, fingerprint FROM credentials WHERE "user" = ?', (ALICE.user,)
+    )
+    assert isinstance(ciphertext, bytes) and SECRET.encode() not in ciphertext
+    assert fingerprint == "…" + SECRET[-4:]
+    assert box.decrypt(bytes(ciphertext)) == SECRET
 
 
 async def test_credentials_encrypted_at_rest(db_path: Path, box: SecretBox) -> None:
@@ -517,8 +463,8 @@ async def test_deliver_versus_cancel_race(store: Store) -> None:
     assert deliver != cancel
 
 
-async def test_unfinished_jobs_survive_reopen(db_path: Path, box: SecretBox) -> None:
-    s = await Store.open(db_path, box)
+async def test_unfinished_jobs_survive_reopen(backend: BackendUnderTest, box: SecretBox) -> None:
+    s = await backend.open(box)
     statuses = ["pending", "running", "delivering", "done", "failed", "cancelled"]
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     for i, st in enumerate(statuses):
@@ -527,7 +473,7 @@ async def test_unfinished_jobs_survive_reopen(db_path: Path, box: SecretBox) -> 
     await s.update_job("img-running", state={"task_id": "igen_9"}, next_run_at=123.5)
     await s.close()
 
-    s = await Store.open(db_path, box)
+    s = await backend.open(box)
     try:
         unfinished = await s.unfinished_jobs()
         assert [j.id for j in unfinished] == [
@@ -568,7 +514,7 @@ async def test_audit_round_trip(store: Store) -> None:
     assert await store.list_audit(ALICE_ELSEWHERE) == []
 
 
-async def test_audit_redacts_key_shaped_strings(store: Store, db_path: Path) -> None:
+async def test_audit_redacts_key_shaped_strings(store: Store, backend: BackendUnderTest) -> None:
     prov = "sk-prov-" + "0123456789abcdef" * 2
     await store.audit(
         AuditEntry(
@@ -582,8 +528,11 @@ async def test_audit_redacts_key_shaped_strings(store: Store, db_path: Path) -> 
     assert SECRET not in entry.command and entry.command.startswith("/alltoken-key set sk-at-")
     assert entry.detail is not None
     assert prov not in entry.detail and prov[8:] not in entry.detail
-    on_disk = _disk_bytes(db_path)
-    assert SECRET.encode() not in on_disk and prov.encode() not in on_disk
+    stored = repr(await backend.raw("SELECT command, detail FROM audit"))
+    assert SECRET not in stored and prov[8:] not in stored
+    if isinstance(backend.where, Path):
+        on_disk = _disk_bytes(backend.where)
+        assert SECRET.encode() not in on_disk and prov.encode() not in on_disk
 
 
 async def test_audit_redacts_without_key_shapes_module(
@@ -631,9 +580,9 @@ async def test_many_concurrent_coroutines(store: Store) -> None:
 
 
 async def test_batched_appends_are_read_back_and_survive_close(
-    db_path: Path, box: SecretBox
+    backend: BackendUnderTest, box: SecretBox
 ) -> None:
-    store = await Store.open(db_path, box)
+    store = await backend.open(box)
     await asyncio.gather(
         *(
             store.record_usage(
@@ -652,7 +601,7 @@ async def test_batched_appends_are_read_back_and_survive_close(
     assert last is not None and last.model == "m2"  # upserts keep their order
     await store.record_usage(UsageRecord(owner=ALICE, service="alltoken", command="late"))
     await store.close()  # flushes what is still queued
-    reopened = await Store.open(db_path, box)
+    reopened = await backend.open(box)
     try:
         assert len(await reopened.list_usage(ALICE, limit=1000)) == 301
         assert len(await reopened.list_audit(ALICE, limit=100)) == 50

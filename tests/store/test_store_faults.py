@@ -1,4 +1,5 @@
-"""Operator faults in the store: lost or swapped files, a damaged WAL, failing writes, bad rows."""
+"""Operator faults in the store: lost or swapped databases, a damaged WAL, failing writes, bad
+rows. Those with a `backend` argument run on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -26,16 +27,13 @@ from bot.store import (
     StoreMismatchError,
     StoreMissingError,
     UsageRecord,
+    postgres,
 )
 from bot.store.db import MIGRATIONS
+from tests.store.conftest import BackendUnderTest
 
 ALICE = Owner(platform="slack", workspace="T1", user="U_ALICE")
 SECRET = "sk-at-StoreFaultsSecret000000001"
-
-
-@pytest.fixture
-def box() -> SecretBox:
-    return SecretBox.generate()
 
 
 @pytest.fixture
@@ -44,8 +42,8 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def store(db_path: Path, box: SecretBox) -> AsyncIterator[Store]:
-    s = await Store.open(db_path, box)
+async def store(backend: BackendUnderTest, box: SecretBox) -> AsyncIterator[Store]:
+    s = await backend.open(box)
     try:
         yield s
     finally:
@@ -54,11 +52,6 @@ async def store(db_path: Path, box: SecretBox) -> AsyncIterator[Store]:
 
 def _marker(db_path: Path) -> dict[str, str]:
     return dict(json.loads((db_path.parent / MARKER_NAME).read_text()))
-
-
-def _raw(db_path: Path, sql: str, params: tuple[object, ...] = ()) -> None:
-    with sqlite3.connect(db_path) as raw:
-        raw.execute(sql, params)
 
 
 async def _new_store(db_path: Path, box: SecretBox) -> str:
@@ -141,14 +134,15 @@ def test_key_fingerprint_tells_keys_apart_and_hides_them() -> None:
 
 
 async def test_changed_master_key_with_stored_keys_is_refused(
-    db_path: Path, box: SecretBox
+    backend: BackendUnderTest, box: SecretBox
 ) -> None:
-    await _new_store(db_path, box)
+    async with await backend.open(box) as s:
+        await s.put_credential(ALICE, "alltoken", SECRET)
+        location = s.location
     with pytest.raises(SecretBoxError) as info:
-        await Store.open(db_path, SecretBox.generate())
-    assert "master key changed" in str(info.value) and str(db_path) in str(info.value)
-    with sqlite3.connect(db_path) as raw:
-        row = raw.execute("SELECT value FROM meta WHERE key = 'master_key_fingerprint'").fetchone()
+        await backend.open(SecretBox.generate())
+    assert "master key changed" in str(info.value) and location in str(info.value)
+    [row] = await backend.raw("SELECT value FROM meta WHERE key = 'master_key_fingerprint'")
     assert bytes(row[0]).decode() == box.fingerprint()  # the refused key was not recorded
 
 
@@ -234,17 +228,23 @@ async def test_failed_integrity_check_is_refused(db_path: Path, box: SecretBox) 
 # -- failing writes ---------------------------------------------------------------------------
 
 
-async def _fill_disk(store: Store) -> int:
-    """Make every growing write fail with SQLITE_FULL, as a full disk does; rows queued by then.
+async def _fill_disk(store: Store, backend: BackendUnderTest) -> int:
+    """Make every write of a usage row fail, as a full disk does; the rows queued by then.
 
-    SQLite's own page limit produces the real error; rows are then appended until the free
-    space left in the last pages is used up too.
+    SQLite: its own page limit produces the real SQLITE_FULL, and rows are appended until the
+    free space left in the last pages is used up too. PostgreSQL: the server refuses the
+    rows (a check constraint no row meets, added without checking the rows already there).
     """
-    conn = store._db.conn
-    async with conn.execute("PRAGMA page_count") as cur:
-        row = await cur.fetchone()
-    assert row is not None
-    await conn.execute(f"PRAGMA max_page_count = {row[0]}")
+    if backend.is_sqlite:
+        conn = store._db.conn  # type: ignore[attr-defined]
+        async with conn.execute("PRAGMA page_count") as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        await conn.execute(f"PRAGMA max_page_count = {row[0]}")
+    else:
+        await backend.raw(
+            "ALTER TABLE usage ADD CONSTRAINT disk_full CHECK (command = '') NOT VALID"
+        )
     for i in range(1000):
         await store.record_usage(UsageRecord(owner=ALICE, service="alltoken", command=f"f{i}"))
         await store._db.flush()
@@ -253,8 +253,11 @@ async def _fill_disk(store: Store) -> int:
     raise AssertionError("the store never filled up")
 
 
-async def _free_disk(store: Store) -> None:
-    await store._db.conn.execute("PRAGMA max_page_count = 1073741823")
+async def _free_disk(store: Store, backend: BackendUnderTest) -> None:
+    if backend.is_sqlite:
+        await store._db.conn.execute("PRAGMA max_page_count = 1073741823")  # type: ignore[attr-defined]
+    else:
+        await backend.raw("ALTER TABLE usage DROP CONSTRAINT disk_full")
 
 
 def _usage(i: int) -> UsageRecord:
@@ -262,17 +265,17 @@ def _usage(i: int) -> UsageRecord:
 
 
 async def test_failing_appends_are_kept_retried_and_counted(
-    store: Store, caplog: pytest.LogCaptureFixture
+    store: Store, backend: BackendUnderTest, caplog: pytest.LogCaptureFixture
 ) -> None:
     store._db.retry_interval_s = 3600  # only flushes retry in this test
     with caplog.at_level(logging.ERROR, logger="bot.store.db"):
-        filler = await _fill_disk(store)
+        filler = await _fill_disk(store, backend)
         for i in range(40):
             await store.record_usage(_usage(i))
             await store._db.flush()
     health = store.health()
     assert health.degraded and health.queued_rows == filler + 40 and health.dropped_rows == 0
-    assert "full" in (health.error or "")
+    assert ("full" if backend.is_sqlite else "disk_full") in (health.error or "")
     assert not await store.writes_ok()
     failing = [r for r in caplog.records if "are failing" in r.getMessage()]
     assert len(failing) == 1  # once per episode, not per row or retry
@@ -289,7 +292,7 @@ async def test_failing_appends_are_kept_retried_and_counted(
     assert "tokenbot_store_queued_rows 50.0" in text
     assert f"tokenbot_store_dropped_rows {float(filler + 20)}" in text
 
-    await _free_disk(store)
+    await _free_disk(store, backend)
     rows = await store.list_usage(ALICE, limit=1000)  # reads flush: the retry happens here
     kept = sorted(int(r.command[1:]) for r in rows if r.command.startswith("c"))
     assert kept == list(range(20, 70))  # the oldest were dropped, the rest written
@@ -297,11 +300,11 @@ async def test_failing_appends_are_kept_retried_and_counted(
     assert await store.writes_ok()
 
 
-async def test_failing_store_retries_on_its_own(store: Store) -> None:
+async def test_failing_store_retries_on_its_own(store: Store, backend: BackendUnderTest) -> None:
     store._db.retry_interval_s = 0.05
-    queued = await _fill_disk(store)
+    queued = await _fill_disk(store, backend)
     assert queued > 0
-    await _free_disk(store)
+    await _free_disk(store, backend)
     for _ in range(200):
         if not store.health().degraded:
             break
@@ -312,14 +315,16 @@ async def test_failing_store_retries_on_its_own(store: Store) -> None:
 # -- credentials ------------------------------------------------------------------------------
 
 
-async def test_undecryptable_credential_is_reported_as_such(db_path: Path, box: SecretBox) -> None:
-    await _new_store(db_path, box)
-    _raw(
-        db_path,
+async def test_undecryptable_credential_is_reported_as_such(
+    backend: BackendUnderTest, box: SecretBox
+) -> None:
+    async with await backend.open(box) as s:
+        await s.put_credential(ALICE, "alltoken", SECRET)
+    await backend.raw(
         "UPDATE credentials SET ciphertext = ? WHERE service = 'alltoken'",
         (SecretBox.generate().encrypt("someone else's"),),
     )
-    s = await Store.open(db_path, box)
+    s = await backend.open(box)
     try:
         with pytest.raises(CredentialUnreadableError) as info:
             await s.get_credential(ALICE, "alltoken")
@@ -351,12 +356,12 @@ def _job(job_id: str, **kw: object) -> JobRecord:
 
 
 async def test_undecodable_job_rows_are_reported_and_quarantined(
-    store: Store, db_path: Path
+    store: Store, backend: BackendUnderTest
 ) -> None:
     for job_id in ("good", "bad-state", "bad-dest"):
         await store.create_job(_job(job_id))
-    _raw(db_path, "UPDATE jobs SET state = '{not json' WHERE id = 'bad-state'")
-    _raw(db_path, "UPDATE jobs SET destination = '[1, 2' WHERE id = 'bad-dest'")
+    await backend.raw("UPDATE jobs SET state = '{not json' WHERE id = 'bad-state'")
+    await backend.raw("UPDATE jobs SET destination = '[1, 2' WHERE id = 'bad-dest'")
 
     jobs, bad = await store.load_unfinished_jobs()
     assert [j.id for j in jobs] == ["good"]
@@ -372,29 +377,34 @@ async def test_undecodable_job_rows_are_reported_and_quarantined(
 
     assert await store.quarantine_job("bad-state", "unreadable state")
     assert not await store.quarantine_job("bad-state", "twice")  # no longer unfinished
-    with sqlite3.connect(db_path) as raw:
-        row = raw.execute("SELECT status, error, state FROM jobs WHERE id = 'bad-state'").fetchone()
+    [row] = await backend.raw("SELECT status, error, state FROM jobs WHERE id = 'bad-state'")
     assert row == ("quarantined", "unreadable state", "{not json")  # data kept as it was
     _, bad = await store.load_unfinished_jobs()
     assert [b.id for b in bad] == ["bad-dest"]
 
 
+async def _version_1_database(backend: BackendUnderTest) -> None:
+    """A database as the first schema left it (on SQLite: what tokenbot 0.1 wrote)."""
+    migrations = MIGRATIONS if backend.is_sqlite else postgres.MIGRATIONS
+    if isinstance(backend.where, Path):
+        backend.where.parent.mkdir(parents=True)
+    await backend.raw("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
+    for sql in migrations[0]:
+        await backend.raw(sql)
+    await backend.raw("INSERT INTO schema_version VALUES (1, '2026-01-01T00:00:00+00:00')")
+    await backend.raw(
+        'INSERT INTO jobs (id, kind, platform, workspace, "user", destination, state, status,'
+        " created_at, updated_at) VALUES ('old', 'image', 'slack', 'T1', 'U_ALICE', '{}',"
+        " '{\"prompt\": \"p\"}', 'running', '2026-01-01T00:00:00+00:00',"
+        " '2026-01-01T00:00:00+00:00')"
+    )
+
+
 async def test_version_1_database_gains_the_quarantined_status(
-    db_path: Path, box: SecretBox
+    backend: BackendUnderTest, box: SecretBox
 ) -> None:
-    db_path.parent.mkdir(parents=True)
-    with sqlite3.connect(db_path) as raw:
-        raw.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
-        for sql in MIGRATIONS[0]:
-            raw.execute(sql)
-        raw.execute("INSERT INTO schema_version VALUES (1, '2026-01-01T00:00:00+00:00')")
-        raw.execute(
-            "INSERT INTO jobs (id, kind, platform, workspace, user, destination, state, status,"
-            " created_at, updated_at) VALUES ('old', 'image', 'slack', 'T1', 'U_ALICE', '{}',"
-            " '{\"prompt\": \"p\"}', 'running', '2026-01-01T00:00:00+00:00',"
-            " '2026-01-01T00:00:00+00:00')"
-        )
-    s = await Store.open(db_path, box)
+    await _version_1_database(backend)
+    s = await backend.open(box)
     try:
         assert await s.schema_version() == len(MIGRATIONS)
         [old] = await s.unfinished_jobs()
@@ -403,3 +413,42 @@ async def test_version_1_database_gains_the_quarantined_status(
         assert await s.unfinished_jobs() == []
     finally:
         await s.close()
+
+
+# -- a PostgreSQL store's identity (a server has no file to find missing) ---------------------
+
+
+async def test_emptied_server_database_is_refused(
+    pg_backend: BackendUnderTest, box: SecretBox
+) -> None:
+    async with await pg_backend.open(box) as s:
+        await s.put_credential(ALICE, "alltoken", SECRET)
+        store_id = s.store_id
+    marker = _marker(pg_backend.data_dir / "tokenbot.db")
+    assert marker["store_id"] == store_id and marker["database"].startswith("postgresql://")
+    assert "tokenbot_test_" in marker["database"] and "postgres@" not in marker["database"]
+    await pg_backend.raw("DROP SCHEMA public CASCADE")
+    await pg_backend.raw("CREATE SCHEMA public")
+    with pytest.raises(StoreMissingError) as info:
+        await pg_backend.open(box)
+    message = str(info.value)
+    assert store_id in message and "holds no tokenbot store" in message
+    assert "TOKENBOT_ALLOW_NEW_STORE=1" in message
+    async with await pg_backend.open(box, allow_new_store=True) as s:
+        assert s.store_id != store_id
+    assert _marker(pg_backend.data_dir / "tokenbot.db")["store_id"] == s.store_id
+    await (await pg_backend.open(box)).close()  # the new store is the expected one from now on
+
+
+async def test_swapped_server_database_is_refused(
+    pg_backend: BackendUnderTest, box: SecretBox
+) -> None:
+    async with await pg_backend.open(box) as s:
+        mine = s.store_id
+    other = "0123456789abcdef0123456789abcdef"
+    await pg_backend.raw("UPDATE meta SET value = ? WHERE key = 'store_id'", (other.encode(),))
+    with pytest.raises(StoreMismatchError, match=other) as info:
+        await pg_backend.open(box)
+    assert mine in str(info.value)
+    async with await pg_backend.open(box, allow_new_store=True) as s:
+        assert s.store_id == other
