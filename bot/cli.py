@@ -135,13 +135,15 @@ async def _console(args: argparse.Namespace) -> int:
                 "  /alltoken-models --type=video   ·   how much did that cost   ·   /alltoken-help\n"
                 "  use openmarlin to say hello   ·   use openmarlin to generate a video of a plane\n"
                 "  /openmarlin balance   ·   /openmarlin register (opens a sign-in page)   ·   /openmarlin help\n"
-                "  /openclaw-token credits balance   ·   /openclaw-token keys list   ·   /openclaw-token help\n"
-                "Ctrl-D to quit.",
+                "  /openclaw-token credits balance   ·   /openclaw-token keys list   ·   /openclaw-token help"
+                + ("\nCtrl-C stops an answer; Ctrl-D to quit." if sys.stdin.isatty() else ""),
                 flush=True,
             )
         out_dir = Path(args.out)
         demo = DemoMedia(cluster.urls.values(), out_dir) if cluster is not None else None
-        adapter = ConsoleAdapter(bot, user=user, out_dir=out_dir, demo=demo)
+        adapter = ConsoleAdapter(
+            bot, user=user, out_dir=out_dir, demo=demo, jobs_resume=tmp is None
+        )
         return await adapter.run()
     finally:
         await bot.aclose()

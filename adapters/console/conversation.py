@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import shutil
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from adapters.console.demo_links import DemoMedia
+from adapters.console.progress import ProgressBoard
 from adapters.console.render import render
+from adapters.console.terminal_render import MarkdownStream, render_terminal
 from bot.core.messages import (
     Destination,
     FormRequest,
@@ -23,15 +26,30 @@ from bot.core.messages import (
 from bot.core.outbound_text import neutralise_controls
 
 FormReader = Callable[[FormRequest, Destination], Awaitable[None]]
+_RUN = uuid.uuid4().hex[:6]
 
 
 class ConsolePrinter:
-    """Serialises writes so concurrent jobs and a streaming answer don't interleave mid-line."""
+    """Serialises writes so concurrent jobs and a streaming answer don't interleave mid-line.
 
-    def __init__(self, out: TextIO) -> None:
+    With `terminal` set (stdout is a terminal), Markdown is rendered and a streamed answer is
+    redrawn as it grows; without it (a pipe) every part is printed as plain text.
+    """
+
+    def __init__(
+        self, out: TextIO, *, terminal: bool = False, progress: ProgressBoard | None = None
+    ) -> None:
         self.out = out
+        self.terminal = terminal
+        # The bars of running jobs (a terminal only): their edits update a bar, not a line.
+        self.progress = progress
         self.streaming = False
         self._pending: list[str] = []
+        self._markdown: MarkdownStream | None = None
+
+    def render(self, parts: Sequence[Part]) -> str:
+        """Parts as this output shows them."""
+        return render_terminal(parts) if self.terminal else render(parts)
 
     def write_block(self, text: str) -> None:
         """Print a whole block on its own lines (deferred while an answer is streaming)."""
@@ -41,15 +59,28 @@ class ConsolePrinter:
         self.out.write(text.rstrip("\n") + "\n")
         self.out.flush()
 
+    def begin_stream(self) -> None:
+        """An answer starts streaming: later blocks wait until it ends."""
+        self.streaming = True
+        if self.terminal:
+            self._markdown = MarkdownStream(self.out)
+
     def write_delta(self, text: str) -> None:
         """Print streamed text as it arrives."""
+        if self._markdown is not None:
+            self._markdown.append(text)
+            return
         self.out.write(text)
         self.out.flush()
 
     def end_stream(self) -> None:
         """Close the streamed line and print what was held back meanwhile."""
         self.streaming = False
-        self.out.write("\n")
+        if self._markdown is not None:
+            self._markdown.finish()
+            self._markdown = None
+        else:
+            self.out.write("\n")
         pending, self._pending = self._pending, []
         for block in pending:
             self.write_block(block)
@@ -70,7 +101,7 @@ class ConsoleTextStream:
         """
         if not self.started:
             self.started = True
-            self.printer.streaming = True
+            self.printer.begin_stream()
         self.printer.write_delta(neutralise_controls(text))
 
     async def finish(self, trailer: Sequence[Part] = ()) -> None:
@@ -80,7 +111,7 @@ class ConsoleTextStream:
         else:
             self.printer.write_block("(no text returned)")
         if trailer:
-            self.printer.write_block(render(trailer))
+            self.printer.write_block(self.printer.render(trailer))
 
 
 class ConsoleConversation:
@@ -106,22 +137,33 @@ class ConsoleConversation:
         )
 
     def _ref(self) -> MessageRef:
+        # The run prefix keeps this process's ids apart from those of jobs resumed from
+        # an earlier run, which edit the messages they posted then.
         return MessageRef(
-            platform="console", channel=self.destination.channel, id=str(next(self._ids))
+            platform="console",
+            channel=self.destination.channel,
+            id=f"{_RUN}-{next(self._ids)}",
         )
 
     async def say(self, parts: Sequence[Part]) -> MessageRef:
         """Print the parts."""
-        await self._print(parts)
-        return self._ref()
+        ref = self._ref()
+        await self._print(ref, parts)
+        return ref
 
     async def edit(self, ref: MessageRef, parts: Sequence[Part]) -> None:
-        """A terminal can't edit: print the new version (jobs edit only on real changes)."""
-        await self._print(parts)
+        """A terminal can't edit: print the new version (jobs edit only on real changes).
 
-    async def _print(self, parts: Sequence[Part]) -> None:
+        On a terminal, a progress message's later versions move its bar instead.
+        """
+        await self._print(ref, parts)
+
+    async def _print(self, ref: MessageRef, parts: Sequence[Part]) -> None:
+        progress = self.printer.progress
+        if progress is not None and progress.update(ref.id, parts):
+            return
         copies = await self.demo.keep_copies(parts) if self.demo is not None else []
-        self.printer.write_block("\n".join([render(parts), *copies]))
+        self.printer.write_block("\n".join([self.printer.render(parts), *copies]))
 
     def stream(self) -> ConsoleTextStream:
         """Stream straight to the terminal."""
@@ -144,21 +186,24 @@ class ConsoleConversation:
 
     async def whisper(self, parts: Sequence[Part]) -> None:
         """The terminal is private already."""
-        self.printer.write_block(render(parts))
+        self.printer.write_block(self.printer.render(parts))
 
     async def direct(self, parts: Sequence[Part]) -> None:
         """Same terminal."""
-        self.printer.write_block(render(parts))
+        self.printer.write_block(self.printer.render(parts))
 
     async def request_form(self, request: FormRequest) -> None:
-        """Ask field by field, without echo for secrets, when there is a terminal."""
+        """Ask field by field: on a terminal without echo for secrets, else from piped lines."""
         if self.form_reader is None:
+            # Only a conversation made outside the adapter (no input to read) lands here.
+            labels = ", ".join(f.label for f in request.fields)
             await self.say(
                 [
                     Notice(
                         level="info",
-                        text="No terminal to ask privately (input is piped); "
-                        "use the command's text form here instead, e.g. `/alltoken-key set <key>`.",
+                        text=f"“{request.title}” needs a private form, and nothing here can "
+                        "read one. Run `tokenbot console` and type the command, or pipe it "
+                        f"followed by one line per field, in this order: {labels}.",
                     )
                 ]
             )

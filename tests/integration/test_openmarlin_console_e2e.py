@@ -88,7 +88,7 @@ def test_openmarlin_in_the_console_demo(tmp_path: Path) -> None:
     )
     term = Terminal(tmp_path, env)
     try:
-        term.wait_for("Ctrl-D to quit")
+        term.wait_for("/openclaw-token help")  # the demo banner's last line
         term.type(
             "use openmarlin models",
             "use openmarlin to say hello",
