@@ -47,6 +47,10 @@ def _controlling_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
+# The console's prompt ("› "), drawn by prompt_toolkit once it reads the next line.
+PROMPT_SHOWN = "\u203a"
+
+
 class PtyConsole:
     """The console on a pty: type keys, wait for text (escapes stripped), see how it ended."""
 
@@ -189,11 +193,16 @@ def test_ctrl_c_with_piped_input_quits_at_once_naming_the_pending_video(tmp_path
 
 def test_history_arrows_and_a_line_longer_than_the_terminal_limit(console: PtyConsole) -> None:
     at = console.wait_for("Ctrl-D to quit")
+    at = console.wait_for(PROMPT_SHOWN, at)
     console.type("/alltoken-cost gpt-5.4 1000 2000\r")
     at = console.wait_for(r"total cost\s+\$0\.021250", at)
+    # Keys typed before the next prompt is drawn reach a terminal still in line mode, which
+    # echoes them itself: wait for the prompt, as a person does.
+    at = console.wait_for(PROMPT_SHOWN, at)
     console.type("\x1b[A\r")  # arrow up: the last line again, not `^[[A`
     at = console.wait_for(r"total cost\s+\$0\.021250", at)
     assert "^[[A" not in console.screen
+    at = console.wait_for(PROMPT_SHOWN, at)
     # 1,300 words (~6,500 characters): a terminal in line mode keeps 4,095 of them, and the
     # marker at the end would be lost with the rest.
     words = " ".join(f"w{i:04d}" for i in range(1300))
