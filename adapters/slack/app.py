@@ -155,7 +155,7 @@ def build_app(platform: SlackPlatform, signing_secret: str | None) -> AsyncApp:
     @app.middleware
     async def drop_repeats(body: dict[str, Any], request: Any, next: Any) -> BoltResponse | None:
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if event_id and not platform.events.first_time(str(event_id)):
+        if event_id and not await platform.events.first_time(str(event_id)):
             retry = request.headers.get("x-slack-retry-num", [""])
             log.info(
                 "dropped a repeated delivery of %s (retry %s)", event_id, retry[0] if retry else ""
@@ -201,7 +201,7 @@ def build_app(platform: SlackPlatform, signing_secret: str | None) -> AsyncApp:
         try:
             if not mapping.is_user_post(event, identity):
                 return
-            if platform.messages.first_time((event.get("channel"), event.get("ts"))):
+            if await platform.messages.first_time(f"{event.get('channel')}:{event.get('ts')}"):
                 work = handlers.message(event, team_of(body, event), True)
                 handlers.spawn(work, "slack mention", body, secrets_inside=secret)
         except Exception as exc:
@@ -216,7 +216,7 @@ def build_app(platform: SlackPlatform, signing_secret: str | None) -> AsyncApp:
             direct = event.get("channel_type") == "im"
             if not direct and mapping.mentions_bot(event, identity):
                 return  # the app_mention event for the same message handles it
-            if platform.messages.first_time((event.get("channel"), event.get("ts"))):
+            if await platform.messages.first_time(f"{event.get('channel')}:{event.get('ts')}"):
                 work = handlers.message(event, team_of(body, event), direct)
                 handlers.spawn(work, "slack message", body, secrets_inside=secret)
         except Exception as exc:

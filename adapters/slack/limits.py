@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.store.events import SeenEvents
+
+log = logging.getLogger(__name__)
 
 
 class RecentKeys:
@@ -33,6 +40,46 @@ class RecentKeys:
             return False
         self._seen[key] = now
         return True
+
+
+class SeenAnywhere:
+    """Deliveries seen by any replica on the store (its `events_seen` table), under `namespace`.
+
+    The store is the source of truth: two replicas racing on one key get one "first". While
+    the store cannot be reached, this process's own memory decides instead (a repeat that
+    reaches another replica meanwhile may then run twice, rather than a message be lost).
+    """
+
+    def __init__(
+        self, events: SeenEvents | None, namespace: str, ttl_s: float, capacity: int = 20_000
+    ) -> None:
+        self._events = events
+        self._namespace = namespace
+        self._ttl = ttl_s
+        self._local = RecentKeys(capacity=capacity, ttl_s=ttl_s)
+        self._failing = False
+
+    async def first_time(self, key: str) -> bool:
+        """True the first time any replica sees `key` within the TTL, False for repeats."""
+        locally_first = self._local.first_time(key)
+        if self._events is None:
+            return locally_first
+        try:
+            first = await self._events.first_time(f"{self._namespace}:{key}", self._ttl)
+        except Exception as exc:
+            if not self._failing:
+                log.warning(
+                    "cannot check %s deliveries in the store (%s); deduplicating in this "
+                    "process only until it answers",
+                    self._namespace,
+                    exc,
+                )
+            self._failing = True
+            return locally_first
+        if self._failing:
+            log.info("%s deliveries are deduplicated in the store again", self._namespace)
+            self._failing = False
+        return first
 
 
 class TokenBucket:

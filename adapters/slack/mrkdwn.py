@@ -23,8 +23,10 @@ __all__ = [
 
 _FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})[^\n]*\n(.*?)(?:^ {0,3}\2[ \t]*$|\Z)", re.M | re.S)
 _INLINE_CODE = re.compile(r"(`+)(.+?)\1", re.S)
-_IMAGE = re.compile(r"!\[([^\]\n]*)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
-_LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+# A link target may hold balanced parentheses, as CommonMark allows ("…/Foo_(bar)").
+_TARGET = r"((?:[^()\s]|\([^()\s]*\))+)"
+_IMAGE = re.compile(r"!\[([^\]\n]*)\]\(" + _TARGET + r"(?:\s+\"[^\"]*\")?\)")
+_LINK = re.compile(r"\[([^\]\n]+)\]\(" + _TARGET + r"(?:\s+\"[^\"]*\")?\)")
 # The only link targets Slack may render: web and mail addresses. Anything else (`!channel`,
 # `@U123`, `#C1`, `javascript:`) would become a Slack entity or a trap, so it stays text.
 _SAFE_URL = re.compile(r"(?:https?://|mailto:)[^\s<>\x00-\x1f\x7f-\x9f]+", re.I)

@@ -21,7 +21,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.conversation import SlackConversation
-from adapters.slack.limits import LruCounter, RecentKeys, TokenBucket
+from adapters.slack.limits import LruCounter, SeenAnywhere, TokenBucket
 from adapters.slack.supervisor import Supervisor
 from bot.core.messages import Destination
 
@@ -41,6 +41,8 @@ STREAM_CALLS_BURST = 6.0
 APPEND_CALLS_PER_MINUTE = 100.0
 APPEND_CALLS_BURST = 20.0
 _MEMORY = 10_000
+# How long a delivery is remembered as seen: Slack's retries come within minutes.
+SEEN_TTL_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,12 @@ class SlackPlatform:
         self.identity = identity
         self.native_streaming = native_streaming
         self.supervisor = Supervisor()
-        self.events = RecentKeys()  # event_id: Slack retries an event it thinks we missed
-        self.messages = RecentKeys()  # channel+ts: a mention arrives as app_mention and message
+        # Shared by every replica on the store (a retry may reach another one, or this one
+        # after a restart). event_id: Slack retries an event it thinks we missed; channel+ts:
+        # a mention arrives as app_mention and as message, maybe at two replicas.
+        seen = bot.store.events
+        self.events = SeenAnywhere(seen, "slack:event", SEEN_TTL_S)
+        self.messages = SeenAnywhere(seen, "slack:message", SEEN_TTL_S)
         self._response_url_uses = LruCounter()
         self._dm_channels: OrderedDict[str, str] = OrderedDict()
         self._threads: OrderedDict[str, bool] = OrderedDict()

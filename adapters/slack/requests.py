@@ -14,11 +14,15 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from adapters.slack.limits import RecentKeys
+from adapters.slack.limits import SeenAnywhere
+
+if TYPE_CHECKING:
+    from bot.store.events import SeenEvents
 
 __all__ = ["MAX_BODY_BYTES", "MAX_SKEW_S", "RequestCheck"]
 
@@ -54,11 +58,17 @@ def _parses_like_bolt(text: str, content_type: str) -> bool:
 class RequestCheck:
     """Admits correctly signed, fresh, parseable requests; answers everything else itself."""
 
-    def __init__(self, signing_secret: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        signing_secret: str,
+        clock: Callable[[], float] = time.time,
+        seen: SeenEvents | None = None,
+    ) -> None:
         self._secret = signing_secret.encode()
         self._clock = clock
-        # Signatures seen within the window: the same signed request twice is a replay.
-        self._seen = RecentKeys(capacity=50_000, ttl_s=2 * MAX_SKEW_S)
+        # Signatures seen within the window (by any replica on the store, when given one):
+        # the same signed request twice is a replay, whichever replica it reaches.
+        self._seen = SeenAnywhere(seen, "slack:signature", 2 * MAX_SKEW_S, capacity=50_000)
         self.refused = 0
 
     async def admit(self, request: web.Request) -> str | web.Response:
@@ -95,7 +105,7 @@ class RequestCheck:
             raise _Refused(400, "body is not UTF-8") from None
         if not _parses_like_bolt(text, request.content_type):
             raise _Refused(400, "signed body does not parse")
-        if not self._seen.first_time(signature):
+        if not await self._seen.first_time(signature):
             log.info("dropped a replayed Slack request (same signature)")
             return web.Response(status=200, text="")
         return text

@@ -30,6 +30,7 @@ from bot.core.settings import Settings
 
 if TYPE_CHECKING:
     from bot.core.app import TokenBot
+    from bot.store.events import SeenEvents
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
@@ -97,14 +98,18 @@ class SlackRunner:
 
 
 def events_handler(
-    app: AsyncApp, gate: AckFirst | None = None, signing_secret: str | None = None
+    app: AsyncApp,
+    gate: AckFirst | None = None,
+    signing_secret: str | None = None,
+    seen: SeenEvents | None = None,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The aiohttp handler of /slack/events: check the request, then bolt dispatches and acks.
 
     With `signing_secret`, every request is checked before anything reads it as JSON or a
     form (see `adapters.slack.requests`): garbage costs one short log line, never a traceback.
+    With `seen` (the store's), a replayed signature is refused whichever replica it reaches.
     """
-    check = RequestCheck(signing_secret) if signing_secret else None
+    check = RequestCheck(signing_secret, seen=seen) if signing_secret else None
 
     async def handle(request: web.Request) -> web.Response:
         if gate is not None:
@@ -218,7 +223,7 @@ async def _serve_http(
     bot: TokenBot, platform: SlackPlatform, app: AsyncApp, settings: Settings, secret: str
 ) -> SlackRunner:
     """HTTP mode: /slack/events on the bot's own HTTP server, or on a server of our own."""
-    handler = events_handler(app, platform.supervisor.gate, secret)
+    handler = events_handler(app, platform.supervisor.gate, secret, bot.store.events)
     if bot.web_server is not None:
         # `tokenbot run` serves health and metrics on TOKENBOT_HTTP_PORT and starts after us.
         bot.web_server.app.router.add_post(EVENTS_PATH, handler)

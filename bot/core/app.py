@@ -30,6 +30,7 @@ from bot.core.failures import HandledFailure, generic_failure, new_error_ref, un
 from bot.core.family import ActionHandler, CommandFamily, FormHandler, Handler, Wiring
 from bot.core.grammar import ParseState, UsageError
 from bot.core.http import build_http_client
+from bot.core.job_leases import LeasePolicy
 from bot.core.jobs import JobRunner
 from bot.core.key_shapes import find_keys, fingerprint
 from bot.core.keys import UNREADABLE_CODE, KeyDirectory, missing_key_notice, unreadable_key_failure
@@ -118,11 +119,14 @@ class TokenBot:
         self.http = http
         self.store = store
         self.services = ServiceRegistry()
-        self.memory = ConversationMemory()
+        self.memory = ConversationMemory(store)
         self.keys = KeyDirectory()
         self._conversation_factories: dict[str, Callable[[Destination], Conversation]] = {}
         self.jobs = JobRunner(
-            store, self.conversation_for, PollBudget(settings.max_polls_per_second)
+            store,
+            self.conversation_for,
+            PollBudget(settings.max_polls_per_second),
+            leases=LeasePolicy.from_settings(settings),
         )
         self.jobs.keys = self.keys
         self.metrics.track_jobs(lambda: self.jobs.active)
@@ -150,6 +154,7 @@ class TokenBot:
                 family.attach(wiring)
         self._markers = tuple(m for f in self.families for m in f.markers)
         self._by_name = {f.name: f for f in self.families}
+        self.memory.resume_threads_of(self.families)
         forms = ", ".join(f.key_command for f in self.families if f.key_command)
         self._key_forms_hint = (
             f"Keys go only through the private forms: {forms}. Leave keys out of prompts."
@@ -317,6 +322,8 @@ class TokenBot:
         async def audit(command: str, outcome: str, detail: str) -> None:
             await self._audit(owner, command, outcome, detail)
 
+        # This conversation's stored state (last family, thread continuation) for the parsers.
+        await self.memory.load(inbound.conversation_key)
         try:
             command = self.parse(inbound)
         except UsageError as exc:

@@ -7,16 +7,17 @@ settings; `request_id` is this request's own, so concurrent commands never audit
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from pydantic import BaseModel
 
 from bot.core.key_shapes import redact
 from bot.core.messages import Conversation, Destination, Inbound, Turn
-from bot.store import JobRecord, Owner, Store
+from bot.store import JobRecord, Owner, Store, ThreadNote
 
 if TYPE_CHECKING:
     from bot.core.jobs import JobRunner
@@ -24,11 +25,45 @@ if TYPE_CHECKING:
     from bot.core.settings import Settings
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _RECENT_CONVERSATIONS = 10_000
 
-# Follow-up text in a thread -> the command that continues it (e.g. chat with the same model).
-Continuation = Callable[[str], BaseModel]
+
+@dataclass(frozen=True)
+class Continuation:
+    """Follow-up text in a thread -> the command that continues it (e.g. chat with one model).
+
+    `family`, `command` and `model` are its serialisable form (stored, so a thread continues
+    after a restart and on another replica); the family rebuilds `parse` from them.
+    """
+
+    family: str
+    command: str
+    model: str | None
+    parse: Callable[[str], BaseModel] = field(compare=False, repr=False)
+
+    def __call__(self, text: str) -> BaseModel:
+        return self.parse(text)
+
+    @property
+    def note(self) -> ThreadNote:
+        """The stored form."""
+        return ThreadNote(family=self.family, command=self.command, model=self.model)
+
+
+# (command, model) of a stored continuation -> the family's continuation again (None: unknown).
+ThreadResumer = Callable[[str, "str | None"], "Continuation | None"]
+
+
+class ResumesThreads(Protocol):
+    """What the memory needs of a command family (bot.core.family imports this module)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def resume_thread(self) -> ThreadResumer | None: ...
 
 
 class MissingKey(Exception):
@@ -70,12 +105,25 @@ class HistoryWindow:
 
 
 class ConversationMemory:
-    """Per-conversation state a reply depends on: which family ran last, what a thread continues."""
+    """Per-conversation state a reply depends on: which family ran last, what a thread continues.
 
-    def __init__(self, limit: int = _RECENT_CONVERSATIONS) -> None:
+    With a store, the store's `conversations` rows are the truth (they survive a restart and
+    are shared by replicas): `load` reads a conversation's row before its message is parsed,
+    and the notes are written through. The dictionaries only hold what was loaded or noted.
+    """
+
+    def __init__(self, store: Store | None = None, limit: int = _RECENT_CONVERSATIONS) -> None:
+        self._store = store
         self._limit = limit
         self._recent: OrderedDict[str, str] = OrderedDict()
         self._threads: OrderedDict[str, Continuation] = OrderedDict()
+        self._resumers: dict[str, ThreadResumer] = {}
+
+    def resume_threads_of(self, families: Iterable[ResumesThreads]) -> None:
+        """Rebuild stored continuations through these families' `resume_thread`."""
+        for family in families:
+            if family.resume_thread is not None:
+                self._resumers[family.name] = family.resume_thread
 
     def _remember(self, cache: OrderedDict[str, Any], key: str, value: Any) -> None:
         cache[key] = value
@@ -84,21 +132,55 @@ class ConversationMemory:
             cache.popitem(last=False)
 
     def note_call(self, family: str, *conversation_keys: str) -> None:
-        """Remember that these conversations just ran a command of `family` (bounded memory)."""
+        """Remember that these conversations just ran a command of `family`."""
         for key in conversation_keys:
             self._remember(self._recent, key, family)
+            if self._store is not None and key:
+                self._store.conversations.note_family(key, family)
 
     def recent_family(self, conversation_key: str | None) -> str | None:
-        """The family this conversation used last, if any."""
+        """The family this conversation used last, if any (as of the last `load`)."""
         return self._recent.get(conversation_key) if conversation_key else None
 
     def note_thread(self, conversation_key: str, continuation: Continuation) -> None:
         """Plain replies in this thread continue the conversation through `continuation`."""
         self._remember(self._threads, conversation_key, continuation)
+        if self._store is not None and conversation_key:
+            self._store.conversations.note_thread(conversation_key, continuation.note)
 
     def continuation(self, conversation_key: str) -> Continuation | None:
         """What a plain reply in this thread continues, if the bot answered in it."""
         return self._threads.get(conversation_key)
+
+    async def load(self, conversation_key: str | None) -> None:
+        """Read this conversation's stored state (another replica, or before a restart, may
+        have written it) so that `recent_family` and `continuation` answer from it."""
+        if self._store is None or not conversation_key:
+            return
+        try:
+            record = await self._store.conversations.get(conversation_key)
+        except Exception as exc:
+            # The store is unreachable: answer from what this process noted rather than
+            # failing the message (at worst a thread continues with the default model).
+            log.warning("conversation state unavailable, using this process's: %s", exc)
+            return
+        if record is None:
+            self._recent.pop(conversation_key, None)
+            self._threads.pop(conversation_key, None)
+            return
+        if record.recent_family:
+            self._remember(self._recent, conversation_key, record.recent_family)
+        else:
+            self._recent.pop(conversation_key, None)
+        resumed = self._resume(record.thread) if record.thread is not None else None
+        if resumed is not None:
+            self._remember(self._threads, conversation_key, resumed)
+        else:
+            self._threads.pop(conversation_key, None)
+
+    def _resume(self, note: ThreadNote) -> Continuation | None:
+        resume = self._resumers.get(note.family)
+        return resume(note.command, note.model) if resume is not None else None
 
     @staticmethod
     def history(inbound: Inbound, budget: int) -> HistoryWindow:

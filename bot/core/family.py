@@ -23,7 +23,7 @@ from bot.core.keys import KeyService
 if TYPE_CHECKING:
     import httpx
 
-    from bot.core.context import HandlerContext, ServiceRegistry
+    from bot.core.context import HandlerContext, ServiceRegistry, ThreadResumer
     from bot.core.jobs import JobRunner
     from bot.core.metrics import Metrics
     from bot.core.settings import Settings
@@ -79,6 +79,9 @@ class CommandFamily:
     # What a plain reply in a thread the bot answered in becomes when nothing was noted for the
     # thread (e.g. a chat with the default model). The first family that has one owns threads.
     continue_thread: Callable[[str], BaseModel] | None = None
+    # Rebuilds a thread continuation from its stored form (command, model), so a thread keeps
+    # its model after a restart and on another replica; None for a form it does not know.
+    resume_thread: ThreadResumer | None = None
     # Where users store this family's key privately, e.g. "`/alltoken-key`" (named in refusals).
     key_command: str = ""
     # How to get this family's help, e.g. "`/alltoken-help`" (named when text is not a command).

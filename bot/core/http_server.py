@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from bot.core.metrics import Metrics
     from bot.store import Store
 log = logging.getLogger(__name__)
+# Longest a readiness check may take: an unreachable database (a PostgreSQL server that is
+# down, or a network that drops packets) answers "not ready" after this, never hangs the probe.
 READY_TIMEOUT_S = 2.0
 
 
@@ -42,6 +44,9 @@ class HttpServer:
         self.app.router.add_get("/metrics", self.metrics)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        # Probes come every few seconds: an outage of the store is logged when it starts and
+        # when it ends, not at every probe.
+        self._store_down = False
 
     async def healthz(self, request: web.Request) -> web.Response:
         """Liveness: the event loop answers."""
@@ -49,13 +54,7 @@ class HttpServer:
 
     async def readyz(self, request: web.Request) -> web.Response:
         """Readiness: the store answers and every platform connection is up."""
-        checks: dict[str, bool] = {}
-        try:
-            await asyncio.wait_for(self.bot.store.schema_version(), READY_TIMEOUT_S)
-            checks["store"] = True
-        except Exception:
-            log.warning("readiness: store check failed", exc_info=True)
-            checks["store"] = False
+        checks: dict[str, bool] = {"store": await self._store_answers()}
         for name, check in self.bot.readiness.items():
             try:
                 checks[name] = bool(await asyncio.wait_for(check(), READY_TIMEOUT_S))
@@ -63,6 +62,26 @@ class HttpServer:
                 checks[name] = False
         ready = all(checks.values())
         return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+    async def _store_answers(self) -> bool:
+        """Whether the store answers a read within READY_TIMEOUT_S (logged once per outage)."""
+        try:
+            await asyncio.wait_for(self.bot.store.schema_version(), READY_TIMEOUT_S)
+        except Exception as exc:
+            if not self._store_down:
+                self._store_down = True
+                reason = " ".join(str(exc).split())[:300] or "no answer"
+                log.error(
+                    "readiness: the store %s does not answer (%s: %s); /readyz fails until it does",
+                    self.bot.store.location,
+                    type(exc).__name__,
+                    reason,
+                )
+            return False
+        if self._store_down:
+            self._store_down = False
+            log.warning("readiness: the store %s answers again", self.bot.store.location)
+        return True
 
     async def metrics(self, request: web.Request) -> web.Response:
         """Prometheus text exposition."""

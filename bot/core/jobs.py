@@ -4,25 +4,41 @@ A job kind (image, video, ...) drives one job to completion through a `JobContex
 progress in the row's `state` as it goes; the state is the kind's versioned `JobState` model
 (see bot.core.job_state). The runner supervises every job task, reports any failure to the
 user, audits how each job ended, and resumes unfinished rows at start-up.
+
+Several processes (replicas) may share the store: each job is claimed by one of them with a
+lease (bot.core.job_leases) that a supervised background task renews; the same task takes over
+jobs whose lease ran out. Writes a job makes through its `JobContext` carry the replica's id,
+so a replica that lost a job stops at its next write instead of delivering it twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from bot.core.job_context import JobContext
+from bot.core.job_leases import LeaseKeeper, LeaseLost, LeasePolicy, new_replica_id
 from bot.core.job_state import JobState, NoState
 from bot.core.keys import KeyDirectory, unreadable_key_failure
 from bot.core.messages import Conversation, Destination, Failure
 from bot.core.poll_budget import PollBudget
-from bot.store import AuditEntry, CredentialUnreadableError, JobRecord, Owner, Store
+from bot.store import (
+    AuditEntry,
+    CredentialUnreadableError,
+    JobNotHeldError,
+    JobRecord,
+    Owner,
+    Store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,89 +64,6 @@ class JobExpired(JobFailed):
     """A job ran out of time (its deadline, or the backend's expiry): audited as `expired`."""
 
     outcome = "expired"
-
-
-# Covariant: a helper taking JobContext[AllTokenJobState] accepts a JobContext[ImageState].
-S = TypeVar("S", bound=JobState, covariant=True)
-
-
-class JobContext(Generic[S]):
-    """What a running job may touch: its row, its typed state, its conversation, the store."""
-
-    def __init__(
-        self,
-        runner: JobRunner,
-        job: JobRecord,
-        conversation: Conversation,
-        model: type[S],
-    ) -> None:
-        self.runner = runner
-        self.job = job
-        self.conversation = conversation
-        self._model = model
-        self._state = model.load(job.state)
-
-    @property
-    def state(self) -> S:
-        """The job's saved progress, as its kind's model (read-only: change it with `save`)."""
-        return self._state
-
-    @property
-    def owner(self) -> Owner:
-        """Whose job this is."""
-        return self.job.owner
-
-    @property
-    def store(self) -> Store:
-        """The store (credentials, usage)."""
-        return self.runner.store
-
-    def _adopt(self, job: JobRecord) -> None:
-        self.job = job
-        self._state = self._model.load(job.state)
-
-    async def save(self, **changes: Any) -> None:
-        """Persist progress before acting on it, so a restart continues from here.
-
-        `changes` are validated by the kind's model; only they (and `version`) are written,
-        so a field another path set meanwhile (the Cancel button's request) is kept.
-        """
-        new = self._model.model_validate({**dict(self._state), **changes})
-        delta = new.model_dump(mode="json", include={*changes, "version"})
-        self._adopt(await self.runner.store.update_job(self.job.id, state=delta))
-
-    async def save_upgraded(self) -> None:
-        """Write back a state loaded from an older version, whole and at the current version."""
-        if self._model.is_current(self.job.state):
-            return
-        # Keys an upgrade dropped are cleared: rows are merged key by key, never replaced.
-        cleared = {k: None for k in self.job.state if k not in self._model.model_fields}
-        state = {**cleared, **self._state.model_dump(mode="json")}
-        self._adopt(await self.runner.store.update_job(self.job.id, state=state))
-
-    async def set_status(self, status: str, **fields: Any) -> None:
-        """Move the row to `status` (`fields`: error, attempts, raw state keys to merge)."""
-        self._adopt(await self.runner.store.update_job(self.job.id, status=status, **fields))
-
-    async def claim_delivery(self) -> bool:
-        """Compare-and-set running -> delivering; False if another path already delivered."""
-        ok = await self.runner.store.transition_job(self.job.id, {"running"}, "delivering")
-        if ok:
-            refreshed = await self.runner.store.get_job(self.job.id)
-            if refreshed:
-                self._adopt(refreshed)
-        return ok
-
-    async def cancel_requested(self) -> bool:
-        """Whether the owner asked to cancel (recorded in the row by the Cancel action)."""
-        fresh = await self.runner.store.get_job(self.job.id)
-        if fresh is not None:
-            self._adopt(fresh)
-        return bool(getattr(self._state, "cancel_requested", False))
-
-    async def poll_slot(self) -> None:
-        """Wait for a slot in the process-wide poll budget."""
-        await self.runner.budget.acquire()
 
 
 class JobKind(Protocol):
@@ -182,17 +115,28 @@ def _new_ref() -> str:
 
 
 class JobRunner:
-    """Starts, supervises and resumes jobs."""
+    """Starts, supervises, claims and resumes jobs (this replica's share of them).
+
+    `clock` gives the epoch seconds leases are measured in (time.time; tests pass their own).
+    """
 
     def __init__(
         self,
         store: Store,
         conversation_for: ConversationFactory,
         budget: PollBudget | None = None,
+        *,
+        leases: LeasePolicy | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.conversation_for = conversation_for
         self.budget = budget or PollBudget(20.0)
+        self.leases = leases or LeasePolicy(replica_id=new_replica_id())
+        self.clock = clock
+        self.lease_keeper = LeaseKeeper(self)
+        # Rows not runnable here (their platform runs elsewhere): logged once each.
+        self._not_here: set[str] = set()
         self._kinds: dict[str, JobKind] = {}
         # How to word a key that no longer decrypts (the families declare their key services).
         self.keys = KeyDirectory()
@@ -209,6 +153,42 @@ class JobRunner:
     def active(self) -> int:
         """Jobs currently running in this process."""
         return len(self._tasks)
+
+    @property
+    def replica_id(self) -> str:
+        """This replica's id, written into the rows it claims."""
+        return self.leases.replica_id
+
+    @property
+    def claiming(self) -> bool:
+        """False while the store is unreachable: no job is claimed then."""
+        return self.lease_keeper.claiming
+
+    def running_ids(self) -> list[str]:
+        """The jobs this process is working on right now."""
+        return [job_id for job_id, task in self._tasks.items() if not task.done()]
+
+    async def renew_and_take_over(self) -> int:
+        """One round of the lease keeper now (see `LeaseKeeper.renew_and_take_over`)."""
+        return await self.lease_keeper.renew_and_take_over()
+
+    def lease_lost(self, exc: JobNotHeldError) -> LeaseLost:
+        """The exception a job raises when a write finds its row held by another replica."""
+        return self.lease_keeper.lease_lost(exc)
+
+    async def stop_local(self, job_id: str) -> None:
+        """Stop this process's task for a job, writing nothing (another replica holds it)."""
+        task = self._tasks.get(job_id)
+        if task is None or task.done():
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    def stop_all_local(self) -> None:
+        """Cancel every job task, writing nothing: their leases lapsed unrenewed."""
+        for task in list(self._tasks.values()):
+            task.cancel()
 
     async def start(
         self,
@@ -234,6 +214,7 @@ class JobRunner:
         else:
             typed = model.load(state)
         now = datetime.now(UTC)
+        self.lease_keeper.ensure_running()
         job = JobRecord(
             id=uuid.uuid4().hex[:16],
             kind=kind,
@@ -246,40 +227,79 @@ class JobRunner:
             created_at=now,
             updated_at=now,
             next_run_at=None,
+            claimed_by=self.replica_id,
+            lease_until=self.clock() + self.leases.lease_s,
         )
         await self.store.create_job(job)
         self._spawn(job)
         return job
 
     async def resume(self) -> int:
-        """Restart every unfinished job; returns how many.
+        """Claim and restart the unfinished jobs no other replica holds; returns how many run.
 
-        A row that cannot be resumed (does not decode, unknown kind, state its kind cannot
-        load) is quarantined and its owner told, so one bad row never stops the others.
+        Jobs another replica holds under a live lease are left to it (the lease keeper takes
+        them over if that lease runs out). A row that cannot be resumed (does not decode,
+        unknown kind, state its kind cannot load) is quarantined and its owner told, so one
+        bad row never stops the others. Starts the lease keeper.
         """
-        jobs, unreadable = await self.store.load_unfinished_jobs()
+        self.lease_keeper.ensure_running()
+        claimed, running = await self.claim_available(self.clock())
+        return claimed + running
+
+    async def claim_available(self, now: float) -> tuple[int, int]:
+        """Claim and spawn every claimable job this process can run: (claimed, already running)."""
+        jobs, unreadable = await self.store.claimable_jobs(self.replica_id, now)
         for bad in unreadable:
-            await self._quarantine(bad.id, bad.kind, bad.reason, bad.destination)
-        resumed = 0
+            await self._quarantine(bad.id, bad.kind, bad.reason, bad.destination, now)
+        wanted: dict[str, JobRecord] = {}
+        running = 0
         for job in jobs:
             if job.id in self._tasks:
-                resumed += 1
-                continue
-            problem = self._unresumable(job)
-            if problem is not None:
-                await self._quarantine(job.id, job.kind, problem, job.destination)
-                continue
-            destination = Destination.model_validate(job.destination)
-            try:
-                self.conversation_for(destination)
-            except LookupError as exc:
-                # Not this row's fault: its platform is just not running in this process.
-                log.warning("not resuming job %s (%s) here: %s", job.id, job.kind, exc)
-                continue
-            log.info("resuming job %s (%s, %s)", job.id, job.kind, job.status)
+                running += 1
+            elif self._runnable_here(job):
+                wanted[job.id] = job
+            else:
+                problem = self._unresumable(job)
+                if problem is not None:
+                    await self._quarantine(job.id, job.kind, problem, job.destination, now)
+        if not wanted:
+            return 0, running
+        claimed = await self.store.claim_jobs(
+            list(wanted), self.replica_id, now, now + self.leases.lease_s
+        )
+        spawned = 0
+        for job in claimed:
+            if job.id in self._tasks:
+                continue  # started meanwhile (claimed twice by this replica)
+            before = wanted[job.id].claimed_by
+            if before and before != self.replica_id:
+                log.warning(
+                    "taking over job %s (%s, %s) from replica %s: its lease ran out",
+                    job.id,
+                    job.kind,
+                    job.status,
+                    before,
+                )
+            else:
+                log.info("resuming job %s (%s, %s)", job.id, job.kind, job.status)
             self._spawn(job)
-            resumed += 1
-        return resumed
+            spawned += 1
+        return spawned, running
+
+    def _runnable_here(self, job: JobRecord) -> bool:
+        """Whether this process can run a decoded row (false also for rows to quarantine)."""
+        if self._unresumable(job) is not None:
+            return False
+        destination = Destination.model_validate(job.destination)
+        try:
+            self.conversation_for(destination)
+        except LookupError as exc:
+            # Not this row's fault: its platform is just not running in this process.
+            if job.id not in self._not_here:
+                self._not_here.add(job.id)
+                log.warning("not resuming job %s (%s) here: %s", job.id, job.kind, exc)
+            return False
+        return True
 
     def _unresumable(self, job: JobRecord) -> str | None:
         """Why this decoded row cannot be run by this process, or None."""
@@ -307,10 +327,17 @@ class JobRunner:
         return None
 
     async def _quarantine(
-        self, job_id: str, kind: str, reason: str, destination: dict[str, Any] | None
+        self,
+        job_id: str,
+        kind: str,
+        reason: str,
+        destination: dict[str, Any] | None,
+        now: float,
     ) -> None:
         try:
-            marked = await self.store.quarantine_job(job_id, reason)
+            marked = await self.store.quarantine_job(
+                job_id, reason, claimable_by=(self.replica_id, now)
+            )
         except Exception:
             log.exception("could not quarantine job %s", job_id)
             return
@@ -453,7 +480,7 @@ class JobRunner:
 
     async def _finish_row(self, job_id: str, status: str, error: str) -> None:
         try:
-            await self.store.update_job(job_id, status=status, error=error)
+            await self.store.update_job(job_id, status=status, error=error, holder=self.replica_id)
         except Exception:
             log.exception("could not record job %s as %s", job_id, status)
 
@@ -520,9 +547,13 @@ class JobRunner:
             return False
 
     async def aclose(self) -> None:
-        """Stop all job tasks; their rows stay unfinished and resume on the next start."""
+        """Stop the lease keeper and all job tasks, then hand their claims back: the rows stay
+        unfinished and resume at once on another replica, or on the next start."""
+        had_keeper = await self.lease_keeper.stop()
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        if had_keeper or tasks:
+            await self.lease_keeper.release()

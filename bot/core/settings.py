@@ -107,6 +107,15 @@ class Settings(BaseSettings):
     max_polls_per_second: float = Field(
         20.0, validation_alias=_alias("TOKENBOT_MAX_POLLS_PER_SECOND")
     )
+    # Jobs shared by several replicas: this process's id in the rows it claims (unset: a new
+    # unique id per start), how long a claim lasts unrenewed, and how often it is renewed
+    # (and the store scanned for jobs whose lease ran out); a renewal not shorter than the
+    # lease is replaced by a third of it (bot.core.job_leases.LeasePolicy.from_settings).
+    replica_id: str = Field("", validation_alias=_alias("TOKENBOT_REPLICA_ID"))
+    job_lease_s: float = Field(30.0, gt=0, validation_alias=_alias("TOKENBOT_JOB_LEASE_SECONDS"))
+    job_lease_renew_s: float = Field(
+        10.0, gt=0, validation_alias=_alias("TOKENBOT_JOB_LEASE_RENEW_SECONDS")
+    )
     # Conversation context budget (characters) for thread follow-ups.
     context_chars: int = Field(12_000, validation_alias=_alias("TOKENBOT_CONTEXT_CHARS"))
 

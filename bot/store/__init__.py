@@ -14,8 +14,11 @@ from typing import Any
 
 from bot.store.audit import Audit, redact
 from bot.store.backend import StoreBackend, StoreCorruptError, StoreError, StoreHealth
+from bot.store.confirmations import Confirmation, ConfirmationRows
+from bot.store.conversations import ConversationRecord, ConversationRows, ThreadNote
 from bot.store.credentials import Credentials, CredentialUnreadableError, fingerprint
 from bot.store.db import SCHEMA_VERSION, Database
+from bot.store.events import SeenEvents
 from bot.store.identity import (
     MARKER_NAME,
     Marker,
@@ -26,13 +29,14 @@ from bot.store.identity import (
     refuse_if_missing,
     write_marker,
 )
-from bot.store.jobs import UNSET, JobNotFoundError, Jobs, UnreadableJob, Unset
+from bot.store.jobs import UNSET, JobNotFoundError, JobNotHeldError, Jobs, UnreadableJob, Unset
 from bot.store.location import StoreLocation, parse_location
 from bot.store.models import (
     JOB_STATUSES,
     UNFINISHED_STATUSES,
     AuditEntry,
     CredentialInfo,
+    JobMedia,
     JobRecord,
     JobStatus,
     LastCall,
@@ -50,9 +54,13 @@ __all__ = [
     "UNFINISHED_STATUSES",
     "UNSET",
     "AuditEntry",
+    "Confirmation",
+    "ConversationRecord",
     "CredentialInfo",
     "CredentialUnreadableError",
+    "JobMedia",
     "JobNotFoundError",
+    "JobNotHeldError",
     "JobRecord",
     "JobStatus",
     "LastCall",
@@ -66,6 +74,7 @@ __all__ = [
     "StoreHealth",
     "StoreMismatchError",
     "StoreMissingError",
+    "ThreadNote",
     "UnreadableJob",
     "UsageRecord",
     "fingerprint",
@@ -86,6 +95,10 @@ class Store:
         self._usage = Usage(db)
         self._jobs = Jobs(db)
         self._audit = Audit(db)
+        # State that outlives a message, shared by every process on this store.
+        self.events = SeenEvents(db)  # deliveries already seen (Slack retries, replays)
+        self.confirmations = ConfirmationRows(db)  # pending Confirm buttons
+        self.conversations = ConversationRows(db)  # last family used, thread continuations
 
     @classmethod
     async def open(
@@ -113,6 +126,7 @@ class Store:
             store_id = await ensure_identity(db, marker, allow_new=allow_new_store)
             store = cls(db, box, store_id)
             await store._credentials.check_master_key()
+            await store._credentials.listen()  # PostgreSQL: other replicas' key changes
             if marker_dir is not None:
                 write_marker(marker_dir, db.marker_name, store_id, marker)
         except BaseException:
@@ -122,6 +136,7 @@ class Store:
 
     async def close(self) -> None:
         """Close the connection."""
+        await self._credentials.stop_listening()
         await self._db.close()
 
     async def __aenter__(self) -> Store:
@@ -236,11 +251,13 @@ class Store:
         error: str | Unset | None = UNSET,
         next_run_at: float | Unset | None = UNSET,
         attempts: int | None = None,
+        holder: str | None = None,
     ) -> JobRecord:
         """Change fields (state is merged key by key), bump updated_at, return the new record.
 
         `error`/`next_run_at` are unchanged unless passed; pass None to clear them.
-        Raises JobNotFoundError (a KeyError) for an unknown id.
+        Raises JobNotFoundError (a KeyError) for an unknown id, and JobNotHeldError when
+        `holder` is given and another replica holds the job.
         """
         return await self._jobs.update(
             job_id,
@@ -249,13 +266,54 @@ class Store:
             error=error,
             next_run_at=next_run_at,
             attempts=attempts,
+            holder=holder,
         )
 
     async def transition_job(
-        self, job_id: str, expected: Collection[str], new_status: str, **fields: Any
+        self,
+        job_id: str,
+        expected: Collection[str],
+        new_status: str,
+        *,
+        holder: str | None = None,
+        **fields: Any,
     ) -> bool:
         """Compare-and-set the status (plus `update_job` fields); True only for the winner."""
-        return await self._jobs.transition(job_id, expected, new_status, **fields)
+        return await self._jobs.transition(job_id, expected, new_status, holder=holder, **fields)
+
+    async def claimable_jobs(
+        self, replica: str, now: float
+    ) -> tuple[list[JobRecord], list[UnreadableJob]]:
+        """Unfinished jobs `replica` may claim at `now` (unheld, its own, or lease ran out)."""
+        return await self._jobs.load_unfinished(claimable_by=(replica, now))
+
+    async def claim_jobs(
+        self, job_ids: Collection[str], replica: str, now: float, lease_until: float
+    ) -> list[JobRecord]:
+        """Claim what `replica` still may of `job_ids`, leased until `lease_until`; those rows."""
+        return await self._jobs.claim(job_ids, replica, now, lease_until)
+
+    async def renew_job_leases(
+        self, replica: str, job_ids: Collection[str], lease_until: float
+    ) -> set[str]:
+        """Extend `replica`'s leases; the ids of `job_ids` it still holds."""
+        return await self._jobs.renew(replica, job_ids, lease_until)
+
+    async def release_jobs(self, replica: str) -> int:
+        """Give up `replica`'s claims on unfinished jobs, for another replica to take at once."""
+        return await self._jobs.release(replica)
+
+    async def keep_job_media(self, job_id: str, media: JobMedia) -> None:
+        """Keep a job's one-shot result bytes in the store, where any replica finds them."""
+        await self._jobs.keep_media(job_id, media)
+
+    async def job_media(self, job_id: str) -> JobMedia | None:
+        """A job's kept result bytes, or None."""
+        return await self._jobs.media(job_id)
+
+    async def drop_job_media(self, job_id: str) -> bool:
+        """Forget a job's kept result bytes (once delivered)."""
+        return await self._jobs.drop_media(job_id)
 
     async def unfinished_jobs(self, kinds: Collection[str] | None = None) -> list[JobRecord]:
         """Jobs still pending, running or delivering (to resume after a restart), oldest first.
@@ -270,9 +328,14 @@ class Store:
         """Unfinished jobs that decode, and the unfinished rows that do not."""
         return await self._jobs.load_unfinished(kinds)
 
-    async def quarantine_job(self, job_id: str, reason: str) -> bool:
-        """Set an unfinished job aside as 'quarantined' with `reason`; the row is kept."""
-        return await self._jobs.quarantine(job_id, reason)
+    async def quarantine_job(
+        self, job_id: str, reason: str, *, claimable_by: tuple[str, float] | None = None
+    ) -> bool:
+        """Set an unfinished job aside as 'quarantined' with `reason`; the row is kept.
+
+        With `claimable_by=(replica, now)`, not while another replica holds it.
+        """
+        return await self._jobs.quarantine(job_id, reason, claimable_by=claimable_by)
 
     async def jobs_for(self, owner: Owner, limit: int = 20) -> list[JobRecord]:
         """`owner`'s most recent jobs, newest first."""

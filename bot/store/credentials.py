@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
 import logging
+import uuid
+from typing import Any
 
 from bot.store.backend import Row, StoreBackend, Tx
 from bot.store.models import CredentialInfo, Owner, from_iso, iso, utcnow
@@ -18,6 +22,11 @@ _MIN_CHARS_FOR_TAIL = 12
 # (`SecretBox.fingerprint`). Either tells at start-up that the master key changed.
 _CANARY_KEY = "master_key_canary"
 _FINGERPRINT_KEY = "master_key_fingerprint"
+# PostgreSQL: every put/delete notifies this channel (at commit), so other replicas drop their
+# cached copy at once. The payload names the owner and service, never the secret.
+NOTIFY_CHANNEL = "tokenbot_credentials"
+# How long to wait before listening again after the listening connection was lost.
+RELISTEN_DELAYS_S = (0.5, 1.0, 2.0, 5.0)
 
 
 class CredentialUnreadableError(SecretBoxError):
@@ -44,9 +53,18 @@ class Credentials:
         self._db = db
         self._box = box
         # Every command reads its caller's key; a cache kept in step by put/delete saves a
-        # database round trip per command. With several processes on one PostgreSQL another
-        # replica's change reaches this one only through `forget_cached` (cache coherence).
+        # database round trip per command. With several processes on one PostgreSQL, another
+        # replica's change reaches this one as a NOTIFY (see `listen`), which forgets the copy.
         self._cache: dict[tuple[str, str, str, str], str | None] = {}
+        # Whether the cache may be used: always on SQLite (one process), on PostgreSQL only
+        # while notices are being received (a lost connection could have missed some).
+        self._coherent = db.dialect.name != "postgresql"
+        # Bumped by every forget: a read that raced with a notice does not cache what it read.
+        self._generation = 0
+        self._sender = uuid.uuid4().hex  # our own notices need not forget our own cache
+        self._listener: Any | None = None  # the pooled connection that LISTENs
+        self._relisten: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def check_master_key(self) -> None:
         """Record the master key's fingerprint on first use; SecretBoxError if it changed since.
@@ -111,6 +129,7 @@ class Credentials:
         if not secret:
             raise ValueError("secret must not be empty")
         now = iso(utcnow())
+        generation = self._generation
         async with self._db.write() as conn:
             await conn.execute(
                 'INSERT INTO credentials (platform, workspace, "user", service, ciphertext,'
@@ -133,8 +152,13 @@ class Credentials:
                 ),
             )
             row = await _select_info(conn, owner, service)
+            await self._notify(conn, owner, service)
         assert row is not None  # just written in the same transaction
-        self._cache[_cache_key(owner, service)] = secret
+        if self._coherent and generation == self._generation:
+            self._cache[_cache_key(owner, service)] = secret
+        else:
+            # Another process changed a key meanwhile (maybe this one): read it back next time.
+            self._cache.pop(_cache_key(owner, service), None)
         return row
 
     async def get(self, owner: Owner, service: str) -> str | None:
@@ -142,6 +166,7 @@ class Credentials:
         key = _cache_key(owner, service)
         if key in self._cache:
             return self._cache[key]
+        generation = self._generation
         async with self._db.read() as conn:
             row = await conn.fetchone(
                 f"SELECT ciphertext FROM credentials WHERE {_OWNER_SERVICE}",
@@ -155,7 +180,8 @@ class Credentials:
             except SecretBoxError:
                 # Not cached: setting the key again (put) must be all it takes to recover.
                 raise CredentialUnreadableError(owner, service, self._box.source) from None
-        self._cache[key] = secret
+        if self._coherent and generation == self._generation:
+            self._cache[key] = secret
         return secret
 
     async def info(self, owner: Owner, service: str) -> CredentialInfo | None:
@@ -192,10 +218,14 @@ class Credentials:
                 f"DELETE FROM credentials WHERE {_OWNER_SERVICE}",
                 (owner.platform, owner.workspace, owner.user, service),
             )
-            return deleted > 0
+            if deleted:
+                await self._notify(conn, owner, service)
+        self._cache.pop(_cache_key(owner, service), None)
+        return deleted > 0
 
     def forget_cached(self, owner: Owner | None = None, service: str | None = None) -> None:
         """Drop cached secrets (one, or all when `owner` is None): another process changed them."""
+        self._generation += 1
         if owner is None:
             self._cache.clear()
         elif service is None:
@@ -204,6 +234,103 @@ class Credentials:
                 del self._cache[key]
         else:
             self._cache.pop(_cache_key(owner, service), None)
+
+    # -- coherence across processes (PostgreSQL LISTEN/NOTIFY) ------------------------------
+
+    @property
+    def caching(self) -> bool:
+        """Whether cached secrets are used (False on PostgreSQL while not listening)."""
+        return self._coherent
+
+    async def _notify(self, conn: Tx, owner: Owner, service: str) -> None:
+        if self._db.dialect.name != "postgresql":
+            return
+        payload = json.dumps(
+            {
+                "from": self._sender,
+                "owner": [owner.platform, owner.workspace, owner.user],
+                "service": service,
+            }
+        )
+        # Delivered when this transaction commits, and only then.
+        await conn.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, payload))
+
+    async def listen(self) -> None:
+        """PostgreSQL: receive other replicas' changes on a connection of the pool; else nothing."""
+        if self._db.dialect.name != "postgresql" or self._listener is not None:
+            return
+        pool = getattr(self._db, "pool")  # noqa: B009 - PostgresDatabase only
+        conn = await pool.acquire()
+        try:
+            await conn.add_listener(NOTIFY_CHANNEL, self._on_notice)
+        except BaseException:
+            await pool.release(conn)
+            raise
+        conn.add_termination_listener(self._on_lost)
+        self._listener = conn
+        # Anything cached before now may have missed a notice.
+        self.forget_cached()
+        self._coherent = True
+
+    async def stop_listening(self) -> None:
+        """Stop receiving notices and give the connection back (before the pool closes)."""
+        self._closing = True
+        self._coherent = self._db.dialect.name != "postgresql"
+        if self._relisten is not None:
+            self._relisten.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._relisten
+            self._relisten = None
+        conn, self._listener = self._listener, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            conn.remove_termination_listener(self._on_lost)
+            await conn.remove_listener(NOTIFY_CHANNEL, self._on_notice)
+        with contextlib.suppress(Exception):
+            await getattr(self._db, "pool").release(conn)  # noqa: B009
+
+    def _on_notice(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            notice = json.loads(payload)
+            platform, workspace, user = notice["owner"]
+            owner = Owner(platform=platform, workspace=workspace, user=user)
+            service = str(notice["service"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a malformed credential notice; forgetting every cached key")
+            self.forget_cached()
+            return
+        if notice.get("from") != self._sender:
+            self.forget_cached(owner, service)
+
+    def _on_lost(self, conn: Any) -> None:
+        # Notices sent meanwhile are lost: stop caching until listening again.
+        self._coherent = False
+        self._listener = None
+        self.forget_cached()
+        if self._closing:
+            return
+        log.warning("lost the credential-change listener; reading keys uncached until it is back")
+        if self._relisten is None or self._relisten.done():
+            self._relisten = asyncio.get_running_loop().create_task(
+                self._listen_again(conn), name="credential-relisten"
+            )
+
+    async def _listen_again(self, lost: Any) -> None:
+        # The dead connection goes back to the pool, which replaces it (else its slot leaks).
+        with contextlib.suppress(Exception):
+            await getattr(self._db, "pool").release(lost)  # noqa: B009
+        attempt = 0
+        while not self._closing:
+            await asyncio.sleep(RELISTEN_DELAYS_S[min(attempt, len(RELISTEN_DELAYS_S) - 1)])
+            attempt += 1
+            try:
+                await self.listen()
+            except Exception as exc:  # the database may still be away: try again later
+                log.debug("credential listener not back yet: %s", exc)
+                continue
+            log.info("credential-change listener is back; caching keys again")
+            return
 
 
 _INFO_COLUMNS = "service, fingerprint, meta, created_at, updated_at"

@@ -146,6 +146,58 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX jobs_by_status ON jobs (status, kind)",
         "CREATE INDEX jobs_by_owner ON jobs (platform, workspace, user, created_at DESC)",
     ),
+    # v3: job claims (which replica runs a job, until when) and a completed image's bytes,
+    # kept in the store so whichever replica takes the job over finds them.
+    (
+        "ALTER TABLE jobs ADD COLUMN claimed_by TEXT",
+        "ALTER TABLE jobs ADD COLUMN lease_until REAL",
+        "CREATE INDEX jobs_by_claim ON jobs (status, lease_until)",
+        """CREATE TABLE job_media (
+            job_id     TEXT PRIMARY KEY,
+            mime       TEXT NOT NULL,
+            data       BLOB NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+    ),
+    # v4: deliveries seen by any replica (Slack event ids, retries, replayed signatures).
+    # Times are epoch seconds.
+    (
+        """CREATE TABLE events_seen (
+            key        TEXT PRIMARY KEY,
+            first_seen TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+        "CREATE INDEX events_seen_by_expiry ON events_seen (expires_at)",
+    ),
+    # v5: pending Confirm buttons, single-use (state moves from 'open' once).
+    (
+        """CREATE TABLE confirmations (
+            token           TEXT PRIMARY KEY,
+            platform        TEXT NOT NULL,
+            workspace       TEXT NOT NULL,
+            user            TEXT NOT NULL,
+            action          TEXT NOT NULL,
+            payload         TEXT NOT NULL DEFAULT '{}',
+            created_at      REAL NOT NULL,
+            expires_at      REAL NOT NULL,
+            state           TEXT NOT NULL CHECK (state IN
+                ('open', 'taken', 'cancelled', 'expired')),
+            expiry_reported INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX confirmations_by_state ON confirmations (state, expires_at)",
+    ),
+    # v6: per-conversation memory: the family used last, what a thread's replies continue.
+    (
+        """CREATE TABLE conversations (
+            conversation_key TEXT PRIMARY KEY,
+            recent_family    TEXT,
+            thread_family    TEXT,
+            thread_command   TEXT,
+            thread_model     TEXT,
+            updated_at       REAL NOT NULL
+        )""",
+        "CREATE INDEX conversations_by_age ON conversations (updated_at)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

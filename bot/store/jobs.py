@@ -1,4 +1,10 @@
-"""Durable jobs: a row exists before the backend is called, and status changes are checked."""
+"""Durable jobs: a row exists before the backend is called, and status changes are checked.
+
+Several replicas may share the table: a job is run by the one that holds its claim
+(`claimed_by`, with a lease until `lease_until`, epoch seconds), renewed while it runs; a
+lease that ran out may be claimed by another replica (`claim`). A write made on behalf of a
+holder (`holder=`) is refused with JobNotHeldError once another replica holds the job.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from bot.store.backend import Dialect, Row, StoreBackend, Tx
 from bot.store.models import (
     JOB_STATUSES,
     UNFINISHED_STATUSES,
+    JobMedia,
     JobRecord,
     Owner,
     from_iso,
@@ -40,6 +47,20 @@ _MAX_REASON_CHARS = 500
 
 class JobNotFoundError(KeyError):
     """No job has this id."""
+
+
+class JobNotHeldError(RuntimeError):
+    """A write for a job's holder found another replica (or none) holding it: stop working on it."""
+
+    def __init__(self, job_id: str, holder: str, claimed_by: str | None) -> None:
+        self.job_id = job_id
+        self.claimed_by = claimed_by
+        super().__init__(f"job {job_id} is held by {claimed_by or 'no replica'}, not {holder}")
+
+
+# A row `replica` may claim at time `now`: nobody holds it, it does, or the lease ran out.
+# Parameters: (replica, now).
+_CLAIMABLE = "(claimed_by IS NULL OR claimed_by = ? OR lease_until IS NULL OR lease_until < ?)"
 
 
 @dataclass(frozen=True)
@@ -70,8 +91,9 @@ class Jobs:
             # ON CONFLICT (id) rather than catching the driver's own IntegrityError type.
             inserted = await conn.execute(
                 'INSERT INTO jobs (id, kind, platform, workspace, "user", destination, state,'
-                " status, attempts, error, created_at, updated_at, next_run_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                " status, attempts, error, created_at, updated_at, next_run_at, claimed_by,"
+                " lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO NOTHING",
                 (
                     job.id,
                     job.kind,
@@ -86,6 +108,8 @@ class Jobs:
                     iso(job.created_at),
                     iso(job.updated_at),
                     job.next_run_at,
+                    job.claimed_by,
+                    job.lease_until,
                 ),
             )
         if not inserted:
@@ -105,28 +129,38 @@ class Jobs:
         error: str | Unset | None = UNSET,
         next_run_at: float | Unset | None = UNSET,
         attempts: int | None = None,
+        holder: str | None = None,
     ) -> JobRecord:
         """Change the given fields and bump updated_at; JobNotFoundError if there is no such job.
 
         `state` is merged key by key into the stored state (so a phase can add its keys
         without re-sending the others). `error`/`next_run_at` are left alone unless passed;
-        passing None clears them.
+        passing None clears them. With `holder`, JobNotHeldError unless that replica holds it.
         """
         async with self._db.write() as conn:
             job = await _select(conn, job_id, self._dialect.lock_rows)
             if job is None:
                 raise JobNotFoundError(job_id)
+            _check_holder(job, holder)
             updated = await _apply(conn, job, status, state, error, next_run_at, attempts)
         return updated
 
     async def transition(
-        self, job_id: str, expected: Collection[str], new_status: str, **fields: Any
+        self,
+        job_id: str,
+        expected: Collection[str],
+        new_status: str,
+        *,
+        holder: str | None = None,
+        **fields: Any,
     ) -> bool:
         """Compare-and-set: move to `new_status` only if the status is in `expected`.
 
         Returns True for the one caller that made the change, False for everyone else (status
         already moved on, or no such job). `fields` are those of `update` (state, error,
-        next_run_at, attempts) and are applied in the same transaction.
+        next_run_at, attempts) and are applied in the same transaction. With `holder`,
+        JobNotHeldError unless that replica holds the job (the check and the change are one
+        transaction, so two replicas never both win).
         """
         if isinstance(expected, str):
             expected = {expected}  # a lone status, not its characters
@@ -136,7 +170,10 @@ class Jobs:
         _check_statuses(expected)
         async with self._db.write() as conn:
             job = await _select(conn, job_id, self._dialect.lock_rows)
-            if job is None or job.status not in expected:
+            if job is None:
+                return False
+            _check_holder(job, holder)
+            if job.status not in expected:
                 return False
             await _apply(
                 conn,
@@ -162,12 +199,21 @@ class Jobs:
         return jobs
 
     async def load_unfinished(
-        self, kinds: Collection[str] | None = None
+        self,
+        kinds: Collection[str] | None = None,
+        *,
+        claimable_by: tuple[str, float] | None = None,
     ) -> tuple[list[JobRecord], list[UnreadableJob]]:
-        """Unfinished rows, oldest first: those that decode, and those that do not."""
+        """Unfinished rows, oldest first: those that decode, and those that do not.
+
+        With `claimable_by=(replica, now)`, only those that replica may claim at `now`.
+        """
         statuses = sorted(UNFINISHED_STATUSES)
         sql = f"SELECT * FROM jobs WHERE status IN ({_marks(statuses)})"
         params: list[Any] = list(statuses)
+        if claimable_by is not None:
+            sql += f" AND {_CLAIMABLE}"
+            params.extend(claimable_by)
         if kinds is not None:
             if not kinds:
                 return [], []
@@ -185,20 +231,133 @@ class Jobs:
                 bad.append(_unreadable(row, exc))
         return jobs, bad
 
-    async def quarantine(self, job_id: str, reason: str) -> bool:
+    async def quarantine(
+        self, job_id: str, reason: str, *, claimable_by: tuple[str, float] | None = None
+    ) -> bool:
         """Set an unfinished row aside (status 'quarantined', the reason in `error`).
 
         Touches only status, error and updated_at, so it works on rows that do not decode;
-        nothing else in the row changes. False if the row is not unfinished (or absent).
+        nothing else in the row changes. False if the row is not unfinished (or absent), or,
+        with `claimable_by=(replica, now)`, if another replica holds it.
         """
         statuses = sorted(UNFINISHED_STATUSES)
+        sql = (
+            "UPDATE jobs SET status = 'quarantined', error = ?, updated_at = ?"
+            f" WHERE id = ? AND status IN ({_marks(statuses)})"
+        )
+        params: list[Any] = [reason[:_MAX_REASON_CHARS], iso(utcnow()), job_id, *statuses]
+        if claimable_by is not None:
+            sql += f" AND {_CLAIMABLE}"
+            params.extend(claimable_by)
         async with self._db.write() as conn:
-            changed = await conn.execute(
-                "UPDATE jobs SET status = 'quarantined', error = ?, updated_at = ?"
-                f" WHERE id = ? AND status IN ({_marks(statuses)})",
-                (reason[:_MAX_REASON_CHARS], iso(utcnow()), job_id, *statuses),
-            )
+            changed = await conn.execute(sql, params)
             return changed > 0
+
+    # -- claims and leases ------------------------------------------------------------------
+
+    async def claim(
+        self, job_ids: Collection[str], replica: str, now: float, lease_until: float
+    ) -> list[JobRecord]:
+        """Claim those of `job_ids` that `replica` may claim at `now`; the claimed rows.
+
+        PostgreSQL locks the candidates with FOR UPDATE SKIP LOCKED (a row another replica is
+        claiming or writing is left for the next scan); SQLite's guarded UPDATE runs inside
+        BEGIN IMMEDIATE, which excludes every other writer. Either way one replica wins a row.
+        """
+        ids = sorted(set(job_ids))
+        if not ids:
+            return []
+        statuses = sorted(UNFINISHED_STATUSES)
+        async with self._db.write() as conn:
+            if self._dialect.name == "postgresql":
+                rows = await conn.fetchall(
+                    f"SELECT id FROM jobs WHERE id IN ({_marks(ids)})"
+                    f" AND status IN ({_marks(statuses)}) AND {_CLAIMABLE}"
+                    " FOR UPDATE SKIP LOCKED",
+                    (*ids, *statuses, replica, now),
+                )
+                won = [str(r["id"]) for r in rows]
+                if won:
+                    await conn.execute(
+                        "UPDATE jobs SET claimed_by = ?, lease_until = ?"
+                        f" WHERE id IN ({_marks(won)})",
+                        (replica, lease_until, *won),
+                    )
+            else:
+                won = []
+                for job_id in ids:
+                    changed = await conn.execute(
+                        "UPDATE jobs SET claimed_by = ?, lease_until = ? WHERE id = ?"
+                        f" AND status IN ({_marks(statuses)}) AND {_CLAIMABLE}",
+                        (replica, lease_until, job_id, *statuses, replica, now),
+                    )
+                    if changed:
+                        won.append(job_id)
+            if not won:
+                return []
+            rows = await conn.fetchall(
+                f"SELECT * FROM jobs WHERE id IN ({_marks(won)}) ORDER BY created_at, id", won
+            )
+        claimed: list[JobRecord] = []
+        for row in rows:
+            try:
+                claimed.append(_to_job(row))
+            except (ValueError, TypeError) as exc:
+                log.warning("claimed job %s does not decode: %s", row["id"], _describe(exc))
+        return claimed
+
+    async def renew(self, replica: str, job_ids: Collection[str], lease_until: float) -> set[str]:
+        """Extend `replica`'s leases on `job_ids`; the ids it still holds (the rest were taken)."""
+        ids = sorted(set(job_ids))
+        if not ids:
+            return set()
+        async with self._db.write() as conn:
+            await conn.execute(
+                f"UPDATE jobs SET lease_until = ? WHERE claimed_by = ? AND id IN ({_marks(ids)})",
+                (lease_until, replica, *ids),
+            )
+            rows = await conn.fetchall(
+                f"SELECT id FROM jobs WHERE claimed_by = ? AND id IN ({_marks(ids)})",
+                (replica, *ids),
+            )
+        return {str(r["id"]) for r in rows}
+
+    async def release(self, replica: str) -> int:
+        """Give up `replica`'s claims on unfinished jobs (a graceful stop); how many."""
+        statuses = sorted(UNFINISHED_STATUSES)
+        async with self._db.write() as conn:
+            return await conn.execute(
+                "UPDATE jobs SET claimed_by = NULL, lease_until = NULL"
+                f" WHERE claimed_by = ? AND status IN ({_marks(statuses)})",
+                (replica, *statuses),
+            )
+
+    # -- one-shot result bytes --------------------------------------------------------------
+
+    async def keep_media(self, job_id: str, media: JobMedia) -> None:
+        """Store a job's result bytes (replacing any kept before), for any replica to deliver."""
+        async with self._db.write() as conn:
+            await conn.execute(
+                "INSERT INTO job_media (job_id, mime, data, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (job_id) DO UPDATE SET mime = excluded.mime,"
+                " data = excluded.data, created_at = excluded.created_at",
+                (job_id, media.mime, media.data, iso(utcnow())),
+            )
+
+    async def media(self, job_id: str) -> JobMedia | None:
+        """A job's kept result bytes, or None."""
+        async with self._db.read() as conn:
+            row = await conn.fetchone(
+                "SELECT mime, data FROM job_media WHERE job_id = ?", (job_id,)
+            )
+        if row is None:
+            return None
+        return JobMedia(mime=str(row["mime"]), data=bytes(row["data"]))
+
+    async def drop_media(self, job_id: str) -> bool:
+        """Forget a job's kept bytes (once delivered); True if there were any."""
+        async with self._db.write() as conn:
+            return await conn.execute("DELETE FROM job_media WHERE job_id = ?", (job_id,)) > 0
 
     async def for_owner(self, owner: Owner, limit: int = 20) -> list[JobRecord]:
         """`owner`'s most recent jobs, newest first."""
@@ -221,6 +380,11 @@ class Jobs:
 def _marks(values: Collection[Any]) -> str:
     # Placeholders only: values are always bound as parameters.
     return ", ".join("?" for _ in values)
+
+
+def _check_holder(job: JobRecord, holder: str | None) -> None:
+    if holder is not None and job.claimed_by != holder:
+        raise JobNotHeldError(job.id, holder, job.claimed_by)
 
 
 def _check_statuses(statuses: Collection[str]) -> None:
@@ -323,4 +487,6 @@ def _to_job(row: Row) -> JobRecord:
         created_at=from_iso(row["created_at"]),
         updated_at=from_iso(row["updated_at"]),
         next_run_at=row["next_run_at"],
+        claimed_by=row["claimed_by"],
+        lease_until=row["lease_until"],
     )

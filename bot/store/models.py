@@ -134,6 +134,10 @@ class JobRecord(_Row):
     updated_at: UtcDatetime = Field(default_factory=utcnow)
     # Epoch seconds (compare with time.time()); None means "run whenever".
     next_run_at: float | None = None
+    # The replica (tokenbot process) running the job, and until when (epoch seconds) its
+    # claim holds unless renewed; None: nobody holds it, any replica may claim it.
+    claimed_by: str | None = None
+    lease_until: float | None = None
 
     @field_validator("destination", mode="before")
     @classmethod
@@ -141,6 +145,13 @@ class JobRecord(_Row):
         if isinstance(value, BaseModel):
             return value.model_dump(mode="json")
         return value
+
+
+class JobMedia(_Row):
+    """A job's one-shot result bytes (an AllToken image), kept in the store until delivered."""
+
+    mime: str
+    data: bytes
 
 
 class AuditEntry(_Row):

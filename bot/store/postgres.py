@@ -111,6 +111,56 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE jobs ADD CONSTRAINT jobs_status_check CHECK (status IN"
         f" ({_JOB_STATUSES_V1}, 'quarantined'))",
     ),
+    # v3: job claims and a completed image's bytes (as SQLite's v3).
+    (
+        "ALTER TABLE jobs ADD COLUMN claimed_by TEXT",
+        "ALTER TABLE jobs ADD COLUMN lease_until DOUBLE PRECISION",
+        "CREATE INDEX jobs_by_claim ON jobs (status, lease_until)",
+        """CREATE TABLE job_media (
+            job_id     TEXT PRIMARY KEY,
+            mime       TEXT NOT NULL,
+            data       BYTEA NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+    ),
+    # v4: deliveries seen by any replica (as SQLite's v4).
+    (
+        """CREATE TABLE events_seen (
+            key        TEXT PRIMARY KEY,
+            first_seen TEXT NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX events_seen_by_expiry ON events_seen (expires_at)",
+    ),
+    # v5: pending Confirm buttons (as SQLite's v5).
+    (
+        """CREATE TABLE confirmations (
+            token           TEXT PRIMARY KEY,
+            platform        TEXT NOT NULL,
+            workspace       TEXT NOT NULL,
+            "user"          TEXT NOT NULL,
+            action          TEXT NOT NULL,
+            payload         TEXT NOT NULL DEFAULT '{}',
+            created_at      DOUBLE PRECISION NOT NULL,
+            expires_at      DOUBLE PRECISION NOT NULL,
+            state           TEXT NOT NULL CHECK (state IN
+                ('open', 'taken', 'cancelled', 'expired')),
+            expiry_reported INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX confirmations_by_state ON confirmations (state, expires_at)",
+    ),
+    # v6: per-conversation memory (as SQLite's v6).
+    (
+        """CREATE TABLE conversations (
+            conversation_key TEXT PRIMARY KEY,
+            recent_family    TEXT,
+            thread_family    TEXT,
+            thread_command   TEXT,
+            thread_model     TEXT,
+            updated_at       DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX conversations_by_age ON conversations (updated_at)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -134,6 +134,9 @@ async def test_sigkill_mid_flight_then_restart_delivers_every_job_once(tmp_path:
                 TOKENBOT_HTTP_PORT=str(port),
                 TOKENBOT_MAX_POLLS_PER_SECOND="200",
                 TOKENBOT_LOG_LEVEL="INFO",
+                # The restarted process is the same replica: it takes its jobs back at once
+                # rather than after their leases run out.
+                TOKENBOT_REPLICA_ID="restart-test",
                 SLACK_BOT_TOKEN=BOT_TOKEN,
                 SLACK_SIGNING_SECRET=SIGNING_SECRET,
                 SLACK_API_URL=fake.api_url,

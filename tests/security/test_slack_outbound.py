@@ -293,3 +293,13 @@ async def test_a_streamed_thread_answer_is_inert_chunk_by_chunk(
     assert "You asked" in stream.text and "click me" in stream.text
     assert_markdown_inert(stream.text)  # the concatenation Slack shows, not just each chunk
     assert_all_inert(slack.fake)
+
+
+def test_a_link_target_with_parentheses_stays_whole() -> None:
+    # Found by the property test above: an explicit Link whose URL holds "(…)" lost its ")".
+    assert to_mrkdwn("[w](https://en.wikipedia.org/wiki/Foo_(bar))") == (
+        "<https://en.wikipedia.org/wiki/Foo_(bar)|w>"
+    )
+    assert to_mrkdwn("[x](https://a.example/?q=[y](!here)) [z](!channel)") == (
+        "<https://a.example/?q=[y](!here)|x> [z](!channel)"
+    )

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.store import SecretBox
+from bot.store import SCHEMA_VERSION, SecretBox
 from tests.store.conftest import BackendUnderTest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,27 +40,30 @@ async def _tokenbot(args: list[str], env: dict[str, str]) -> subprocess.Complete
 async def test_migrate_applies_the_migrations_once(backend: BackendUnderTest) -> None:
     first = await _tokenbot(["migrate"], _env(backend))
     assert first.returncode == 0, first.stderr
-    assert "from schema version 0 to 2" in first.stdout
+    assert f"from schema version 0 to {SCHEMA_VERSION}" in first.stdout
     again = await _tokenbot(["migrate"], _env(backend))
     assert again.returncode == 0, again.stderr
-    assert "is up to date (schema version 2)" in again.stdout
+    assert f"is up to date (schema version {SCHEMA_VERSION})" in again.stdout
     rows = await backend.raw("SELECT version FROM schema_version ORDER BY version")
-    assert [v for (v,) in rows] == [1, 2]
+    assert [v for (v,) in rows] == list(range(1, SCHEMA_VERSION + 1))
     # The migrated database is then opened as is by the bot.
     async with await backend.open(SecretBox.from_settings(None, backend.data_dir)) as s:
-        assert await s.schema_version() == 2
+        assert await s.schema_version() == SCHEMA_VERSION
 
 
 async def test_run_and_migrate_refuse_a_newer_schema(backend: BackendUnderTest) -> None:
     assert (await _tokenbot(["migrate"], _env(backend))).returncode == 0
-    await backend.raw("INSERT INTO schema_version VALUES (7, '2030-01-01T00:00:00+00:00')")
+    newer = SCHEMA_VERSION + 5
+    await backend.raw(f"INSERT INTO schema_version VALUES ({newer}, '2030-01-01T00:00:00+00:00')")
     env = _env(backend, SLACK_BOT_TOKEN="xoxb-test", SLACK_SIGNING_SECRET="s" * 32)
     run = await _tokenbot(["run"], env)
     assert run.returncode == 2
     # One line says why (a log line about generating master.key may come before it).
     [line] = [x for x in run.stderr.splitlines() if x.startswith("tokenbot:")]
     assert line.startswith("tokenbot: cannot start: ")
-    assert "schema version 7, newer than this tokenbot understands (2)" in line
+    assert (
+        f"schema version {newer}, newer than this tokenbot understands ({SCHEMA_VERSION})" in line
+    )
     migrate = await _tokenbot(["migrate"], _env(backend))
     assert migrate.returncode == 2
     [line] = [x for x in migrate.stderr.splitlines() if x.startswith("tokenbot:")]

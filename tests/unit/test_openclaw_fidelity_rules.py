@@ -16,7 +16,7 @@ from bot.backends.openclaw_token.confirm import Confirmations
 from bot.backends.openclaw_token.service import ApiBases, KeyList
 from bot.backends.openclaw_token.wire import UPSTREAM_BALANCE, Credits, proxy_error
 from bot.core.settings import Settings, load_settings
-from bot.store import Owner
+from bot.store import Owner, SecretBox, Store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -132,15 +132,17 @@ def test_nested_answers_keep_their_own_json() -> None:
 # --- Confirm prompts expire and are reported once ---------------------------------------------
 
 
-def test_an_unclicked_prompt_is_swept_once() -> None:
+async def test_an_unclicked_prompt_is_swept_once(tmp_path: Path) -> None:
     now = [0.0]
-    confirmations = Confirmations(ttl_s=60, clock=lambda: now[0])
+    store = await Store.open(tmp_path / "t.db", SecretBox.generate(), allow_new_store=True)
+    confirmations = Confirmations(store, ttl_s=60, clock=lambda: now[0])
     alice = Owner(platform="console", workspace="w", user="alice")
-    token = confirmations.offer(alice, "auth.rotate")
-    assert confirmations.offers_to(alice) == 1 and confirmations.sweep() == []
-    now[0] = 61
-    [expired] = confirmations.sweep()
-    assert expired.token == token and expired.action == "auth.rotate"
-    assert confirmations.sweep() == []
-    status, pending = confirmations.take(alice, token)
+    async with store:
+        token = await confirmations.offer(alice, "auth.rotate")
+        assert confirmations.offers_to(alice) == 1 and await confirmations.sweep() == []
+        now[0] = 61
+        [expired] = await confirmations.sweep()
+        assert expired.token == token and expired.action == "auth.rotate"
+        assert await confirmations.sweep() == []
+        status, pending = await confirmations.take(alice, token)
     assert status == "expired" and pending is not None and pending.expiry_reported

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
@@ -29,7 +30,7 @@ from bot.backends.openclaw_token.service import (
 )
 from bot.backends.openclaw_token.spec import KeyFilter, KeySort
 from bot.core.errors import BackendError
-from bot.store import Owner
+from bot.store import Owner, SecretBox, Store
 
 
 @pytest.mark.parametrize(
@@ -179,19 +180,21 @@ def test_json_block_never_shows_the_management_key() -> None:
     assert "sk-prov-" in json_block(key, keep_key=True).markdown
 
 
-def test_confirmations_are_owner_bound_single_use_and_expire() -> None:
+async def test_confirmations_are_owner_bound_single_use_and_expire(tmp_path: Path) -> None:
     now = [0.0]
-    confirmations = Confirmations(ttl_s=60, clock=lambda: now[0])
+    store = await Store.open(tmp_path / "t.db", SecretBox.generate(), allow_new_store=True)
+    confirmations = Confirmations(store, ttl_s=60, clock=lambda: now[0])
     alice = Owner(platform="slack", workspace="w", user="alice")
     bob = Owner(platform="slack", workspace="w", user="bob")
-    token = confirmations.offer(alice, "credits.buy", {"amount": "5"})
-    assert confirmations.take(bob, token)[0] == "not_yours"
-    status, pending = confirmations.take(alice, token)
-    assert status == "ok" and pending is not None and pending.payload == {"amount": "5"}
-    assert confirmations.take(alice, token)[0] == "taken"
-    late = confirmations.offer(alice, "auth.rotate")
-    now[0] = 61
-    assert confirmations.take(alice, late)[0] == "expired"
-    cancelled = confirmations.offer(alice, "auth.rotate")
-    assert confirmations.cancel(alice, cancelled) == "ok"
-    assert confirmations.take(alice, cancelled)[0] == "cancelled"
+    async with store:
+        token = await confirmations.offer(alice, "credits.buy", {"amount": "5"})
+        assert (await confirmations.take(bob, token))[0] == "not_yours"
+        status, pending = await confirmations.take(alice, token)
+        assert status == "ok" and pending is not None and pending.payload == {"amount": "5"}
+        assert (await confirmations.take(alice, token))[0] == "taken"
+        late = await confirmations.offer(alice, "auth.rotate")
+        now[0] = 61
+        assert (await confirmations.take(alice, late))[0] == "expired"
+        cancelled = await confirmations.offer(alice, "auth.rotate")
+        assert await confirmations.cancel(alice, cancelled) == "ok"
+        assert (await confirmations.take(alice, cancelled))[0] == "cancelled"

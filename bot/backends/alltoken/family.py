@@ -6,7 +6,7 @@ from bot.backends.alltoken import catalog, handlers
 from bot.backends.alltoken import grammar as router
 from bot.backends.alltoken.failures import render_failure
 from bot.backends.alltoken.help import help_
-from bot.backends.alltoken.hooks import chat_continuation
+from bot.backends.alltoken.hooks import chat_continuation, resume_thread
 from bot.backends.alltoken.image_job import ImageJob
 from bot.backends.alltoken.jobs import CANCEL_ACTION
 from bot.backends.alltoken.keys import key
@@ -139,6 +139,7 @@ def alltoken_family() -> CommandFamily:
         render_failure=render_failure,
         suggest=live.suggest,
         continue_thread=chat_continuation(catalog.DEFAULT_CHAT_MODEL),
+        resume_thread=resume_thread,
         key_command="`/alltoken-key`",
         help_command="`/alltoken-help`",
     )

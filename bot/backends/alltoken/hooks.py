@@ -21,6 +21,7 @@ __all__ = [
     "ChatMessage",
     "ChatResult",
     "chat_continuation",
+    "resume_thread",
     "usage_line",
     "wants_fallback",
 ]
@@ -48,7 +49,12 @@ def chat_continuation(model: str) -> Continuation:
             )
         return ChatCommand(prompt=text, model=model)
 
-    return continue_chat
+    return Continuation(family="alltoken", command="chat", model=model, parse=continue_chat)
+
+
+def resume_thread(command: str, model: str | None) -> Continuation | None:
+    """A stored thread continuation rebuilt: a chat with its model (None for anything else)."""
+    return chat_continuation(model) if command == "chat" and model else None
 
 
 class ChatFallback:

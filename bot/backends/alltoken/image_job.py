@@ -1,8 +1,9 @@
 """The durable AllToken image job.
 
-Images can be read from AllToken only once: the bytes go to disk (atomically, fsynced) before
-anything else happens, and delivery always reads them from disk, so a crash after the read
-never loses the image.
+Images can be read from AllToken only once: the bytes go to the store (table job_media, where
+any replica that takes the job over finds them) and to disk (atomically, fsynced) before
+anything else happens, and delivery always reads them from disk, copied back from the store
+when this replica's disk lacks them, so neither a crash nor a takeover loses the image.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from bot.core.errors import BackendError
 from bot.core.jobs import JobContext, JobExpired, JobFailed
 from bot.core.messages import Failure, Image, Link, Notice, Part
 from bot.core.text_split import one_line
+from bot.store import JobMedia
 
 UPLOAD_ATTEMPTS = 3
 UPLOAD_BACKOFF_S = 0.5
@@ -60,12 +62,29 @@ class ImageJob(_PollingJob):
         st = ctx.state
         kept: KeptImage | None = None
         if not st.file and not st.image_b64:
-            if ctx.job.status == "delivering":
+            # Another replica (or this one, before a crash) may have kept the bytes and then
+            # stopped before saving where: they are read from AllToken only once.
+            kept = await self._kept_in_store(ctx)
+            if kept is None and ctx.job.status == "delivering":
                 raise JobFailed(
                     Failure(code="image_lost", message="The image was lost before it was saved.")
                 )
-            kept = await self._fetch(ctx)
+            if kept is None:
+                kept = await self._fetch(ctx)
         await self._deliver(ctx, kept or KeptImage.from_state(ctx.state))
+
+    async def _kept_in_store(self, ctx: ImageContext) -> KeptImage | None:
+        """The bytes the store holds for this job, copied to this replica's disk; or None."""
+        media = await ctx.store.job_media(ctx.job.id)
+        if media is None:
+            return None
+        log.info("job %s: the image's bytes are in the store; delivering those", ctx.job.id)
+        meta: dict[str, Any] = {
+            "mime": media.mime,
+            "r2_url": ctx.state.r2_url,
+            "r2_expires_at": ctx.state.r2_expires_at,
+        }
+        return await self._keep(ctx, media.data, meta, in_store=True)
 
     async def _fetch(self, ctx: ImageContext) -> KeptImage:
         """Submit (unless a task id is saved), poll until completed, keep the bytes."""
@@ -82,7 +101,14 @@ class ImageJob(_PollingJob):
                     request_id=ctx.state.task_id,
                 )
             )
-        data = await self._read(ctx, item)
+        try:
+            data = await self._read(ctx, item)
+        except JobFailed:
+            # Gone at AllToken: a replica that lost this job may have read (and kept) it.
+            kept = await self._kept_in_store(ctx)
+            if kept is None:
+                raise
+            return kept
         meta: dict[str, Any] = {
             "mime": item.mime_type or "image/png",
             "r2_url": item.r2_url,
@@ -173,8 +199,12 @@ class ImageJob(_PollingJob):
             )
         return data
 
-    async def _keep(self, ctx: ImageContext, data: bytes, meta: dict[str, Any]) -> KeptImage:
-        """One-shot: the bytes are kept before anything else can go wrong."""
+    async def _keep(
+        self, ctx: ImageContext, data: bytes, meta: dict[str, Any], *, in_store: bool = False
+    ) -> KeptImage:
+        """One-shot: the bytes are kept (store first, then disk) before anything else can go wrong."""
+        if not in_store:
+            await self._keep_in_store(ctx, data, str(meta["mime"]))
         path = self.images_dir / f"{ctx.job.id}.png"
         try:
             await asyncio.to_thread(write_atomically, path, data)
@@ -182,6 +212,42 @@ class ImageJob(_PollingJob):
             return await self._keep_elsewhere(ctx, data, meta, save_problem(self.images_dir, exc))
         await ctx.save(file=str(path), **meta)
         return KeptImage.from_state(ctx.state)
+
+    async def _keep_in_store(self, ctx: ImageContext, data: bytes, mime: str) -> None:
+        """The shared copy: not guarded by the lease, since these bytes may be the only ones."""
+        try:
+            await ctx.store.keep_job_media(ctx.job.id, JobMedia(mime=mime, data=data))
+        except Exception:
+            # Only this replica has the image now; it still delivers it from its disk.
+            log.exception("job %s: could not keep the image's bytes in the store", ctx.job.id)
+
+    async def _local_copy(self, ctx: ImageContext, kept: KeptImage) -> KeptImage:
+        """The saved file is not on this replica's disk (another replica saved it, or the disk
+        was replaced): write the store's copy here, if there is one."""
+        if kept.data is not None or kept.path is None or await asyncio.to_thread(kept.path.exists):
+            return kept
+        try:
+            media = await ctx.store.job_media(ctx.job.id)
+        except Exception:
+            log.exception("job %s: could not read the image's bytes from the store", ctx.job.id)
+            return kept
+        if media is None:
+            return kept
+        path = self.images_dir / f"{ctx.job.id}.png"
+        try:
+            await asyncio.to_thread(write_atomically, path, media.data)
+        except OSError as exc:
+            log.warning("job %s: %s; posting from memory", ctx.job.id, exc)
+            kept.data = media.data
+            return kept
+        kept.path = path
+        return kept
+
+    async def _forget_media(self, ctx: ImageContext) -> None:
+        try:
+            await ctx.store.drop_job_media(ctx.job.id)
+        except Exception:
+            log.warning("job %s: delivered; its bytes stay in the store", ctx.job.id, exc_info=True)
 
     async def _keep_elsewhere(
         self, ctx: ImageContext, data: bytes, meta: dict[str, Any], problem: str
@@ -222,6 +288,7 @@ class ImageJob(_PollingJob):
         st = ctx.state
         if ctx.job.status == "running" and not await self._claim(ctx, kept):
             return
+        kept = await self._local_copy(ctx, kept)
         path, temp = kept.path, None
         if kept.data is not None and (path is None or not await asyncio.to_thread(path.exists)):
             # The temporary copy is gone (or never was): make one for this upload only.
@@ -255,8 +322,9 @@ class ImageJob(_PollingJob):
         await _show(ctx, parts)
         await self._record(ctx, "image", st.model, usage, st.task_id)
         await self._done(ctx, kept)
-        # Delivered: the disk copy has done its job (the platform holds the image now).
+        # Delivered: the copies have done their job (the platform holds the image now).
         await asyncio.to_thread(path.unlink, True)
+        await self._forget_media(ctx)
 
     async def _link_only(self, ctx: ImageContext, kept: KeptImage) -> None:
         """No file could be made for an upload: show the backend's link, and why."""

@@ -375,7 +375,7 @@ async def rotate(cmd: AuthRotate, ctx: HandlerContext, confirmations: Confirmati
     if cmd.yes:
         await do_rotate(ctx, {})
         return
-    token = confirmations.offer(ctx.owner, "auth.rotate")
+    token = await confirmations.offer(ctx.owner, "auth.rotate")
     await private(
         ctx,
         [

@@ -1,13 +1,15 @@
 """Confirm buttons for `/openclaw-token` operations that spend money or can't be undone.
 
-A pending confirmation lives in memory, bound to the person who asked, usable once, and
-expires after 15 minutes (after a restart the button answers "expired": run the command
-again). Whoever else clicks it is refused, so a button seen in a channel can't act for them.
+A pending confirmation is a row of the store (`bot.store.confirmations`), bound to the person
+who asked, usable once, and expires after 15 minutes. Being a row, it survives a restart and
+works on any replica; its token is consumed in one transaction, so a double click — even
+across two replicas — runs the operation once. Whoever else clicks it is refused, so a button
+seen in a channel can't act for them.
 
 The audit log tells the prompt from the action: the command that shows the prompt is
 recorded as "prompted", then its Confirm row says "confirmed" (or how the confirmed action
 failed), "cancelled" or "expired" — an expiry nobody clicked is recorded when `sweep` next
-runs (any click, or `audit show`).
+runs (any click, or `audit show`), once across every replica.
 """
 
 from __future__ import annotations
@@ -17,17 +19,28 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 from bot.core.messages import Actions, Button
-from bot.store import Owner
+from bot.store import Confirmation, Owner, Store
+from bot.store.confirmations import ConfirmationRows, TakeStatus
+
+__all__ = [
+    "CANCEL_ACTION",
+    "CONFIRM_ACTION",
+    "REFUSALS",
+    "TTL_S",
+    "Confirmations",
+    "Pending",
+    "TakeStatus",
+    "confirm_buttons",
+]
 
 CONFIRM_ACTION = "openclaw.confirm"
 CANCEL_ACTION = "openclaw.cancel"
 TTL_S = 15 * 60.0
 
-TakeStatus = Literal["ok", "expired", "not_yours", "taken", "cancelled"]
-PendingState = Literal["open", "taken", "cancelled", "expired"]
+# One operation waiting for its Confirm click (a stored row).
+Pending = Confirmation
 
 
 def _who(owner: Owner) -> tuple[str, str, str]:
@@ -35,96 +48,68 @@ def _who(owner: Owner) -> tuple[str, str, str]:
 
 
 @dataclass
-class Pending:
-    """One operation waiting for its Confirm click."""
-
-    token: str
-    owner: Owner
-    action: str
-    payload: dict[str, str]
-    created: float
-    state: PendingState = "open"
-    # Whether its expiry has been handed out for the audit log (once per confirmation).
-    expiry_reported: bool = False
-
-
-@dataclass
 class Confirmations:
-    """Pending confirmations of one bot."""
+    """Pending confirmations of one bot, kept in its store (attached when the bot is built)."""
 
+    store: Store | None = None
     ttl_s: float = TTL_S
-    clock: Callable[[], float] = time.monotonic
-    _pending: dict[str, Pending] = field(default_factory=dict)
-    # Prompts offered per person so far: a handler that offered one ended "prompted".
+    # Wall-clock seconds: rows are compared across restarts and replicas.
+    clock: Callable[[], float] = time.time
+    # Prompts offered per person by this process: a handler that offered one ended "prompted".
     _offered: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
-    def offer(self, owner: Owner, action: str, payload: dict[str, str] | None = None) -> str:
-        """Remember an operation; the returned token goes into the button's value."""
+    def attach(self, store: Store) -> None:
+        """Keep confirmations in `store`."""
+        self.store = store
+
+    @property
+    def _rows(self) -> ConfirmationRows:
+        if self.store is None:
+            raise RuntimeError("confirmations are not attached to a store")
+        return self.store.confirmations
+
+    async def offer(self, owner: Owner, action: str, payload: dict[str, str] | None = None) -> str:
+        """Store an operation; the returned token goes into the button's value."""
         now = self.clock()
-        # Settled ones are kept one more TTL (a late click still reads right), then dropped;
-        # an expiry not yet reported to the audit log stays until `sweep` hands it out.
-        for token in [t for t, p in self._pending.items() if self._forgettable(p, now)]:
-            del self._pending[token]
         token = secrets.token_urlsafe(12)
-        self._pending[token] = Pending(token, owner, action, dict(payload or {}), now)
+        pending = Pending(
+            token=token,
+            owner=owner,
+            action=action,
+            payload=dict(payload or {}),
+            created_at=now,
+            expires_at=now + self.ttl_s,
+        )
+        # Settled ones are kept one more TTL (a late click still reads right), then dropped.
+        await self._rows.offer(pending, forget_before=now - 2 * self.ttl_s)
         self._offered[_who(owner)] += 1
         return token
 
     def offers_to(self, owner: Owner) -> int:
-        """How many prompts `owner` was offered so far."""
+        """How many prompts `owner` was offered so far (by this process)."""
         return self._offered[_who(owner)]
 
-    def _forgettable(self, pending: Pending, now: float) -> bool:
-        if now - pending.created <= 2 * self.ttl_s:
-            return False
-        return pending.state != "open" and (pending.state != "expired" or pending.expiry_reported)
-
-    def _expire(self, pending: Pending, now: float) -> None:
-        if pending.state == "open" and now - pending.created > self.ttl_s:
-            pending.state = "expired"
-
-    def sweep(self) -> list[Pending]:
+    async def sweep(self) -> list[Pending]:
         """Confirmations that expired unclicked since the last sweep (each handed out once)."""
-        now = self.clock()
-        found = []
-        for pending in self._pending.values():
-            self._expire(pending, now)
-            if pending.state == "expired" and not pending.expiry_reported:
-                pending.expiry_reported = True
-                found.append(pending)
-        return found
+        return await self._rows.sweep(self.clock())
 
-    def _find(self, owner: Owner, token: str) -> tuple[TakeStatus, Pending | None]:
-        pending = self._pending.get(token)
-        if pending is None:
-            return "expired", None
-        self._expire(pending, self.clock())
-        if pending.state == "expired":
-            return "expired", pending if pending.owner == owner else None
-        if pending.owner != owner:
-            return "not_yours", None
-        if pending.state != "open":
-            return pending.state, pending
-        return "ok", pending
-
-    def take(self, owner: Owner, token: str) -> tuple[TakeStatus, Pending | None]:
+    async def take(self, owner: Owner, token: str) -> tuple[TakeStatus, Pending | None]:
         """Claim the operation for running; only the first click by its owner gets "ok"."""
-        status, pending = self._find(owner, token)
-        if status == "ok" and pending is not None:
-            # Claimed before any await: a second click, however quick, sees "taken".
-            pending.state = "taken"
-        return status, pending
+        return await self._rows.settle(owner, token, "taken", self.clock())
 
-    def cancel(self, owner: Owner, token: str) -> TakeStatus:
+    async def cancel(self, owner: Owner, token: str) -> TakeStatus:
         """Drop an operation that has not run yet."""
-        return self.take_for_cancel(owner, token)[0]
+        return (await self.take_for_cancel(owner, token))[0]
 
-    def take_for_cancel(self, owner: Owner, token: str) -> tuple[TakeStatus, Pending | None]:
+    async def take_for_cancel(self, owner: Owner, token: str) -> tuple[TakeStatus, Pending | None]:
         """As `cancel`, with the operation (to audit which one was cancelled)."""
-        status, pending = self._find(owner, token)
-        if status == "ok" and pending is not None:
-            pending.state = "cancelled"
-        return status, pending
+        return await self._rows.settle(owner, token, "cancelled", self.clock())
+
+    async def report_expiry(self, pending: Pending) -> bool:
+        """Claim the audit row for an expired confirmation; True only the first time anywhere."""
+        if pending.expiry_reported:
+            return False
+        return await self._rows.report_expiry(pending.token)
 
 
 def confirm_buttons(token: str, label: str, *, danger: bool = False) -> Actions:

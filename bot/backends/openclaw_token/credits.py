@@ -63,7 +63,7 @@ async def balance(cmd: CreditsBalance, ctx: HandlerContext) -> None:
 async def buy(cmd: CreditsBuy, ctx: HandlerContext, confirmations: Confirmations) -> None:
     """The quote (amount, fee, total) and a Confirm button; nothing is charged yet."""
     await management_key(ctx)
-    token = confirmations.offer(
+    token = await confirmations.offer(
         ctx.owner,
         "credits.buy",
         {"amount": str(cmd.amount), "idempotency_key": str(uuid.uuid4())},

@@ -92,7 +92,7 @@ def _confirm_row(pending: Pending) -> str:
 
 async def record_expiries(ctx: HandlerContext, confirmations: Confirmations) -> None:
     """Audit, for their owners, the prompts that expired unclicked since the last look."""
-    for pending in confirmations.sweep():
+    for pending in await confirmations.sweep():
         await audit(
             ctx,
             _confirm_row(pending),
@@ -103,9 +103,13 @@ async def record_expiries(ctx: HandlerContext, confirmations: Confirmations) -> 
         )
 
 
-async def _refused(ctx: HandlerContext, status: TakeStatus, pending: Pending | None) -> None:
-    if status == "expired" and pending is not None and not pending.expiry_reported:
-        pending.expiry_reported = True
+async def _refused(
+    ctx: HandlerContext,
+    confirmations: Confirmations,
+    status: TakeStatus,
+    pending: Pending | None,
+) -> None:
+    if status == "expired" and pending is not None and await confirmations.report_expiry(pending):
         await audit(ctx, _confirm_row(pending), "expired", "clicked after 15 min")
     await ctx.conversation.whisper([Notice(level="info", text=REFUSALS[status])])
 
@@ -113,9 +117,9 @@ async def _refused(ctx: HandlerContext, status: TakeStatus, pending: Pending | N
 def _confirm_action(confirmations: Confirmations) -> ActionHandler:
     async def confirm(ctx: HandlerContext, token: str) -> None:
         await record_expiries(ctx, confirmations)
-        status, pending = confirmations.take(ctx.owner, token)
+        status, pending = await confirmations.take(ctx.owner, token)
         if status != "ok" or pending is None:
-            await _refused(ctx, status, pending)
+            await _refused(ctx, confirmations, status, pending)
             return
         outcome, detail = "confirmed", None
         try:
@@ -144,9 +148,9 @@ def _confirm_action(confirmations: Confirmations) -> ActionHandler:
 def _cancel_action(confirmations: Confirmations) -> ActionHandler:
     async def cancel(ctx: HandlerContext, token: str) -> None:
         await record_expiries(ctx, confirmations)
-        status, pending = confirmations.take_for_cancel(ctx.owner, token)
+        status, pending = await confirmations.take_for_cancel(ctx.owner, token)
         if status != "ok" or pending is None:
-            await _refused(ctx, status, pending)
+            await _refused(ctx, confirmations, status, pending)
             return
         await audit(ctx, _confirm_row(pending), "cancelled")
         await private(ctx, [Notice(level="info", text="Cancelled; nothing was done.")])
@@ -208,7 +212,9 @@ def openclaw_token_family() -> CommandFamily:
         svc = OpenClawTokenService(wiring.http, api_base)
         built.append(svc)
         wiring.services.add(svc)
-        wiring.services.add(confirmations)  # pending Confirm prompts (tests move their clock)
+        # Pending Confirm prompts are rows of the bot's store (tests move their clock).
+        confirmations.attach(wiring.jobs.store)
+        wiring.services.add(confirmations)
         # The one declared cross-backend hook: AllToken's chat and search fall back here.
         wiring.services.add(OpenClawFallback(svc), as_=ChatFallback)
         wiring.jobs.register(auth.DeviceLoginJob(svc, wiring.settings.openclaw_github_client_id))

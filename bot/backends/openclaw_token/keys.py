@@ -216,7 +216,7 @@ async def _ask(
     label: str,
     **payload: str,
 ) -> None:
-    token = confirmations.offer(ctx.owner, action, payload)
+    token = await confirmations.offer(ctx.owner, action, payload)
     await private(
         ctx, [Notice(level="warning", text=text), confirm_buttons(token, label, danger=True)]
     )

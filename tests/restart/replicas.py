@@ -1,0 +1,80 @@
+"""Bots that share one database, as replicas (or one bot and its restarted self) do."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from bot.backends.openclaw_token.service import CLI_RETRY, OpenClawTokenService
+from bot.core.app import TokenBot
+from bot.core.messages import Destination
+from bot.sim.alltoken.server import AllTokenSim
+from bot.sim.openclaw_token.server import OpenClawTokenSim
+from tests.conftest import make_settings
+from tests.fakes.conversation import RecordingConversation
+
+
+@dataclass(frozen=True)
+class SharedDatabase:
+    """One database for several bots, each with a data dir of its own and the same master key."""
+
+    name: str
+    url: str
+    master_key: str
+    root: Path
+
+    def settings(self, replica: str, sim: AllTokenSim, **extra: object) -> dict[str, object]:
+        """What `make_settings` needs for replica `replica` on this database."""
+        return {
+            "data_dir": self.root / replica,
+            "sim": sim,
+            "database_url": self.url,
+            "master_key": self.master_key,
+            **extra,
+        }
+
+
+@pytest.fixture(params=("sqlite", "postgresql"))
+def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> SharedDatabase:
+    """A SQLite file or a fresh PostgreSQL database, shared by the bots of one test."""
+    key = Fernet.generate_key().decode()
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'shared' / 'tokenbot.db'}"
+    else:
+        url = str(request.getfixturevalue("postgres_url"))
+    return SharedDatabase(request.param, url, key, tmp_path)
+
+
+@asynccontextmanager
+async def replica(
+    db: SharedDatabase,
+    name: str,
+    sim: AllTokenSim,
+    openclaw: OpenClawTokenSim | None = None,
+) -> AsyncIterator[TokenBot]:
+    """A TokenBot on `db` with recording conversations; closed on exit."""
+    extra: dict[str, object] = {"allow_new_store": True}
+    if openclaw is not None:
+        extra["openclaw_token_api_base"] = openclaw.base_url
+    config = db.settings(name, sim, **extra)
+    settings = make_settings(config.pop("data_dir"), config.pop("sim"), **config)  # type: ignore[arg-type]
+    bot = await TokenBot.create(settings)
+    if openclaw is not None:
+        bot.services.get(OpenClawTokenService).retry = replace(CLI_RETRY, backoff_s=0.01)
+    conversations: dict[str, RecordingConversation] = {}
+
+    def factory(dest: Destination) -> RecordingConversation:
+        return conversations.setdefault(dest.conversation_key, RecordingConversation(dest))
+
+    for platform in ("console", "slack", "discord"):
+        bot.register_platform(platform, factory)
+    bot.test_conversations = conversations  # type: ignore[attr-defined]
+    try:
+        yield bot
+    finally:
+        await bot.aclose()

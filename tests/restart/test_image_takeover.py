@@ -1,0 +1,120 @@
+"""An AllToken image whose replica died after reading it is delivered by another replica.
+
+Two TokenBots share one store (SQLite file or PostgreSQL database) but not a disk: each has
+its own data dir, and the first one's is deleted when it "dies". The image's bytes, read from
+AllToken only once, must reach the second one through the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.core.app import TokenBot
+from bot.sim.alltoken.server import AllTokenSim
+from tests.conftest import Chat, make_settings
+from tests.fakes.conversation import RecordingConversation
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(params=("sqlite", "postgresql"))
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared' / 'tokenbot.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+class Replicas:
+    """TokenBots on one store, each with its own data dir and conversations."""
+
+    def __init__(self, tmp_path: Path, sim: AllTokenSim, store_url: str) -> None:
+        self.tmp_path, self.sim, self.store_url = tmp_path, sim, store_url
+        self.master_key = "one passphrase for every replica"
+        self.bots: list[TokenBot] = []
+
+    async def open(self, name: str) -> tuple[TokenBot, dict[str, RecordingConversation]]:
+        settings = make_settings(
+            self.tmp_path / name,
+            self.sim,
+            database_url=self.store_url,
+            master_key=self.master_key,
+            replica_id=name,
+        )
+        bot = await TokenBot.create(settings)
+        convs: dict[str, RecordingConversation] = {}
+        bot.register_platform(
+            "console", lambda d: convs.setdefault(d.conversation_key, RecordingConversation(d))
+        )
+        bot.test_conversations = convs  # type: ignore[attr-defined]
+        self.bots.append(bot)
+        return bot, convs
+
+
+@pytest.fixture
+async def replicas(tmp_path: Path, sim: AllTokenSim, store_url: str) -> AsyncIterator[Replicas]:
+    r = Replicas(tmp_path, sim, store_url)
+    try:
+        yield r
+    finally:
+        for bot in r.bots:
+            await bot.aclose()
+
+
+def _crash(bot: TokenBot) -> None:
+    """What SIGKILL leaves: no more renewals, no release of the job's claim."""
+    keeper = bot.jobs.lease_keeper._task
+    if keeper is not None:
+        keeper.cancel()
+    bot.jobs.stop_all_local()
+
+
+async def test_the_image_bytes_survive_a_takeover_by_a_replica_without_the_file(
+    replicas: Replicas, sim: AllTokenSim
+) -> None:
+    a, _ = await replicas.open("a")
+    chat = Chat(a, "alice")
+    chat.conv.fail_uploads = 100  # a never manages to post it
+    await chat.give_key(sim.issue_key(10))
+    await chat.send("/alltoken-image a lighthouse")
+    [job] = await a.store.jobs_for(chat.owner)
+    async with asyncio.timeout(10):
+        while not (await a.store.get_job(job.id) or job).state.get("file"):
+            await asyncio.sleep(0.01)
+    _crash(a)
+    await asyncio.gather(*a.jobs._tasks.values(), return_exceptions=True)
+    shutil.rmtree(replicas.tmp_path / "a" / "images")  # a's disk went with it
+    assert list(sim.stats.b64_deliveries.values()) == [1]
+
+    b, convs_b = await replicas.open("b")
+    assert await b.jobs.renew_and_take_over() == 0  # a's lease still runs
+    b.jobs.clock = lambda: time.time() + b.jobs.leases.lease_s + 1
+    assert await b.jobs.renew_and_take_over() == 1
+    assert await b.jobs.wait_idle(10)
+    [conv] = convs_b.values()
+    [upload] = conv.of("upload")
+    assert upload.image_bytes and upload.image_bytes.startswith(PNG_MAGIC)
+    assert list(sim.stats.b64_deliveries.values()) == [1]  # never read from AllToken again
+    done = await b.store.get_job(job.id)
+    assert done is not None and done.status == "done" and done.claimed_by == "b"
+    assert await b.store.job_media(job.id) is None  # delivered: the store's copy is dropped
+    assert not chat.conv.of("upload")
+
+
+async def test_a_delivered_image_leaves_no_bytes_in_the_store(
+    replicas: Replicas, sim: AllTokenSim
+) -> None:
+    a, _ = await replicas.open("a")
+    chat = Chat(a, "alice")
+    await chat.give_key(sim.issue_key(10))
+    await chat.send("/alltoken-image a calm sea")
+    assert await a.jobs.wait_idle(10)
+    [job] = await a.store.jobs_for(chat.owner)
+    assert job.status == "done" and len(chat.conv.of("upload")) == 1
+    assert await a.store.job_media(job.id) is None
