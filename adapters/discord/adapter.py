@@ -26,7 +26,7 @@ from typing import Any
 import discord
 
 from adapters.discord import inbound as inbound_of
-from adapters.discord.client import TokenBotClient
+from adapters.discord.client import TokenBotClient, build_client
 from adapters.discord.conversation import X_THREAD_FROM, DiscordConversation, RefReplacements
 from adapters.discord.guard import NO_MENTIONS, crash_text, log_crash, tell_interaction
 from adapters.discord.render import parse_custom_id
@@ -92,7 +92,7 @@ class DiscordAdapter:
         self._idle.set()
         self.settle_after_s = SETTLE_AFTER_S
         self._background: set[asyncio.Task[None]] = set()
-        self.client = TokenBotClient(self, intents=self.intents, **self._client_options)
+        self.client = build_client(self, intents=self.intents, **self._client_options)
         bot.register_platform("discord", self.conversation_for)
 
     @contextlib.asynccontextmanager
@@ -118,7 +118,7 @@ class DiscordAdapter:
     def rebuild_client(self, intents: discord.Intents) -> TokenBotClient:
         """A fresh client with other intents (after Discord refused the privileged one)."""
         self.intents = intents
-        self.client = TokenBotClient(self, intents=intents, **self._client_options)
+        self.client = build_client(self, intents=intents, **self._client_options)
         return self.client
 
     # --- conversations -------------------------------------------------------------------

@@ -34,3 +34,14 @@ class TokenBotClient(discord.Client):
         """Button clicks are routed by custom_id (slash commands and modals go through the tree)."""
         if interaction.type is discord.InteractionType.component:
             await self.adapter.on_component(interaction)
+
+
+class ShardedTokenBotClient(TokenBotClient, discord.AutoShardedClient):
+    """The same client over several gateway shards (`shard_ids` of `shard_count`) at once."""
+
+
+def build_client(adapter: EventSink, *, intents: discord.Intents, **options: Any) -> TokenBotClient:
+    """An AutoShardedClient when `shard_ids` are given, else a plain Client (maybe one shard_id)."""
+    if options.get("shard_ids") is not None:
+        return ShardedTokenBotClient(adapter, intents=intents, **options)
+    return TokenBotClient(adapter, intents=intents, **options)

@@ -107,12 +107,31 @@ class DiscordRunner:
         self._restore()
 
 
+def shard_options(settings: Settings) -> dict[str, Any]:
+    """discord.py's shard arguments from DISCORD_SHARD_IDS / DISCORD_SHARD_COUNT (none: unsharded).
+
+    One id: a plain Client on that shard; several (or only a count: all of them): an
+    AutoShardedClient opening just those shards, so each replica holds its own guilds.
+    """
+    ids, count = settings.discord_shard_ids, settings.discord_shard_count
+    if count is None:
+        return {}
+    if ids is None:
+        ids = tuple(range(count))
+    if len(ids) == 1:
+        return {"shard_id": ids[0], "shard_count": count}
+    return {"shard_ids": list(ids), "shard_count": count}
+
+
 async def start_discord(bot: TokenBot, settings: Settings, **client_options: Any) -> DiscordRunner:
-    """Connect `bot` to Discord with DISCORD_TOKEN (and DISCORD_API_URL / DISCORD_GATEWAY_URL)."""
+    """Connect `bot` to Discord with DISCORD_TOKEN (and DISCORD_API_URL / DISCORD_GATEWAY_URL).
+
+    DISCORD_SHARD_IDS / DISCORD_SHARD_COUNT choose the gateway shards this process opens.
+    """
     if settings.discord_token is None:
         raise ValueError("DISCORD_TOKEN is not set")
     restore = endpoints.configure(settings.discord_api_url, settings.discord_gateway_url)
-    adapter = DiscordAdapter(bot, client_options=client_options)
+    adapter = DiscordAdapter(bot, client_options={**shard_options(settings), **client_options})
     runner = DiscordRunner(adapter, settings.discord_token.get_secret_value(), restore)
     try:
         await runner.start(

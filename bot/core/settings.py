@@ -5,11 +5,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from bot.core.log_setup import DEBUG_ALL
 
@@ -130,6 +135,15 @@ class Settings(BaseSettings):
     discord_token: SecretStr | None = Field(None, validation_alias=_alias("DISCORD_TOKEN"))
     discord_api_url: str | None = Field(None, validation_alias=_alias("DISCORD_API_URL"))
     discord_gateway_url: str | None = Field(None, validation_alias=_alias("DISCORD_GATEWAY_URL"))
+    # Gateway sharding across replicas: this process opens only these shards ("0,1") of
+    # DISCORD_SHARD_COUNT; only the count: every shard in this one process; neither: one
+    # unsharded connection. NoDecode: the ids are "0,1", not JSON.
+    discord_shard_ids: Annotated[tuple[int, ...] | None, NoDecode] = Field(
+        None, validation_alias=_alias("DISCORD_SHARD_IDS")
+    )
+    discord_shard_count: int | None = Field(
+        None, ge=1, validation_alias=_alias("DISCORD_SHARD_COUNT")
+    )
     # The HTTP server (Slack HTTP mode, health checks) listens here.
     http_host: str = Field("0.0.0.0", validation_alias=_alias("TOKENBOT_HTTP_HOST"))
     http_port: int = Field(3000, validation_alias=_alias("TOKENBOT_HTTP_PORT"))
@@ -178,6 +192,39 @@ class Settings(BaseSettings):
     def _unset_when_empty(cls, v: object) -> object:
         # `TOKENBOT_SIM_LATENCY_MS=` (as in a copied example file) means "the default".
         return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("discord_shard_ids", mode="before")
+    @classmethod
+    def _shard_ids(cls, v: object) -> object:
+        # DISCORD_SHARD_IDS=0,1 (spaces allowed); empty means unset.
+        if isinstance(v, str):
+            parts = [p.strip() for p in v.split(",") if p.strip()]
+            try:
+                return tuple(int(p) for p in parts) or None
+            except ValueError:
+                raise ValueError(
+                    f"DISCORD_SHARD_IDS must be comma-separated shard numbers such as 0,1; got {v}"
+                ) from None
+        return v
+
+    @field_validator("discord_shard_count", mode="before")
+    @classmethod
+    def _shard_count(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> Settings:
+        ids, count = self.discord_shard_ids, self.discord_shard_count
+        if ids is None:
+            return self
+        if count is None:
+            raise ValueError("DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT (the total of shards)")
+        if len(set(ids)) != len(ids) or any(not 0 <= i < count for i in ids):
+            raise ValueError(
+                f"DISCORD_SHARD_IDS must be distinct numbers from 0 to {count - 1} "
+                f"(DISCORD_SHARD_COUNT={count}); got {','.join(map(str, ids))}"
+            )
+        return self
 
     @property
     def admin_ids(self) -> frozenset[str]:

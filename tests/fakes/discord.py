@@ -1166,14 +1166,15 @@ class FakeDiscord:
                 ):
                     await ws.close(code=4014, message=b"Disallowed intent(s).")
                     break
-                await self._identify(ws)
+                # READY names the shard asked for: discord.py counts shards by it.
+                await self._identify(ws, payload["d"].get("shard") or [0, 1])
             elif op == 6:
                 # No resuming here: ask for a fresh IDENTIFY.
                 await self._send_ws(ws, {"op": 9, "d": False})
             self._changed.set()
         return ws
 
-    async def _identify(self, ws: web.WebSocketResponse) -> None:
+    async def _identify(self, ws: web.WebSocketResponse, shard: list[int]) -> None:
         self._seq += 1
         ready = {
             "v": 10,
@@ -1184,7 +1185,7 @@ class FakeDiscord:
             "application": {"id": str(self.app_id), "flags": 0},
             "private_channels": [],
             "relationships": [],
-            "shard": [0, 1],
+            "shard": shard,
         }
         await self._send_ws(ws, {"op": 0, "t": "READY", "s": self._seq, "d": ready})
         self._seq += 1
