@@ -65,6 +65,9 @@ class CommandFamily:
     attach: Callable[[Wiring], None] | None = None
     # Cheap pre-check: a lower-cased message that contains none of these is not for this family.
     keywords: tuple[str, ...] = ()
+    # Words whose parse depends on what the conversation did last ("cost" after an AllToken
+    # call): only text with one of them has the conversation's stored state read first.
+    state_keywords: tuple[str, ...] = ()
     # Text that spells one of the family's commands out ("openmarlin"): a usage error in such a
     # channel message is answered, while loose talk that merely mentions a keyword is not.
     markers: tuple[str, ...] = ()

@@ -134,6 +134,7 @@ def alltoken_family() -> CommandFamily:
         },
         attach=attach,
         keywords=("alltoken", "cost"),
+        state_keywords=("cost",),
         markers=("alltoken-", "/alltoken"),
         key_services=(_key_service(live),),
         render_failure=render_failure,
