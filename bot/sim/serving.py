@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -110,7 +111,7 @@ async def open_event_stream(
     return resp
 
 
-class SimServer:
+class SimServer(ABC):
     """A simulator's serving half: app + listener, clock, and the shared middleware.
 
     Subclasses set `service_name`, build their app with `self.middleware` and hand it to
@@ -154,6 +155,7 @@ class SimServer:
         """This service's request id."""
         return new_request_id(8)
 
+    @abstractmethod
     def count_request(self, request: web.Request, template: str) -> None:
         """Note one request to `template` in the simulator's stats."""
 
@@ -161,17 +163,20 @@ class SimServer:
         """Between the middleware and the route: faults, latency, auth (default: none)."""
         return await handler(request)
 
+    @abstractmethod
     def error_response(self, request: web.Request, exc: SimHttpError) -> web.Response:
         """An error a handler raised, in the service's envelope."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def http_error_response(self, request: web.Request, exc: web.HTTPException) -> web.Response:
         """aiohttp's own 4xx/5xx (unknown route, wrong method, body too large)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def crash_response(self, request: web.Request) -> web.Response:
         """The 500 for a handler that failed unexpectedly."""
-        raise NotImplementedError
+        ...
 
     # ---- middleware ------------------------------------------------------------------------
 
