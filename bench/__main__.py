@@ -22,6 +22,7 @@ MODULES = (
     "bench.bench_slack",
     "bench.bench_discord",
     "bench.bench_load",
+    "bench.bench_replicas",
 )
 
 

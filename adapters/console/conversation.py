@@ -16,12 +16,14 @@ from adapters.console.render import render
 from adapters.console.terminal_render import MarkdownStream, render_terminal
 from bot.core.messages import (
     Destination,
+    File,
     FormRequest,
     Image,
     Limits,
     MessageRef,
     Notice,
     Part,
+    split_files,
 )
 from bot.core.outbound_text import neutralise_controls
 
@@ -114,6 +116,18 @@ class ConsoleTextStream:
             self.printer.write_block(self.printer.render(trailer))
 
 
+def _copy_fresh(source: Path, folder: Path, name: str) -> tuple[Path, int]:
+    """Copy `source` into `folder` as `name`, or `name-2`, … when taken (never over a file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    for n in itertools.count(2):
+        if not target.exists():
+            break
+        target = folder / f"{Path(name).stem}-{n}{Path(name).suffix}"
+    shutil.copyfile(source, target)
+    return target, target.stat().st_size
+
+
 class ConsoleConversation:
     """The terminal adapter's Conversation."""
 
@@ -146,10 +160,20 @@ class ConsoleConversation:
         )
 
     async def say(self, parts: Sequence[Part]) -> MessageRef:
-        """Print the parts."""
+        """Print the parts; their files are saved in the output folder."""
         ref = self._ref()
-        await self._print(ref, parts)
+        parts, files = split_files(parts)
+        if parts or not files:
+            await self._print(ref, parts)
+        for file in files:
+            await self.save_file(file)
         return ref
+
+    async def save_file(self, file: File) -> None:
+        """Copy a `File` part into the output folder and print where it went."""
+        name = Path(neutralise_controls(file.name).replace("\\", "_")).name or file.path.name
+        target, size = await asyncio.to_thread(_copy_fresh, file.path, self.out_dir, name)
+        self.printer.write_block(f"📎 saved {neutralise_controls(str(target))} ({size:,} bytes)")
 
     async def edit(self, ref: MessageRef, parts: Sequence[Part]) -> None:
         """A terminal can't edit: print the new version (jobs edit only on real changes).
@@ -186,7 +210,11 @@ class ConsoleConversation:
 
     async def whisper(self, parts: Sequence[Part]) -> None:
         """The terminal is private already."""
-        self.printer.write_block(self.printer.render(parts))
+        parts, files = split_files(parts)
+        if parts or not files:
+            self.printer.write_block(self.printer.render(parts))
+        for file in files:
+            await self.save_file(file)
 
     async def direct(self, parts: Sequence[Part]) -> None:
         """Same terminal."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from bot.core.messages import Actions, Failure, Fields, Image, Link, Notice, Part, Text
+from bot.core.messages import Actions, Failure, Fields, File, Image, Link, Notice, Part, Text
 from bot.core.outbound_text import neutralise_controls as safe
 
 _ICONS = {"info": "ℹ", "success": "✔", "warning": "⚠", "progress": "…"}
@@ -59,6 +59,8 @@ def render_part(part: Part) -> str:
         return line
     if isinstance(part, Image):
         return f"🖼 {safe(str(part.path))}"
+    if isinstance(part, File):
+        return f"📎 {safe(part.name)}"
     if isinstance(part, Actions):
         return "   " + "  ".join(
             f"[{safe(b.label)}: type `/action {safe(b.action_id)} {safe(b.value)}`]"

@@ -11,6 +11,9 @@ What Discord sent is handed to the core as values (`Inbound.options`, `Inbound.s
 never turned back into text to be parsed again; `Inbound.text` is only a readable echo
 (`keys create --name=ci`). A family with no specs gets one free-text `text` option, parsed like
 the same text typed after the command in chat.
+
+Every top-level command declares both install types (server and user) and the contexts it may
+run in (adapters/discord/user_install.py decides from the specs).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from discord import app_commands
 from adapters.discord.guard import log_crash, tell_interaction
 from adapters.discord.ports import SlashRunner
 from adapters.discord.render import inert
+from adapters.discord.user_install import declare
 from bot.core.command_spec import CommandSpec, OptionSpec, OptionValue
 
 log = logging.getLogger(__name__)
@@ -292,7 +296,10 @@ def build_tree(client: discord.Client, runner: SlashRunner) -> app_commands.Comm
     """The command tree for every slash command the bot's families own, in their order."""
     tree: app_commands.CommandTree = app_commands.CommandTree(client)
     for slash in runner.slash_commands:
-        tree.add_command(slash_entry(runner, slash))
+        entry = slash_entry(runner, slash)
+        # Installable to servers and to users; where each may run follows its specs.
+        declare(entry, runner.specs_for(slash))
+        tree.add_command(entry)
 
     @tree.error
     async def on_error(

@@ -31,11 +31,13 @@ from adapters.discord.outgoing import Outgoing, RefReplacements
 from adapters.discord.ports import ConversationHost
 from adapters.discord.render import MAX_CONTENT, Rendered, inert, render, render_markdown
 from adapters.discord.session import InteractionSession
+from adapters.discord.user_install import rules_for
 from adapters.discord.views import build_view
 from bot.core.key_shapes import redact
 from bot.core.messages import (
     Destination,
     Failure,
+    File,
     FormRequest,
     Image,
     Limits,
@@ -43,6 +45,7 @@ from bot.core.messages import (
     MessageRef,
     Notice,
     Part,
+    split_files,
 )
 from bot.core.streaming import ThrottledStream
 from bot.core.text_split import split_markdown
@@ -110,6 +113,7 @@ class DiscordConversation:
         session: InteractionSession | None = None,
         message: discord.Message | None = None,
     ) -> None:
+        self.rules, destination = rules_for(session, destination)  # user installs: few follow-ups
         self.adapter = adapter
         self.destination = destination
         self.session = session
@@ -132,20 +136,22 @@ class DiscordConversation:
     async def say(self, parts: Sequence[Part]) -> MessageRef:
         """Post a message visible to the conversation (follow-ups when it's long)."""
         async with self._guard("say"):
-            return await self.send(render(parts))
+            parts, files = split_files(parts)
+            refs = [await self.send(render(parts))] if parts or not files else []
+            refs += [await self.post(await self.file_outgoing(file)) for file in files]
+            return refs[0]
 
     async def edit(self, ref: MessageRef, parts: Sequence[Part]) -> None:
         """Replace a message; text beyond one message continues in new ones."""
         async with self._guard("edit"):
-            rendered = render(parts)
-            first, rest = self._split(rendered)
+            first, *rest = self._chunks(render(parts))
             await self.edit_outgoing(ref, first)
             for chunk in rest:
                 await self.post(chunk)
 
     def stream(self) -> ThrottledStream:
         """The shared throttled stream: at most one edit per second, split below 2,000 chars."""
-        return ThrottledStream(DiscordSink(self), self.limits, limit=STREAM_LIMIT)
+        return self.rules.stream(DiscordSink(self), self.limits, STREAM_LIMIT, self.post)
 
     async def upload(self, image: Image) -> MessageRef:
         """Attach the image; when it is over the upload limit, link it instead and say why.
@@ -162,11 +168,22 @@ class DiscordConversation:
     async def whisper(self, parts: Sequence[Part]) -> None:
         """Only the requesting user sees it: an ephemeral follow-up, else a DM."""
         async with self._guard("whisper"):
-            for chunk in self._chunks(render(parts)):
-                await self.post(chunk, private=True)
+            parts, files = split_files(parts)
+            chunks = self._chunks(render(parts)) if parts or not files else []
+            for out in [*chunks, *[await self.file_outgoing(file) for file in files]]:
+                await self.post(out, private=True)
+
+    async def file_outgoing(self, file: File) -> Outgoing:
+        """A `File` part as an attachment; over the upload limit, a line saying so instead."""
+        data, limit = await asyncio.to_thread(file.path.read_bytes), self.limits.max_upload_bytes
+        name = inert(file.name).replace("/", "_") or file.path.name
+        too_big = f"⚠️ {name} is {_mb(len(data))}, more than the {_mb(limit)} Discord accepts here."
+        return Outgoing(content=too_big) if len(data) > limit else Outgoing(file=(data, name, ""))
 
     async def direct(self, parts: Sequence[Part]) -> None:
         """A direct message to the requesting user (and "thinking…" says where it went)."""
+        if self.rules.live(self.session, self.adapter.clock()):
+            return await self.whisper(parts)  # no DM needed: an ephemeral reply is as private
         async with self._guard("direct"):
             for chunk in self._chunks(render(parts)):
                 await self._dm(chunk)
@@ -309,7 +326,7 @@ class DiscordConversation:
 
     def _chunks(self, rendered: Rendered) -> list[Outgoing]:
         first, rest = self._split(rendered)
-        return [first, *rest]
+        return self.rules.fold([first, *rest], self.session)
 
     @staticmethod
     def _split(rendered: Rendered) -> tuple[Outgoing, list[Outgoing]]:
@@ -323,11 +340,8 @@ class DiscordConversation:
 
     async def send(self, rendered: Rendered) -> MessageRef:
         """Post a rendered message (several when long); the first one's ref is returned."""
-        first, rest = self._split(rendered)
-        ref = await self.post(first)
-        for chunk in rest:
-            await self.post(chunk)
-        return ref
+        refs = [await self.post(chunk) for chunk in self._chunks(rendered)]
+        return refs[0]
 
     async def post(self, out: Outgoing, *, private: bool = False) -> MessageRef:
         """Post one message: through the interaction while it lasts, else the channel or DM."""
@@ -341,7 +355,7 @@ class DiscordConversation:
                     raise
                 log.info("interaction token no longer accepted; replying in the channel")
                 session.expire()
-        if private:
+        if private or self.rules.interaction_only:  # the bot can't post in that channel
             return await self._dm(out)
         return await self._post_channel(out)
 
@@ -359,7 +373,7 @@ class DiscordConversation:
     async def _post_interaction(
         self, session: InteractionSession, out: Outgoing, private: bool
     ) -> MessageRef:
-        webhook = session.webhook(self.client)
+        webhook = self.rules.followups(session, self.client, self.destination.user)
         async with session.lock:
             interaction = session.interaction
             if (
@@ -521,7 +535,7 @@ class DiscordConversation:
             if session is not None and session.usable(now):
                 if await self._edit_via_interaction(session, current, out):
                     return
-            if current.extras.get("ephemeral") != "1" and current.id != "@original":
+            if self.rules.channel_may_edit(current):
                 channel = self.client.get_partial_messageable(int(current.channel))
                 await channel.get_partial_message(int(current.id)).edit(**self._edit_kwargs(out))
                 return

@@ -3,6 +3,11 @@
 Discord limits command creation (200 per day per guild), so commands are never synced on
 start. This builds the same tree the bot serves, hashes its JSON, and skips the PUT when the
 hash equals the one stored (per application and scope) in the data directory.
+
+Every command declares both install types (`integration_types` [0, 1]: servers and users) and
+the contexts it runs in (`contexts`; see adapters/discord/user_install.py). Discord only offers a
+user install when the application allows it (Developer Portal -> Installation -> User Install):
+the sync says so when the application does not.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class SyncResult:
     commands: int
     synced: bool  # False: unchanged, the PUT was skipped
     digest: str
+    user_install: bool = True  # the application offers a user install (the portal's setting)
 
 
 def tree_payload(tree: discord.app_commands.CommandTree, guild: discord.Object | None) -> list[Any]:
@@ -78,6 +84,7 @@ async def sync_commands(
     client = adapter.client
     try:
         await client.login(settings.discord_token.get_secret_value())
+        user_install = (await client.application_info()).user_integration_config is not None
         guild = discord.Object(id=guild_id) if guild_id else None
         if guild is not None:
             # Guild commands appear at once (global ones can take a while): copy them there.
@@ -89,11 +96,11 @@ async def sync_commands(
         path = settings.data_dir / HASH_FILE
         hashes = _load(path)
         if not force and hashes.get(key) == digest:
-            return SyncResult(scope, len(payload), False, digest)
+            return SyncResult(scope, len(payload), False, digest, user_install)
         await client.tree.sync(guild=guild)
         hashes[key] = digest
         _save(path, hashes)
-        return SyncResult(scope, len(payload), True, digest)
+        return SyncResult(scope, len(payload), True, digest, user_install)
     finally:
         await client.close()
         restore()
@@ -135,7 +142,14 @@ async def run_sync(settings: Settings, *, guild_id: int | None, force: bool) -> 
     finally:
         await bot.aclose()
     if result.synced:
-        print(f"synced {result.commands} commands ({result.scope}).")
+        print(
+            f"synced {result.commands} commands ({result.scope}), installable to servers and users."
+        )
     else:
         print(f"{result.commands} commands unchanged ({result.scope}); nothing sent to Discord.")
+    if not result.user_install:
+        print(
+            "note: the application does not offer a user install yet: enable User Install in the "
+            "Developer Portal (Installation) so people can add tokenbot to their own account."
+        )
     return 0

@@ -22,6 +22,7 @@ from adapters.slack.render import SlackMessage, render_messages
 from adapters.slack.streams import NativeStream, PostUpdateStream
 from bot.core.messages import (
     Destination,
+    File,
     FormRequest,
     Image,
     Limits,
@@ -29,6 +30,7 @@ from bot.core.messages import (
     Notice,
     Part,
     TextStream,
+    split_files,
 )
 from bot.core.outbound_text import neutralise_controls
 
@@ -134,8 +136,13 @@ class SlackConversation:
             return [SlackMessage(blocks=[], text=crash_text(ref))]
 
     async def say(self, parts: Sequence[Part]) -> MessageRef:
-        """Post the parts (several messages when they exceed one message's limits)."""
-        refs = [await self._post(message) for message in self.render(parts)]
+        """Post the parts (several messages when they exceed one message's limits), then
+        upload their files into the same channel/thread."""
+        parts, files = split_files(parts)
+        messages = self.render(parts) if parts or not files else []
+        refs = [await self._post(message) for message in messages]
+        for file in files:
+            refs.append(await self.upload_file(file))
         return refs[0]
 
     async def update_raw(self, ref: MessageRef, message: SlackMessage) -> None:
@@ -215,11 +222,51 @@ class SlackConversation:
             platform="slack", channel=channel, id=str(file.get("id", "")), extras={"kind": "file"}
         )
 
+    async def upload_file(self, file: File, *, private: bool = False) -> MessageRef:
+        """files_upload_v2 of a `File` part here, or (private: a file can't be ephemeral) into
+        the person's DM with the bot."""
+        data = await asyncio.to_thread(file.path.read_bytes)
+        if len(data) > self.limits.max_upload_bytes:
+            raise ValueError(f"file of {len(data)} bytes is over Slack's upload limit")
+        name = neutralise_controls(file.name).replace("/", "_")[:_TITLE] or file.path.name
+        channel, thread = self.destination.channel, self.destination.thread
+        if private and not self.destination.is_direct:
+            channel, thread = await self.platform.dm_channel(self.destination.user), None
+        try:
+            resp = await self.client.files_upload_v2(
+                file=data, filename=name, title=name, channel=channel, thread_ts=thread
+            )
+        except SlackApiError as exc:
+            if private or not is_channel_error(exc):
+                raise wrap("files.upload", exc) from exc
+            channel, thread = await self.platform.dm_channel(self.destination.user), None
+            try:
+                resp = await self.client.files_upload_v2(
+                    file=data, filename=name, title=name, channel=channel
+                )
+            except SlackApiError as dm_exc:
+                raise wrap("files.upload", dm_exc) from dm_exc
+        uploaded = resp.get("file") or {}
+        self.platform.note_answered(channel, thread)
+        return MessageRef(
+            platform="slack",
+            channel=channel,
+            id=str(uploaded.get("id", "")),
+            extras={"kind": "file"},
+        )
+
     # --- private replies -----------------------------------------------------------------------
 
     async def whisper(self, parts: Sequence[Part]) -> None:
-        """An ephemeral message; via response_url or DM where ephemerals can't go."""
-        for message in self.render(parts):
+        """An ephemeral message; via response_url or DM where ephemerals can't go.
+
+        Files can't be ephemeral: they go to the person's DM with the bot, and the message says so.
+        """
+        parts, files = split_files(parts)
+        if files and not self.destination.is_direct:
+            names = ", ".join(neutralise_controls(f.name) for f in files)
+            parts = [*parts, Notice(level="info", text=f"📎 {names}: sent to your DM with me.")]
+        for message in self.render(parts) if parts or not files else []:
             try:
                 await self.client.chat_postEphemeral(
                     channel=self.destination.channel,
@@ -235,6 +282,8 @@ class SlackConversation:
             payload = {"response_type": "ephemeral", "text": message.text, "blocks": message.blocks}
             if not await self.platform.respond(self.destination, payload):
                 await self._post_dm(message)
+        for file in files:
+            await self.upload_file(file, private=True)
 
     async def direct(self, parts: Sequence[Part]) -> None:
         """A direct message from the bot."""

@@ -37,9 +37,11 @@ from bot.core.keys import UNREADABLE_CODE, KeyDirectory, missing_key_notice, unr
 from bot.core.messages import Conversation, Destination, Failure, Inbound, Notice, Part
 from bot.core.metrics import Metrics
 from bot.core.outbound_text import scrub_surrogates
+from bot.core.policy_gate import PolicyGate, policy_name, spec_for
 from bot.core.poll_budget import PollBudget
 from bot.core.secret_refusal import refuse_secret, typed_in_public, warn_leaked_key
 from bot.core.settings import Settings
+from bot.core.spend import SpendRefused
 from bot.store import AuditEntry, Owner, SecretBox, Store
 from bot.store.credentials import CredentialUnreadableError
 
@@ -152,6 +154,7 @@ class TokenBot:
                 self.keys.add(service)
             if family.attach:
                 family.attach(wiring)
+        self._gate = self._policy_gate()
         self._markers = tuple(m for f in self.families for m in f.markers)
         self._by_name = {f.name: f for f in self.families}
         self.memory.resume_threads_of(self.families)
@@ -168,6 +171,13 @@ class TokenBot:
         self._not_a_command = "That isn't a tokenbot command." + (
             f" Try {helps} for the list." if helps else ""
         )
+
+    def _policy_gate(self) -> PolicyGate | None:
+        """The workspace policy a family registered, told every installed command; or None."""
+        gate = self.services.find(PolicyGate)
+        if gate is not None:
+            gate.know(self.specs)
+        return gate
 
     @classmethod
     async def create(
@@ -370,8 +380,31 @@ class TokenBot:
         if handler is None:
             log.error("no handler for %s", type(command).__name__)
             return Outcome.IGNORED
-        await self._run(command, handler, self.context(inbound, conversation))
+        await self._admit_and_run(command, handler, self.context(inbound, conversation))
         return Outcome.HANDLED
+
+    async def _admit_and_run(
+        self, command: BaseModel, handler: Handler, ctx: HandlerContext
+    ) -> None:
+        """Run the handler on the command as the workspace policy admits it, if it does."""
+        admitted = await self._admit(command, ctx)
+        if admitted is not None:
+            await self._run(admitted, handler, ctx)
+
+    async def _admit(self, command: BaseModel, ctx: HandlerContext) -> BaseModel | None:
+        """The command as the workspace policy admits it; None when refused (said privately)."""
+        if self._gate is None:
+            return command
+        family = self._family_of[type(command)]
+        spec = spec_for(family.specs, command)
+        name = policy_name(spec) if spec is not None else _command_name(command)
+        verdict = await self._gate.admit(ctx, family.name, name, command)
+        if not isinstance(verdict, Failure):
+            return verdict
+        await self._safe_whisper(ctx.conversation, [verdict])
+        await self._audit(ctx.owner, _command_name(command), "denied", verdict.code)
+        self.metrics.commands.labels(_command_name(command), "denied").inc()
+        return None
 
     def _not_a_command_notice(self, text: str) -> Notice:
         """ "That isn't a tokenbot command", with the closest command when the first word is a typo."""
@@ -444,6 +477,10 @@ class TokenBot:
         except MissingKey as exc:
             await self._safe_whisper(ctx.conversation, [missing_key_notice(exc.service, self.keys)])
             return "denied", f"no {exc.service} key"
+        except SpendRefused as exc:
+            # A cap said no before anything was sent: only the caller hears why.
+            await self._safe_whisper(ctx.conversation, [exc.failure])
+            return "denied", exc.failure.code
         except HandledFailure as exc:
             ctx.request_id = ctx.request_id or exc.error.request_id
             return "failed", exc.error.code

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from bot.core.key_shapes import redact
 from bot.core.messages import Conversation, Destination, Inbound, Turn
+from bot.core.spend import KeySource, SpendControl, Spender, Unmetered
 from bot.store import JobRecord, Owner, Store, ThreadNote
 
 if TYPE_CHECKING:
@@ -237,6 +238,8 @@ class HandlerContext:
     # A handler's own word for how it ended when that is not plain "ok" (a Confirm prompt
     # shown: "prompted"); audited instead of "ok".
     outcome: str | None = None
+    # Whose key `require_key` found per service ("workspace": the admins' key), for the ledger.
+    key_sources: dict[str, KeySource] = field(default_factory=dict)
 
     @property
     def owner(self) -> Owner:
@@ -247,11 +250,29 @@ class HandlerContext:
         """The thread's earlier turns that fit the context budget."""
         return self.memory.history(self.inbound, self.settings.context_chars)
 
+    @property
+    def spend(self) -> SpendControl:
+        """Budgets and workspace keys (the tokenbot family's), else own keys and no caps."""
+        # (A Protocol is registered by `as_=`; the cast only quiets mypy's abstract-type check.)
+        found = self.services.find(cast("type[SpendControl]", SpendControl))
+        return found or Unmetered(self.store)
+
+    @property
+    def spender(self) -> Spender:
+        """The caller as budgets see them: who, which channel, where notices go."""
+        return Spender(owner=self.owner, conversation=self.conversation)
+
+    def key_source(self, service: str) -> KeySource:
+        """Whose key `require_key` returned for `service` ("own" if it was not asked)."""
+        return self.key_sources.get(service, "own")
+
     async def require_key(self, service: str) -> str:
-        """The caller's own key for `service`, or MissingKey (answered privately by the app)."""
+        """The caller's key for `service` (their own, else a workspace key when the tokenbot
+        family offers one), or MissingKey (answered privately by the app)."""
         # A stored key that no longer decrypts raises CredentialUnreadableError: the app
         # answers it privately with how to fix it, not as internal_error.
-        key = await self.store.get_credential(self.owner, service)
+        key, source = await self.spend.key_for(self.owner, service)
         if not key:
             raise MissingKey(service)
+        self.key_sources[service] = source
         return key

@@ -4,6 +4,12 @@ Every tokenbot process sharing a store is a replica with its own id. A job row i
 replica that claimed it; the claim is a lease the runner renews while the job runs (see
 `JobRunner` in bot.core.jobs), and a lease that runs out (its replica died, or lost the
 store) lets another replica claim the job and resume it from its saved state.
+
+A job cancelled on another replica is stopped here without a further write: at once when
+the store's job notices say so (PostgreSQL), else at the next renewal round, which also
+reads whether the held rows were cancelled. The replica that cancelled audits that end and
+updates the message; the job's own messages are fenced (`FencedConversation`), so a task that
+has not heard yet never writes over them.
 """
 
 from __future__ import annotations
@@ -14,13 +20,16 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bot.store import JobCancelledError, JobNotHeldError
 
 if TYPE_CHECKING:
+    from bot.core.messages import Conversation, Image, MessageRef, Part
     from bot.core.settings import Settings
-    from bot.store import JobNotHeldError, Store
+    from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +124,8 @@ class LeasedRunner(Protocol):
 
     async def stop_local(self, job_id: str) -> None: ...
 
+    def stop_cancelled_local(self, job_id: str) -> bool: ...
+
     def stop_all_local(self) -> None: ...
 
 
@@ -137,6 +148,7 @@ class LeaseKeeper:
     def ensure_running(self) -> None:
         """Start the background task (again, if it ended)."""
         if self._task is None or self._task.done():
+            self._runner.store.job_notices.subscribe(self._cancelled_elsewhere)
             self._last_renewed = self._runner.clock()
             self._task = asyncio.create_task(
                 self._loop(), name=f"job-leases-{self._runner.replica_id}"
@@ -144,6 +156,7 @@ class LeaseKeeper:
 
     async def stop(self) -> bool:
         """Stop the background task (no more renewals); whether it was running."""
+        self._runner.store.job_notices.unsubscribe(self._cancelled_elsewhere)
         task, self._task = self._task, None
         if task is None:
             return False
@@ -190,17 +203,30 @@ class LeaseKeeper:
     async def _renew(self, now: float) -> None:
         runner = self._runner
         ids = runner.running_ids()
-        held = await runner.store.renew_job_leases(
+        renewal = await runner.store.renew_and_check_jobs(
             runner.replica_id, ids, now + runner.leases.lease_s
         )
         self._last_renewed = now
-        for job_id in set(ids) - held:
+        for job_id in set(ids) - renewal.held:
             log.warning(
                 "job %s was taken over by another replica; replica %s stops it",
                 job_id,
                 runner.replica_id,
             )
             await runner.stop_local(job_id)
+        for job_id in sorted(renewal.cancelled):
+            # No notice reached this replica (SQLite, or the listener was away): stop it now.
+            if runner.stop_cancelled_local(job_id):
+                log.info("job %s was cancelled; replica %s stopped it", job_id, runner.replica_id)
+
+    def _cancelled_elsewhere(self, job_id: str) -> None:
+        """A job notice: another replica cancelled `job_id`; stop the task here, if any."""
+        if self._runner.stop_cancelled_local(job_id):
+            log.info(
+                "job %s was cancelled on another replica; replica %s stopped it",
+                job_id,
+                self._runner.replica_id,
+            )
 
     def _store_unreachable(self, exc: Exception, now: float) -> None:
         runner = self._runner
@@ -224,7 +250,15 @@ class LeaseKeeper:
             runner.stop_all_local()
 
     def lease_lost(self, exc: JobNotHeldError) -> LeaseLost:
-        """The exception a job raises when a write finds its row held by another replica."""
+        """The exception a job raises when a write finds its row held by another replica
+        (or cancelled: then the replica that cancelled it records that end)."""
+        if isinstance(exc, JobCancelledError):
+            log.info(
+                "job %s was cancelled; replica %s stops working on it",
+                exc.job_id,
+                self._runner.replica_id,
+            )
+            return LeaseLost(str(exc))
         log.warning(
             "job %s is now run by replica %s; replica %s stops working on it",
             exc.job_id,
@@ -245,3 +279,72 @@ class LeaseKeeper:
             return
         if released:
             log.info("released %d unfinished job(s) for another replica", released)
+
+
+class FencedConversation:
+    """A running job's conversation: before each message it checks that this replica still
+    holds the row and that nobody cancelled it, else raises LeaseLost (the task stops).
+
+    The replica that cancelled a job (or took it over) owns its messages from then on; a task
+    that has not heard yet must not write over them. Checking costs one read per message;
+    while the store cannot be read the message goes out unchecked (the lease rules still hold).
+    """
+
+    def __init__(
+        self,
+        inner: Conversation,
+        store: Store,
+        job_id: str,
+        replica_id: str,
+        lease_lost: Callable[[JobNotHeldError], BaseException],
+    ) -> None:
+        self._inner = inner
+        self._store = store
+        self._job_id = job_id
+        self._replica_id = replica_id
+        self._lease_lost = lease_lost
+        self.destination = inner.destination
+        self.limits = inner.limits
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else (stream, forms, an adapter's or a test's own attributes) is the inner's.
+        return getattr(self._inner, name)
+
+    async def _check(self) -> None:
+        try:
+            job = await self._store.get_job(self._job_id)
+        except Exception as exc:
+            log.debug("job %s: could not check its row before a message: %s", self._job_id, exc)
+            return
+        holder = self._replica_id
+        if job is None:
+            return
+        if job.claimed_by != holder:
+            raise self._lease_lost(JobNotHeldError(job.id, holder, job.claimed_by))
+        if job.status == "cancelled":
+            raise self._lease_lost(JobCancelledError(job.id, holder))
+
+    async def say(self, parts: Sequence[Part]) -> MessageRef:
+        """Post a message, unless the job was cancelled or taken over."""
+        await self._check()
+        return await self._inner.say(parts)
+
+    async def edit(self, ref: MessageRef, parts: Sequence[Part]) -> None:
+        """Replace a message, unless the job was cancelled or taken over."""
+        await self._check()
+        await self._inner.edit(ref, parts)
+
+    async def upload(self, image: Image) -> MessageRef:
+        """Upload an image, unless the job was cancelled or taken over."""
+        await self._check()
+        return await self._inner.upload(image)
+
+    async def whisper(self, parts: Sequence[Part]) -> None:
+        """Tell the owner privately, unless the job was cancelled or taken over."""
+        await self._check()
+        await self._inner.whisper(parts)
+
+    async def direct(self, parts: Sequence[Part]) -> None:
+        """Message the owner directly, unless the job was cancelled or taken over."""
+        await self._check()
+        await self._inner.direct(parts)

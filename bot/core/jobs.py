@@ -26,7 +26,13 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from bot.core.job_context import JobContext
-from bot.core.job_leases import LeaseKeeper, LeaseLost, LeasePolicy, new_replica_id
+from bot.core.job_leases import (
+    FencedConversation,
+    LeaseKeeper,
+    LeaseLost,
+    LeasePolicy,
+    new_replica_id,
+)
 from bot.core.job_state import JobState, NoState
 from bot.core.keys import KeyDirectory, unreadable_key_failure
 from bot.core.messages import Conversation, Destination, Failure
@@ -141,6 +147,9 @@ class JobRunner:
         # How to word a key that no longer decrypts (the families declare their key services).
         self.keys = KeyDirectory()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Jobs inside their kind's run (not recording their own end): a cancel from elsewhere
+        # may stop these; a job that cancelled itself is left to audit that.
+        self._in_run: set[str] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -184,6 +193,15 @@ class JobRunner:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+    def stop_cancelled_local(self, job_id: str) -> bool:
+        """Stop the task of a job cancelled elsewhere, writing nothing (whoever cancelled it
+        audits that and updates its message); whether a task was stopped."""
+        task = self._tasks.get(job_id)
+        if task is None or task.done() or job_id not in self._in_run:
+            return False
+        task.cancel()
+        return True
 
     def stop_all_local(self) -> None:
         """Cancel every job task, writing nothing: their leases lapsed unrenewed."""
@@ -398,7 +416,15 @@ class JobRunner:
             if kind is None:
                 raise KeyError(f"unknown job kind {job.kind}")
             destination = Destination.model_validate(job.destination)
-            ctx = JobContext(self, job, self.conversation_for(destination), state_model_of(kind))
+            # Its messages are fenced: once cancelled or taken over elsewhere, it says nothing.
+            conversation = FencedConversation(
+                self.conversation_for(destination),
+                self.store,
+                job.id,
+                self.replica_id,
+                self.lease_lost,
+            )
+            ctx = JobContext(self, job, conversation, state_model_of(kind))
         except Exception:
             # Nowhere to report to; resume() checks these before spawning, start() too.
             ref = _new_ref()
@@ -417,10 +443,7 @@ class JobRunner:
         """Run the job; record and report how it ended. None: it has not ended here."""
         job = ctx.job
         try:
-            status = "running" if job.status == "pending" else job.status
-            await ctx.set_status(status, attempts=job.attempts + 1)
-            await ctx.save_upgraded()
-            await kind.run(ctx)
+            await self._run_marked(kind, ctx)
         except JobCancelled:
             await self._finish(ctx, "cancelled", None)
             return JobEnd("cancelled", None, ctx.state.request_id)
@@ -447,6 +470,18 @@ class JobRunner:
             return None
         detail = ctx.job.error if outcome == "failed" else None
         return JobEnd(outcome, detail, ctx.state.request_id)
+
+    async def _run_marked(self, kind: JobKind, ctx: JobContext[Any]) -> None:
+        """Start (or resume) the row and run the kind, marked as in its run meanwhile."""
+        job = ctx.job
+        self._in_run.add(job.id)
+        try:
+            status = "running" if job.status == "pending" else job.status
+            await ctx.set_status(status, attempts=job.attempts + 1)
+            await ctx.save_upgraded()
+            await kind.run(ctx)
+        finally:
+            self._in_run.discard(job.id)
 
     async def _fail(
         self,

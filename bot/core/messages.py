@@ -130,6 +130,15 @@ class Image(BaseModel):
     fallback_url: str | None = None
 
 
+class File(BaseModel):
+    """A file saved on disk, uploaded with the message (a report's chart or CSV); `name` is shown."""
+
+    kind: Literal["file"] = "file"
+    path: Path
+    mime: str = "application/octet-stream"
+    name: str
+
+
 class Link(BaseModel):
     """A link, optionally with the time it stops working (presigned URLs)."""
 
@@ -174,8 +183,14 @@ class Actions(BaseModel):
 
 
 Part = Annotated[
-    Text | Fields | Image | Link | Notice | Failure | Actions, Field(discriminator="kind")
+    Text | Fields | Image | File | Link | Notice | Failure | Actions, Field(discriminator="kind")
 ]
+
+
+def split_files(parts: Sequence[Part]) -> tuple[list[Part], list[File]]:
+    """The parts to render as a message, and the files to upload after it (in order)."""
+    files = [part for part in parts if isinstance(part, File)]
+    return [part for part in parts if not isinstance(part, File)], files
 
 
 class Reply(BaseModel):

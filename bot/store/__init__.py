@@ -1,4 +1,4 @@
-"""The store: credentials (encrypted), usage, last calls, jobs and audit.
+"""The store: credentials (encrypted), usage, last calls, jobs, audit, and teams' ledger and policy.
 
 `Store` is the only entry point the rest of tokenbot needs. It delegates to one small
 repository per table family, and those to a `StoreBackend`: SQLite (one file, the embedded
@@ -8,9 +8,11 @@ Secrets are encrypted (Fernet) before either backend sees them.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.store.audit import Audit, redact
 from bot.store.backend import StoreBackend, StoreCorruptError, StoreError, StoreHealth
@@ -29,23 +31,45 @@ from bot.store.identity import (
     refuse_if_missing,
     write_marker,
 )
-from bot.store.jobs import UNSET, JobNotFoundError, JobNotHeldError, Jobs, UnreadableJob, Unset
+from bot.store.job_notices import JobNotices
+from bot.store.jobs import (
+    UNSET,
+    JobCancelledError,
+    JobNotFoundError,
+    JobNotHeldError,
+    Jobs,
+    LeaseRenewal,
+    UnreadableJob,
+    Unset,
+)
+from bot.store.ledger import Ledger
 from bot.store.location import StoreLocation, parse_location
 from bot.store.models import (
     JOB_STATUSES,
     UNFINISHED_STATUSES,
+    WORKSPACE_USER,
     AuditEntry,
+    CostSource,
     CredentialInfo,
     JobMedia,
     JobRecord,
     JobStatus,
+    KeySource,
     LastCall,
+    LedgerEntry,
     Owner,
+    SpendHoldRecord,
+    SpendSnapshot,
     UsageRecord,
+    period_bounds,
     utcnow,
 )
+from bot.store.policy import PolicyRows
 from bot.store.secret_box import SecretBox, SecretBoxError
+from bot.store.spend_holds import SpendHolds, Verdict
 from bot.store.usage import Usage
+
+V = TypeVar("V", bound=Verdict)
 
 __all__ = [
     "JOB_STATUSES",
@@ -53,20 +77,29 @@ __all__ = [
     "SCHEMA_VERSION",
     "UNFINISHED_STATUSES",
     "UNSET",
+    "WORKSPACE_USER",
     "AuditEntry",
     "Confirmation",
     "ConversationRecord",
+    "CostSource",
     "CredentialInfo",
     "CredentialUnreadableError",
+    "JobCancelledError",
     "JobMedia",
     "JobNotFoundError",
     "JobNotHeldError",
+    "JobNotices",
     "JobRecord",
     "JobStatus",
+    "KeySource",
     "LastCall",
+    "LeaseRenewal",
+    "LedgerEntry",
     "Owner",
     "SecretBox",
     "SecretBoxError",
+    "SpendHoldRecord",
+    "SpendSnapshot",
     "Store",
     "StoreBackend",
     "StoreCorruptError",
@@ -80,6 +113,7 @@ __all__ = [
     "fingerprint",
     "migrate_store",
     "parse_location",
+    "period_bounds",
     "redact",
     "utcnow",
 ]
@@ -93,8 +127,13 @@ class Store:
         self.store_id = store_id
         self._credentials = Credentials(db, box)
         self._usage = Usage(db)
-        self._jobs = Jobs(db)
+        # Jobs cancelled on another replica (PostgreSQL LISTEN/NOTIFY): their holder stops them.
+        self.job_notices = JobNotices(db)
+        self._jobs = Jobs(db, self.job_notices)
         self._audit = Audit(db)
+        self._ledger = Ledger(db)
+        self._holds = SpendHolds(db)
+        self._policy = PolicyRows(db)
         # State that outlives a message, shared by every process on this store.
         self.events = SeenEvents(db)  # deliveries already seen (Slack retries, replays)
         self.confirmations = ConfirmationRows(db)  # pending Confirm buttons
@@ -127,6 +166,7 @@ class Store:
             store = cls(db, box, store_id)
             await store._credentials.check_master_key()
             await store._credentials.listen()  # PostgreSQL: other replicas' key changes
+            await store.job_notices.listen()  # PostgreSQL: jobs other replicas cancelled
             if marker_dir is not None:
                 write_marker(marker_dir, db.marker_name, store_id, marker)
         except BaseException:
@@ -137,6 +177,7 @@ class Store:
     async def close(self) -> None:
         """Close the connection."""
         await self._credentials.stop_listening()
+        await self.job_notices.stop_listening()
         await self._db.close()
 
     async def __aenter__(self) -> Store:
@@ -299,6 +340,12 @@ class Store:
         """Extend `replica`'s leases; the ids of `job_ids` it still holds."""
         return await self._jobs.renew(replica, job_ids, lease_until)
 
+    async def renew_and_check_jobs(
+        self, replica: str, job_ids: Collection[str], lease_until: float
+    ) -> LeaseRenewal:
+        """Extend `replica`'s leases: the ids it still holds, and those of them now cancelled."""
+        return await self._jobs.renew_and_check(replica, job_ids, lease_until)
+
     async def release_jobs(self, replica: str) -> int:
         """Give up `replica`'s claims on unfinished jobs, for another replica to take at once."""
         return await self._jobs.release(replica)
@@ -350,6 +397,99 @@ class Store:
     async def list_audit(self, owner: Owner | None, limit: int = 20) -> list[AuditEntry]:
         """Newest audit entries for `owner`, or for everyone when `owner` is None (admins)."""
         return await self._audit.recent(owner, limit)
+
+    # -- teams: workspace keys, the ledger, spend holds, policy ------------------------------
+
+    async def put_workspace_key(
+        self,
+        platform: str,
+        workspace: str,
+        service: str,
+        secret: str,
+        *,
+        by_user: str | None = None,
+    ) -> CredentialInfo:
+        """Encrypt and store the workspace's key for `service` (members without one use it)."""
+        meta = {"set_by": by_user} if by_user else None
+        owner = _workspace_owner(platform, workspace)
+        return await self._credentials.put(owner, service, secret, meta=meta)
+
+    async def get_workspace_key(self, platform: str, workspace: str, service: str) -> str | None:
+        """The decrypted workspace key for `service`, or None (CredentialUnreadableError if damaged)."""
+        return await self._credentials.get(_workspace_owner(platform, workspace), service)
+
+    async def workspace_key_info(
+        self, platform: str, workspace: str, service: str
+    ) -> CredentialInfo | None:
+        """Fingerprint, times and who set the workspace key — never the key."""
+        return await self._credentials.info(_workspace_owner(platform, workspace), service)
+
+    async def delete_workspace_key(self, platform: str, workspace: str, service: str) -> bool:
+        """Forget the workspace key for `service`; True if one was stored."""
+        return await self._credentials.delete(_workspace_owner(platform, workspace), service)
+
+    async def record_charge(self, usage: UsageRecord, entry: LedgerEntry) -> None:
+        """Queue a charged call's usage row and ledger row as one unit (one transaction)."""
+        await self._ledger.record_charge(usage, entry)
+
+    async def ledger_rows(
+        self,
+        platform: str,
+        workspace: str,
+        *,
+        user: str | None,
+        since: datetime,
+        until: datetime | None = None,
+    ) -> list[LedgerEntry]:
+        """Ledger entries from `since` (to `until`), one user's or the workspace's, oldest first."""
+        return await self._ledger.rows(platform, workspace, user=user, since=since, until=until)
+
+    async def reserve_spend(
+        self,
+        owner: Owner,
+        service: str,
+        command: str,
+        amount: Decimal,
+        key_source: KeySource,
+        *,
+        decide: Callable[[SpendSnapshot], V],
+        now: datetime,
+        ttl_s: float,
+    ) -> tuple[V, SpendHoldRecord | None]:
+        """Check `decide(snapshot)` and hold `amount` if allowed, in one serialised transaction."""
+        return await self._holds.reserve(
+            owner, service, command, amount, key_source, decide=decide, now=now, ttl_s=ttl_s
+        )
+
+    async def settle_spend(self, hold_id: str, usage: UsageRecord, entry: LedgerEntry) -> bool:
+        """Turn a hold into its usage and ledger rows at once; False if already settled/released."""
+        return await self._holds.settle(hold_id, usage, entry)
+
+    async def release_spend(self, hold_id: str) -> bool:
+        """Drop a hold uncharged; True if it was still held."""
+        return await self._holds.release(hold_id)
+
+    async def get_spend_hold(self, hold_id: str) -> SpendHoldRecord | None:
+        """A hold still held (expired or not), or None."""
+        return await self._holds.get(hold_id)
+
+    async def get_policy(self, platform: str, workspace: str) -> dict[str, Any]:
+        """Every policy key set for the workspace, decoded from JSON."""
+        return await self._policy.get_all(platform, workspace)
+
+    async def set_policy(
+        self, platform: str, workspace: str, key: str, value: Any, by_user: str
+    ) -> None:
+        """Replace one policy key's value (JSON-serialisable)."""
+        await self._policy.set(platform, workspace, key, value, by_user)
+
+    async def claim_notice(self, platform: str, workspace: str, notice_key: str) -> bool:
+        """True only the first time any replica claims `notice_key` (an 80 %/100 % notice)."""
+        return await self._policy.claim_notice(platform, workspace, notice_key)
+
+
+def _workspace_owner(platform: str, workspace: str) -> Owner:
+    return Owner(platform=platform, workspace=workspace, user=WORKSPACE_USER)
 
 
 def _parse(where: Path | str) -> StoreLocation:

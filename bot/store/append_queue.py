@@ -27,7 +27,8 @@ class QueuedAppends(ABC):
     location: str
 
     def __init__(self) -> None:
-        self._pending: list[tuple[str, Sequence[object]]] = []
+        # Each entry is a unit: statements written in one transaction, kept or dropped together.
+        self._pending: list[tuple[tuple[str, Sequence[object]], ...]] = []
         self._submitted = 0
         # Every row submitted before this index is written (or was dropped, and counted).
         self._committed = 0
@@ -85,9 +86,13 @@ class QueuedAppends(ABC):
         `flush()` first, so callers still read their own writes. While the store cannot
         write, rows stay queued (at most `max_queued_rows`) and are retried.
         """
+        self.append_unit(((sql, params),))
+
+    def append_unit(self, statements: Sequence[tuple[str, Sequence[object]]]) -> None:
+        """Queue statements to be written in one transaction together, or kept or dropped together."""
         if not self._is_open():
             raise StoreError("the store is closed")
-        self._pending.append((sql, params))
+        self._pending.append(tuple(statements))
         self._submitted += 1
         if self._write_error is None:
             self._kick()
@@ -127,8 +132,9 @@ class QueuedAppends(ABC):
             batch, self._pending = self._pending, []
             upto = self._submitted
             grouped: dict[str, list[Sequence[object]]] = {}
-            for sql, params in batch:
-                grouped.setdefault(sql, []).append(params)
+            for unit in batch:
+                for sql, params in unit:
+                    grouped.setdefault(sql, []).append(params)
             try:
                 async with self.write() as tx:
                     for sql, rows in grouped.items():

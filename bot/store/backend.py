@@ -100,6 +100,10 @@ class StoreBackend(Protocol):
         """Queue an append or upsert (usage, last call, audit) for the next batch."""
         ...
 
+    def append_unit(self, statements: Sequence[tuple[str, Sequence[object]]]) -> None:
+        """Queue statements written in the same transaction, or kept or dropped together."""
+        ...
+
     async def flush(self) -> None:
         """Try to write everything queued so far; returns once that attempt has ended."""
         ...

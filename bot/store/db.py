@@ -198,6 +198,56 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX conversations_by_age ON conversations (updated_at)",
     ),
+    # v7: teams. The ledger of charged calls (never prompt text), spend reservations held
+    # while a call or job runs, and workspace policy (JSON values). `cost_units` and
+    # `amount_units` repeat the decimal text in 1e-10 USD so sums are exact integers in SQL.
+    (
+        """CREATE TABLE ledger (
+            id                INTEGER PRIMARY KEY AUTOINCREMENT,
+            platform          TEXT NOT NULL,
+            workspace         TEXT NOT NULL,
+            user              TEXT NOT NULL,
+            channel           TEXT NOT NULL DEFAULT '',
+            service           TEXT NOT NULL,
+            command           TEXT NOT NULL,
+            model             TEXT,
+            prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd          TEXT NOT NULL,
+            cost_units        INTEGER NOT NULL,
+            cost_source       TEXT NOT NULL CHECK (cost_source IN
+                ('reported', 'settlement', 'charge', 'estimate')),
+            key_source        TEXT NOT NULL CHECK (key_source IN ('own', 'workspace')),
+            request_id        TEXT,
+            created_at        TEXT NOT NULL,
+            created_epoch     REAL NOT NULL
+        )""",
+        "CREATE INDEX ledger_by_workspace ON ledger (platform, workspace, created_epoch)",
+        "CREATE INDEX ledger_by_user ON ledger (platform, workspace, user, created_epoch)",
+        """CREATE TABLE spend_holds (
+            id            TEXT PRIMARY KEY,
+            platform      TEXT NOT NULL,
+            workspace     TEXT NOT NULL,
+            user          TEXT NOT NULL,
+            service       TEXT NOT NULL,
+            command       TEXT NOT NULL,
+            amount_usd    TEXT NOT NULL,
+            amount_units  INTEGER NOT NULL,
+            key_source    TEXT NOT NULL CHECK (key_source IN ('own', 'workspace')),
+            created_epoch REAL NOT NULL,
+            expires_epoch REAL NOT NULL
+        )""",
+        "CREATE INDEX spend_holds_by_workspace ON spend_holds (platform, workspace, expires_epoch)",
+        """CREATE TABLE workspace_policy (
+            platform   TEXT NOT NULL,
+            workspace  TEXT NOT NULL,
+            key        TEXT NOT NULL,
+            value      TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            updated_by TEXT NOT NULL,
+            PRIMARY KEY (platform, workspace, key)
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

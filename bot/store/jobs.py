@@ -3,7 +3,9 @@
 Several replicas may share the table: a job is run by the one that holds its claim
 (`claimed_by`, with a lease until `lease_until`, epoch seconds), renewed while it runs; a
 lease that ran out may be claimed by another replica (`claim`). A write made on behalf of a
-holder (`holder=`) is refused with JobNotHeldError once another replica holds the job.
+holder (`holder=`) is refused with JobNotHeldError once another replica holds the job, and
+with JobCancelledError once the row was cancelled (by its owner, on any replica): the holder
+stops without writing more. Cancelling a row also notifies the other replicas (job_notices).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from bot.store.backend import Dialect, Row, StoreBackend, Tx
+from bot.store.job_notices import JobNotices
 from bot.store.models import (
     JOB_STATUSES,
     UNFINISHED_STATUSES,
@@ -58,6 +61,23 @@ class JobNotHeldError(RuntimeError):
         super().__init__(f"job {job_id} is held by {claimed_by or 'no replica'}, not {holder}")
 
 
+class JobCancelledError(JobNotHeldError):
+    """A write for a job's holder found the row cancelled (on any replica): stop, write nothing."""
+
+    def __init__(self, job_id: str, holder: str) -> None:
+        RuntimeError.__init__(self, f"job {job_id} was cancelled; {holder} stops working on it")
+        self.job_id = job_id
+        self.claimed_by = holder
+
+
+@dataclass(frozen=True)
+class LeaseRenewal:
+    """One renewal: the ids a replica still holds, and those of them whose row is cancelled."""
+
+    held: frozenset[str]
+    cancelled: frozenset[str]
+
+
 # A row `replica` may claim at time `now`: nobody holds it, it does, or the lease ran out.
 # Parameters: (replica, now).
 _CLAIMABLE = "(claimed_by IS NULL OR claimed_by = ? OR lease_until IS NULL OR lease_until < ?)"
@@ -81,9 +101,10 @@ class UnreadableJob:
 class Jobs:
     """Repository for the `jobs` table."""
 
-    def __init__(self, db: StoreBackend) -> None:
+    def __init__(self, db: StoreBackend, notices: JobNotices | None = None) -> None:
         self._db = db
         self._dialect: Dialect = db.dialect
+        self._notices = notices if notices is not None else JobNotices(db)
 
     async def create(self, job: JobRecord) -> None:
         """Insert a new job; ValueError if the id is already taken."""
@@ -143,7 +164,13 @@ class Jobs:
                 raise JobNotFoundError(job_id)
             _check_holder(job, holder)
             updated = await _apply(conn, job, status, state, error, next_run_at, attempts)
+            await self._tell_if_cancelled(conn, job, updated.status)
         return updated
+
+    async def _tell_if_cancelled(self, conn: Tx, before: JobRecord, status: str) -> None:
+        # In the same transaction: the notice goes out at commit, only if the change does.
+        if status == "cancelled" and before.status != "cancelled":
+            await self._notices.cancelled(conn, before.id)
 
     async def transition(
         self,
@@ -184,6 +211,7 @@ class Jobs:
                 fields.get("next_run_at", UNSET),
                 fields.get("attempts"),
             )
+            await self._tell_if_cancelled(conn, job, new_status)
         return True
 
     async def unfinished(self, kinds: Collection[str] | None = None) -> list[JobRecord]:
@@ -308,19 +336,29 @@ class Jobs:
 
     async def renew(self, replica: str, job_ids: Collection[str], lease_until: float) -> set[str]:
         """Extend `replica`'s leases on `job_ids`; the ids it still holds (the rest were taken)."""
+        return set((await self.renew_and_check(replica, job_ids, lease_until)).held)
+
+    async def renew_and_check(
+        self, replica: str, job_ids: Collection[str], lease_until: float
+    ) -> LeaseRenewal:
+        """Extend `replica`'s leases on `job_ids`: which it still holds, and which of those
+        were cancelled meanwhile (on any replica), whose tasks it should stop."""
         ids = sorted(set(job_ids))
         if not ids:
-            return set()
+            return LeaseRenewal(frozenset(), frozenset())
         async with self._db.write() as conn:
             await conn.execute(
                 f"UPDATE jobs SET lease_until = ? WHERE claimed_by = ? AND id IN ({_marks(ids)})",
                 (lease_until, replica, *ids),
             )
             rows = await conn.fetchall(
-                f"SELECT id FROM jobs WHERE claimed_by = ? AND id IN ({_marks(ids)})",
+                f"SELECT id, status FROM jobs WHERE claimed_by = ? AND id IN ({_marks(ids)})",
                 (replica, *ids),
             )
-        return {str(r["id"]) for r in rows}
+        return LeaseRenewal(
+            held=frozenset(str(r["id"]) for r in rows),
+            cancelled=frozenset(str(r["id"]) for r in rows if r["status"] == "cancelled"),
+        )
 
     async def release(self, replica: str) -> int:
         """Give up `replica`'s claims on unfinished jobs (a graceful stop); how many."""
@@ -383,8 +421,14 @@ def _marks(values: Collection[Any]) -> str:
 
 
 def _check_holder(job: JobRecord, holder: str | None) -> None:
-    if holder is not None and job.claimed_by != holder:
+    if holder is None:
+        return
+    if job.claimed_by != holder:
         raise JobNotHeldError(job.id, holder, job.claimed_by)
+    if job.status == "cancelled":
+        # Its owner cancelled it (the Cancel path wrote that and audits it): the holder's task
+        # must neither overwrite the status (a late "done") nor record a second end.
+        raise JobCancelledError(job.id, holder)
 
 
 def _check_statuses(statuses: Collection[str]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Protocol, get_args
 
@@ -34,6 +34,17 @@ def _as_utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
+def period_bounds(now: datetime) -> tuple[datetime, datetime, datetime, datetime]:
+    """The UTC budget periods around `now`: (day start, month start, next day, next month)."""
+    day = _as_utc(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    month = day.replace(day=1)
+    if month.month == 12:
+        next_month = month.replace(year=month.year + 1, month=1)
+    else:
+        next_month = month.replace(month=month.month + 1)
+    return day, month, day + timedelta(days=1), next_month
+
+
 def iso(value: datetime) -> str:
     """Storage form of a time: fixed-width ISO-8601 UTC with microseconds, so text sorts by time."""
     return _as_utc(value).isoformat(timespec="microseconds")
@@ -42,6 +53,11 @@ def iso(value: datetime) -> str:
 def from_iso(text: str) -> datetime:
     """Inverse of `iso`."""
     return _as_utc(datetime.fromisoformat(text))
+
+
+def epoch(value: datetime) -> float:
+    """Epoch seconds of a time (a naive one taken as UTC, like every stored time)."""
+    return _as_utc(value).timestamp()
 
 
 class _Row(BaseModel):
@@ -163,3 +179,50 @@ class AuditEntry(_Row):
     detail: str | None = None
     request_id: str | None = None
     created_at: UtcDatetime = Field(default_factory=utcnow)
+
+
+# Where a ledger row's cost comes from: the backend's own report (AllToken's SSE cost line),
+# OpenMarlin's settlement, OpenClaw Token's charge, or the catalog price when none said.
+CostSource = Literal["reported", "settlement", "charge", "estimate"]
+# Whose key paid: the caller's own, or the workspace key an admin set.
+KeySource = Literal["own", "workspace"]
+# The pseudo-user a workspace key is stored under (no Slack or Discord user id has a "*").
+WORKSPACE_USER = "*workspace*"
+
+
+class LedgerEntry(_Row):
+    """One charged call: who, where, which backend and model, and what it cost. Never prompt text."""
+
+    owner: Owner
+    channel: str = ""
+    service: str
+    command: str
+    model: str | None = None
+    prompt_tokens: int = Field(0, ge=0)
+    completion_tokens: int = Field(0, ge=0)
+    cost_usd: Decimal = Field(ge=0, allow_inf_nan=False)
+    cost_source: CostSource
+    key_source: KeySource = "own"
+    request_id: str | None = None
+    created_at: UtcDatetime = Field(default_factory=utcnow)
+
+
+class SpendSnapshot(_Row):
+    """The capped spend a budget decision sees: settled ledger rows plus open holds, in USD."""
+
+    user_day_usd: Decimal
+    user_month_usd: Decimal
+    workspace_month_usd: Decimal
+
+
+class SpendHoldRecord(_Row):
+    """A reservation of estimated cost, held while a call or job runs, until settled or released."""
+
+    id: str = Field(min_length=1)
+    owner: Owner
+    service: str
+    command: str
+    amount_usd: Decimal = Field(ge=0, allow_inf_nan=False)
+    key_source: KeySource
+    # Epoch seconds after which the hold no longer counts (its job is taken to have died).
+    expires_epoch: float = 0.0

@@ -161,6 +161,54 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX conversations_by_age ON conversations (updated_at)",
     ),
+    # v7: teams: the ledger, spend reservations and workspace policy (as SQLite's v7).
+    (
+        """CREATE TABLE ledger (
+            id                BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            platform          TEXT NOT NULL,
+            workspace         TEXT NOT NULL,
+            "user"            TEXT NOT NULL,
+            channel           TEXT NOT NULL DEFAULT '',
+            service           TEXT NOT NULL,
+            command           TEXT NOT NULL,
+            model             TEXT,
+            prompt_tokens     BIGINT NOT NULL DEFAULT 0,
+            completion_tokens BIGINT NOT NULL DEFAULT 0,
+            cost_usd          TEXT NOT NULL,
+            cost_units        BIGINT NOT NULL,
+            cost_source       TEXT NOT NULL CHECK (cost_source IN
+                ('reported', 'settlement', 'charge', 'estimate')),
+            key_source        TEXT NOT NULL CHECK (key_source IN ('own', 'workspace')),
+            request_id        TEXT,
+            created_at        TEXT NOT NULL,
+            created_epoch     DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX ledger_by_workspace ON ledger (platform, workspace, created_epoch)",
+        'CREATE INDEX ledger_by_user ON ledger (platform, workspace, "user", created_epoch)',
+        """CREATE TABLE spend_holds (
+            id            TEXT PRIMARY KEY,
+            platform      TEXT NOT NULL,
+            workspace     TEXT NOT NULL,
+            "user"        TEXT NOT NULL,
+            service       TEXT NOT NULL,
+            command       TEXT NOT NULL,
+            amount_usd    TEXT NOT NULL,
+            amount_units  BIGINT NOT NULL,
+            key_source    TEXT NOT NULL CHECK (key_source IN ('own', 'workspace')),
+            created_epoch DOUBLE PRECISION NOT NULL,
+            expires_epoch DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX spend_holds_by_workspace ON spend_holds (platform, workspace, expires_epoch)",
+        """CREATE TABLE workspace_policy (
+            platform   TEXT NOT NULL,
+            workspace  TEXT NOT NULL,
+            key        TEXT NOT NULL,
+            value      TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            updated_by TEXT NOT NULL,
+            PRIMARY KEY (platform, workspace, key)
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

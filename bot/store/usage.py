@@ -16,26 +16,7 @@ class Usage:
 
     async def record(self, rec: UsageRecord) -> None:
         """Append one call to the ledger."""
-        self._db.append(
-            'INSERT INTO usage (platform, workspace, "user", service, command, model,'
-            " prompt_tokens, completion_tokens, cost_usd, request_id, conversation_key,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                rec.owner.platform,
-                rec.owner.workspace,
-                rec.owner.user,
-                rec.service,
-                rec.command,
-                rec.model,
-                rec.prompt_tokens,
-                rec.completion_tokens,
-                # str(Decimal) keeps every digit as given ("0.0000188000" stays so).
-                None if rec.cost_usd is None else str(rec.cost_usd),
-                rec.request_id,
-                rec.conversation_key,
-                iso(rec.created_at),
-            ),
-        )
+        self._db.append(INSERT_USAGE, usage_params(rec))
 
     async def recent(self, owner: Owner, limit: int = 20) -> list[UsageRecord]:
         """`owner`'s most recent calls, newest first."""
@@ -76,6 +57,32 @@ class Usage:
                 (owner.platform, owner.workspace, owner.user, conversation_key),
             )
         return LastCall.model_validate_json(row["call"]) if row is not None else None
+
+
+INSERT_USAGE = (
+    'INSERT INTO usage (platform, workspace, "user", service, command, model,'
+    " prompt_tokens, completion_tokens, cost_usd, request_id, conversation_key,"
+    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def usage_params(rec: UsageRecord) -> tuple[object, ...]:
+    """The parameters of `INSERT_USAGE` for one call (also written with its ledger row)."""
+    return (
+        rec.owner.platform,
+        rec.owner.workspace,
+        rec.owner.user,
+        rec.service,
+        rec.command,
+        rec.model,
+        rec.prompt_tokens,
+        rec.completion_tokens,
+        # str(Decimal) keeps every digit as given ("0.0000188000" stays so).
+        None if rec.cost_usd is None else str(rec.cost_usd),
+        rec.request_id,
+        rec.conversation_key,
+        iso(rec.created_at),
+    )
 
 
 def _to_usage(row: Row) -> UsageRecord:

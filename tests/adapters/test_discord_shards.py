@@ -31,7 +31,8 @@ async def test_one_shard_id_identifies_as_that_shard_and_answers(
         assert not isinstance(client, discord.AutoShardedClient)
         assert (client.shard_id, client.shard_count) == (1, 2)
         assert shards_identified(fake) == [[1, 2]]
-        i = await fake.slash("alltoken-help")
+        _, channel = fake.add_guild(shard=1, shard_count=2)  # only shard 1's guilds reach it
+        i = await fake.slash("alltoken-help", channel_id=channel)
         await fake.wait_until(
             lambda: "/alltoken-chat" in (fake.original(i) or {}).get("content", ""), what="slash"
         )

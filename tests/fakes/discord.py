@@ -8,6 +8,10 @@ channel messages (JSON or multipart with attachments), history, threads, DMs, me
 and command PUTs. Every request is recorded as a `Call`; faults (e.g. a 429 with retry_after)
 can be queued per route. Like Discord, it hides message content from a bot without the
 message-content intent (except DMs and mentions) and refuses expired interaction tokens.
+Like Discord, it keeps one gateway connection per shard (IDENTIFY's `shard`) and sends a
+guild's events only over shard `(guild_id >> 22) % shard_count` (DMs over shard 0), READY and
+GUILD_CREATE listing that shard's guilds only; `add_guild(shard, count)` and `add_channel`
+make more guilds and channels before the bot connects.
 """
 
 from __future__ import annotations
@@ -126,6 +130,8 @@ class FakeInteraction:
     callback_at: float | None = None
     original_id: int | None = None
     followups: list[int] = field(default_factory=list)
+    # A user-installed app's interaction: Discord refuses follow-ups beyond this many.
+    followup_limit: int | None = None
 
     @property
     def response_type(self) -> int | None:
@@ -149,9 +155,13 @@ class FakeDiscord:
         self.grant_message_content = grant_message_content
         self.app_id = self.snowflake()
         self.bot_user = self._user(self.app_id, "tokenbot", bot=True)
-        self.guild_id = self.snowflake()
+        # The first guild is on shard 0 of any count up to 8 (840 = lcm(1..8)), so a test
+        # with shards finds it on the first connection.
+        self.guild_id = ((self.snowflake() >> 22) // 840 * 840) << 22 | next(self._ids)
         self.bot_role_id = self.snowflake()
         self.channel_id = self.snowflake()
+        # Every guild the bot is in (the first one's text channel is `channel_id`).
+        self.guild_ids: list[int] = [self.guild_id]
         self.alice = self._user(self.snowflake(), "alice")
         self.bob = self._user(self.snowflake(), "bob")
         self.users: dict[int, dict[str, Any]] = {
@@ -174,6 +184,8 @@ class FakeDiscord:
         }
         self.dm_channels: dict[int, int] = {}  # user id -> DM channel id
         self.forbidden_channels: set[int] = set()  # the bot may not post here
+        self.absent_channels: set[int] = set()  # not the bot's (user installs): 403 on any call
+        self.offers_user_install = True  # the portal's Installation -> User Install
         self.messages: dict[int, dict[str, Any]] = {}
         self.deleted: set[int] = set()
         self.interactions: dict[int, FakeInteraction] = {}
@@ -187,6 +199,9 @@ class FakeDiscord:
         self.ready = asyncio.Event()
         self._changed = asyncio.Event()
         self._ws: web.WebSocketResponse | None = None
+        # One gateway connection per shard, as Discord keeps them: shard id -> connection.
+        self.shard_ws: dict[int, web.WebSocketResponse] = {}
+        self.shard_count = 1
         self._seq = 0
         self._send_lock = asyncio.Lock()
         self._runner: web.AppRunner | None = None
@@ -209,9 +224,10 @@ class FakeDiscord:
 
     async def stop(self) -> None:
         """Close the gateway and stop serving."""
-        if self._ws is not None and not self._ws.closed:
-            with contextlib.suppress(Exception):
-                await self._ws.close()
+        for ws in {id(w): w for w in [self._ws, *self.shard_ws.values()] if w}.values():
+            if not ws.closed:
+                with contextlib.suppress(Exception):
+                    await ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -255,10 +271,42 @@ class FakeDiscord:
             "flags": 0,
         }
 
-    def guild_payload(self) -> dict[str, Any]:
+    def add_guild(self, shard: int = 0, shard_count: int = 1) -> tuple[int, int]:
+        """Another guild with one text channel, on `shard` of `shard_count`: (guild, channel)."""
+        ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+        ms += (shard - ms) % shard_count  # Discord's shard of a guild: (id >> 22) % count
+        guild_id = (ms << 22) | (next(self._ids) & 0x3FFFFF)
+        self.guild_ids.append(guild_id)
+        return guild_id, self.add_channel(guild_id)
+
+    def add_channel(self, guild_id: int, name: str = "general") -> int:
+        """Another text channel in a guild (before the bot connects: GUILD_CREATE lists it)."""
+        channel_id = self.snowflake()
+        self.channels[channel_id] = {
+            **self.channels[self.channel_id],
+            "id": str(channel_id),
+            "guild_id": str(guild_id),
+            "name": name,
+        }
+        return channel_id
+
+    def shard_of(self, guild_id: int | None) -> int:
+        """The shard a guild's events go to (DMs: shard 0), under the connected shard count."""
+        return 0 if guild_id is None else (guild_id >> 22) % self.shard_count
+
+    async def wait_shard(self, shard: int, timeout: float = 30.0) -> None:
+        """Wait until a connection has identified as `shard`."""
+        await self.wait_until(
+            lambda: shard in self.shard_ws and not self.shard_ws[shard].closed,
+            timeout,
+            what=f"shard {shard} to connect",
+        )
+
+    def guild_payload(self, guild_id: int | None = None) -> dict[str, Any]:
         """The GUILD_CREATE payload: one text channel, the bot as a member with its role."""
+        guild_id = guild_id or self.guild_id
         return {
-            "id": str(self.guild_id),
+            "id": str(guild_id),
             "name": "tokenbot tests",
             "icon": None,
             "owner_id": self.alice["id"],
@@ -274,7 +322,7 @@ class FakeDiscord:
             "nsfw_level": 0,
             "roles": [
                 {
-                    "id": str(self.guild_id),
+                    "id": str(guild_id),
                     "name": "@everyone",
                     "permissions": str(VIEW_CHANNEL | SEND_MESSAGES | READ_MESSAGE_HISTORY),
                     "position": 0,
@@ -302,8 +350,16 @@ class FakeDiscord:
             "large": False,
             "unavailable": False,
             "joined_at": _now_iso(),
-            "channels": [c for c in self.channels.values() if c["type"] == 0],
-            "threads": [c for c in self.channels.values() if c["type"] == 11],
+            "channels": [
+                c
+                for c in self.channels.values()
+                if c["type"] == 0 and c.get("guild_id") == str(guild_id)
+            ],
+            "threads": [
+                c
+                for c in self.channels.values()
+                if c["type"] == 11 and c.get("guild_id") == str(guild_id)
+            ],
             "members": [self._member(self.bot_user, [str(self.bot_role_id)])],
             "voice_states": [],
             "presences": [],
@@ -383,12 +439,19 @@ class FakeDiscord:
     # --- driving the bot -------------------------------------------------------------------
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send one gateway DISPATCH."""
-        if self._ws is None:
+        """Send one gateway DISPATCH, over the connection of the shard holding its guild."""
+        ws = self._ws
+        if self.shard_ws:
+            guild = data.get("guild_id")
+            shard = self.shard_of(int(guild) if guild else None)
+            ws = self.shard_ws.get(shard)
+            if ws is None or ws.closed:
+                raise RuntimeError(f"no gateway connection for shard {shard}")
+        if ws is None:
             raise RuntimeError("no gateway connection")
         async with self._send_lock:
             self._seq += 1
-            await self._ws.send_str(json.dumps({"op": 0, "t": event, "s": self._seq, "d": data}))
+            await ws.send_str(json.dumps({"op": 0, "t": event, "s": self._seq, "d": data}))
 
     def _sees_content(self, guild: bool, mentioned: bool) -> bool:
         if not guild or mentioned:
@@ -451,6 +514,7 @@ class FakeDiscord:
         if dm:
             channel_id = self._dm_channel(int(user["id"]))
         channel_id = channel_id or self.channel_id
+        guild_id = int(self.channels[channel_id].get("guild_id") or self.guild_id)
         interaction_id = self.snowflake()
         token = f"itok-{interaction_id}-{secrets.token_hex(8)}"
         payload: dict[str, Any] = {
@@ -467,14 +531,14 @@ class FakeDiscord:
             "entitlements": [],
             "app_permissions": str(self.bot_permissions),
             "context": 1 if dm else 0,
-            "authorizing_integration_owners": {"0": str(self.guild_id)},
+            "authorizing_integration_owners": {"0": str(guild_id)},
         }
         if dm:
             payload["user"] = user
         else:
-            payload["guild_id"] = str(self.guild_id)
+            payload["guild_id"] = str(guild_id)
             payload["guild_locale"] = "en-US"
-            payload["guild"] = {"id": str(self.guild_id), "locale": "en-US", "features": []}
+            payload["guild"] = {"id": str(guild_id), "locale": "en-US", "features": []}
             payload["member"] = {
                 **self._member(user),
                 "permissions": str(VIEW_CHANNEL | SEND_MESSAGES),
@@ -595,6 +659,76 @@ class FakeDiscord:
             channel_id=channel_id,
             dm=dm,
         )
+
+    async def user_install_slash(
+        self,
+        name: str,
+        /,
+        *,
+        place: str = "guild",
+        guild_id: int | None = None,
+        user: dict[str, Any] | None = None,
+        subcommand: str | None = None,
+        **options: Any,
+    ) -> FakeInteraction:
+        """A person runs a command of tokenbot installed to their account, where the bot is no
+        member: a server without it (`place="guild"`, `guild_id` or a new one) or their DM with
+        bob (`place="private_channel"`).
+
+        Like Discord: authorized by the user install only (`authorizing_integration_owners`
+        {"1": user}), every call to that channel is 403 Missing Access, at most 5 follow-ups.
+        """
+        user = user or self.alice
+        interaction_id, channel_id = self.snowflake(), self.snowflake()
+        token = f"itok-{interaction_id}-{secrets.token_hex(8)}"
+        payload: dict[str, Any] = {
+            "id": str(interaction_id),
+            "application_id": str(self.app_id),
+            "type": 2,
+            "data": {
+                "id": str(self.snowflake()),
+                "name": name,
+                "type": 1,
+                "options": self._options(options, subcommand=subcommand),
+            },
+            "token": token,
+            "version": 1,
+            "channel_id": str(channel_id),
+            "locale": "en-US",
+            "attachment_size_limit": self.attachment_size_limit,
+            "entitlements": [],
+            "app_permissions": str(EMBED_LINKS | ATTACH_FILES),
+            "context": 0 if place == "guild" else 2,
+            "authorizing_integration_owners": {"1": user["id"]},
+        }
+        if place == "guild":
+            guild_id = guild_id or self.snowflake()  # never one of the bot's guilds
+            channel = {**self.channels[self.channel_id], "guild_id": str(guild_id)}
+            payload.update(
+                guild_id=str(guild_id),
+                guild_locale="en-US",
+                guild={"id": str(guild_id), "locale": "en-US", "features": []},
+                member={**self._member(user), "permissions": str(VIEW_CHANNEL | SEND_MESSAGES)},
+            )
+        else:
+            channel = {"id": "", "type": 1, "recipients": [self.bob], "last_message_id": None}
+            payload["user"] = user
+        channel["id"] = str(channel_id)
+        self.channels[channel_id] = payload["channel"] = channel
+        self.absent_channels.add(channel_id)
+        record = FakeInteraction(
+            id=interaction_id,
+            token=token,
+            type=2,
+            payload=payload,
+            channel_id=channel_id,
+            dispatched_at=time.perf_counter(),
+            followup_limit=5,
+        )
+        self.interactions[interaction_id] = record
+        self._by_token[token] = record
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return record
 
     def expire(self, interaction: FakeInteraction) -> None:
         """From now on the interaction's token is refused (as after 15 minutes)."""
@@ -921,6 +1055,10 @@ class FakeDiscord:
                 "verify_key": "0" * 64,
                 "flags": 0,
                 "summary": "",
+                "integration_types_config": {
+                    "0": {"oauth2_install_params": {"scopes": ["bot"], "permissions": "0"}},
+                    **({"1": {}} if self.offers_user_install else {}),
+                },
             }
         )
 
@@ -991,6 +1129,10 @@ class FakeDiscord:
     async def _webhook_send(self, request: web.Request) -> web.Response:
         call: Call = request[CALL]
         record = self._interaction_for(request.match_info["token"])
+        if record.followup_limit is not None and len(record.followups) >= record.followup_limit:
+            raise _http_error(
+                400, 40094, "This interaction has hit the maximum number of follow up messages"
+            )
         message = self._message(
             record.channel_id, self.bot_user, call.json, call.files, webhook=True
         )
@@ -1023,6 +1165,8 @@ class FakeDiscord:
         channel = self.channels.get(channel_id)
         if channel is None:
             raise _http_error(404, 10003, "Unknown Channel")
+        if channel_id in self.absent_channels:
+            raise _http_error(403, 50001, "Missing Access")
         return channel_id, channel
 
     def _channel_message(self, request: web.Request) -> dict[str, Any]:
@@ -1150,6 +1294,16 @@ class FakeDiscord:
         await ws.prepare(request)
         self._ws = ws
         await self._send_ws(ws, {"op": 10, "d": {"heartbeat_interval": 41250}})
+        try:
+            await self._serve_gateway(ws)
+        finally:
+            for shard, held in list(self.shard_ws.items()):
+                if held is ws:
+                    del self.shard_ws[shard]
+            self._changed.set()
+        return ws
+
+    async def _serve_gateway(self, ws: web.WebSocketResponse) -> None:
         async for raw in ws:
             if raw.type.name != "TEXT":
                 continue
@@ -1165,21 +1319,24 @@ class FakeDiscord:
                     and not self.grant_message_content
                 ):
                     await ws.close(code=4014, message=b"Disallowed intent(s).")
-                    break
+                    return
                 # READY names the shard asked for: discord.py counts shards by it.
                 await self._identify(ws, payload["d"].get("shard") or [0, 1])
             elif op == 6:
                 # No resuming here: ask for a fresh IDENTIFY.
                 await self._send_ws(ws, {"op": 9, "d": False})
             self._changed.set()
-        return ws
 
     async def _identify(self, ws: web.WebSocketResponse, shard: list[int]) -> None:
+        self.shard_count = max(int(shard[1]), 1)
+        self.shard_ws[int(shard[0])] = ws
+        # Only the guilds of this shard: a guild is on one connection, as on Discord.
+        guilds = [g for g in self.guild_ids if self.shard_of(g) == int(shard[0])]
         self._seq += 1
         ready = {
             "v": 10,
             "user": self.bot_user,
-            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+            "guilds": [{"id": str(g), "unavailable": True} for g in guilds],
             "session_id": "fake-session",
             "resume_gateway_url": self.gateway_url,
             "application": {"id": str(self.app_id), "flags": 0},
@@ -1188,10 +1345,12 @@ class FakeDiscord:
             "shard": shard,
         }
         await self._send_ws(ws, {"op": 0, "t": "READY", "s": self._seq, "d": ready})
-        self._seq += 1
-        await self._send_ws(
-            ws, {"op": 0, "t": "GUILD_CREATE", "s": self._seq, "d": self.guild_payload()}
-        )
+        for guild_id in guilds:
+            self._seq += 1
+            await self._send_ws(
+                ws,
+                {"op": 0, "t": "GUILD_CREATE", "s": self._seq, "d": self.guild_payload(guild_id)},
+            )
         self.ready.set()
 
 

@@ -56,9 +56,14 @@ async def replica(
     name: str,
     sim: AllTokenSim,
     openclaw: OpenClawTokenSim | None = None,
+    **settings: object,
 ) -> AsyncIterator[TokenBot]:
-    """A TokenBot on `db` with recording conversations; closed on exit."""
-    extra: dict[str, object] = {"allow_new_store": True}
+    """A TokenBot on `db` with recording conversations; closed on exit.
+
+    Its replica id is `name` (two bots on one SQLite file would otherwise share the embedded
+    default id and each think the other's jobs its own); `settings` override any setting.
+    """
+    extra: dict[str, object] = {"allow_new_store": True, "replica_id": name, **settings}
     if openclaw is not None:
         extra["openclaw_token_api_base"] = openclaw.base_url
     config = db.settings(name, sim, **extra)

@@ -107,8 +107,12 @@ def alltoken_family() -> CommandFamily:
         )
         live.service = svc
         wiring.services.add(svc)
-        wiring.jobs.register(ImageJob(svc, settings.images_dir, settings.image_timeout_s))
-        wiring.jobs.register(VideoJob(svc, settings.images_dir, settings.video_timeout_s))
+        wiring.jobs.register(
+            ImageJob(svc, settings.images_dir, settings.image_timeout_s, wiring.services)
+        )
+        wiring.jobs.register(
+            VideoJob(svc, settings.images_dir, settings.video_timeout_s, wiring.services)
+        )
         wiring.actions[CANCEL_ACTION] = cancel_video
         wiring.forms["key.alltoken"] = key_form_handler("alltoken")
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import difflib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 from bot.backends.alltoken import catalog
 from bot.backends.alltoken.failures import render_failure, suggest_alternatives
 from bot.backends.alltoken.hooks import ChatFallback, chat_continuation
+from bot.backends.alltoken.jobs import HOLD_MARGIN_S, image_estimate, video_estimate
 from bot.backends.alltoken.pricing import Prices, cost_of, format_usd, prices_from_cost_line
 from bot.backends.alltoken.render import (
     MEDIA_KINDS,
@@ -32,9 +34,15 @@ from bot.core.context import HandlerContext
 from bot.core.errors import BackendError
 from bot.core.failures import HandledFailure
 from bot.core.messages import Failure, Notice, Text
+from bot.core.spend import SpendHold
 from bot.store import JobRecord, LastCall, UsageRecord
 
 log = logging.getLogger(__name__)
+
+# A chat's budget estimate: the prompt at ~4 characters a token, this many completion tokens,
+# at the catalog's prices; never less than the floor (and the floor when there is no price).
+COMPLETION_TOKENS_GUESS = 1024
+CHAT_ESTIMATE_FLOOR = Decimal("0.002")
 
 
 async def failure_for(
@@ -96,12 +104,40 @@ async def _cost_and_prices(
     )
 
 
-async def _record(ctx: HandlerContext, command: str, result: ChatResult) -> Decimal | None:
+async def _hold_chat(ctx: HandlerContext, command: str, model: str, chars: int) -> SpendHold:
+    """Hold the chat's estimate against the caps (SpendRefused before anything is sent)."""
+
+    async def estimate() -> Decimal:
+        # Prices known without asking (a refused call sends nothing): this conversation's last
+        # call's SSE prices for the same model, else the catalog's if cached, else the floor.
+        prices = ctx.services.get(AllTokenService).cached_prices(model)
+        last = await ctx.store.get_last_call(ctx.owner, ctx.inbound.conversation_key)
+        if last and last.model == model and last.input_price and last.output_price:
+            per_1k = Decimal(1000)
+            prices = Prices(
+                model=model,
+                input_per_1m=last.input_price * per_1k,
+                output_per_1m=last.output_price * per_1k,
+                source="sse",
+            )
+        if prices is None:
+            return CHAT_ESTIMATE_FLOOR
+        guess = cost_of(chars // 4 + 1, COMPLETION_TOKENS_GUESS, prices)
+        return max(guess, CHAT_ESTIMATE_FLOOR)
+
+    source = ctx.key_source("alltoken")
+    return await ctx.spend.hold(ctx.spender, "alltoken", command, estimate, source)
+
+
+async def _record(
+    ctx: HandlerContext, command: str, result: ChatResult, hold: SpendHold
+) -> Decimal | None:
     cost, prices, source = await _cost_and_prices(ctx, result)
     usage = result.usage
     pt = usage.prompt_tokens if usage else 0
     ct = usage.completion_tokens if usage else 0
-    await ctx.store.record_usage(
+    # The SSE cost line is AllToken's word; catalog prices x tokens are an estimate.
+    await hold.settle(
         UsageRecord(
             owner=ctx.owner,
             service="alltoken",
@@ -112,7 +148,9 @@ async def _record(ctx: HandlerContext, command: str, result: ChatResult) -> Deci
             cost_usd=cost,
             request_id=result.request_id,
             conversation_key=ctx.inbound.conversation_key,
-        )
+        ),
+        cost,
+        "reported" if source == "reported by AllToken" else "estimate",
     )
     per_1k = Decimal(1000)
     last = LastCall(
@@ -154,6 +192,21 @@ async def chat(cmd: ChatCommand, ctx: HandlerContext) -> None:
     window = ctx.history()
     messages = [ChatMessage(role=turn.role, content=turn.text) for turn in window.turns]
     messages.append(ChatMessage(role="user", content=cmd.prompt))
+    hold = await _hold_chat(ctx, "chat", cmd.model, sum(len(m.content) for m in messages))
+    try:
+        await _chat(cmd, ctx, key, window.dropped, messages, hold)
+    finally:
+        await hold.release()  # a no-op once settled; frees the estimate on any failure
+
+
+async def _chat(
+    cmd: ChatCommand,
+    ctx: HandlerContext,
+    key: str,
+    dropped: int,
+    messages: list[ChatMessage],
+    hold: SpendHold,
+) -> None:
     chat_stream = ctx.services.get(AllTokenService).stream_chat(key, cmd.model, messages)
     out = ctx.conversation.stream()
     started = False
@@ -183,10 +236,10 @@ async def chat(cmd: ChatCommand, ctx: HandlerContext) -> None:
                 cost,
                 cost_source="" if source.startswith("reported") else "est.",
             ),
-            *_dropped_notice(window.dropped),
+            *_dropped_notice(dropped),
         ]
     )
-    await _record(ctx, "chat", result)
+    await _record(ctx, "chat", result, hold)
     ctx.memory.note_thread(
         ctx.conversation.destination.conversation_key, chat_continuation(cmd.model)
     )
@@ -195,16 +248,21 @@ async def chat(cmd: ChatCommand, ctx: HandlerContext) -> None:
 async def search(cmd: SearchCommand, ctx: HandlerContext) -> None:
     """Web-search-grounded answer (DeepSeek/Qwen), one reply with the usage line."""
     key = await ctx.require_key("alltoken")
+    hold = await _hold_chat(ctx, "search", cmd.model, len(cmd.query))
     try:
         result = await ctx.services.get(AllTokenService).search(key, cmd.model, cmd.query)
     except BackendError as exc:
+        await hold.release()
         fallback = ctx.services.find(ChatFallback)
         if fallback and await fallback.search(ctx, exc, cmd.model, cmd.query):
             return
         ctx.request_id = exc.request_id
         await ctx.conversation.say([await failure_for(ctx, exc, cmd.model)])
         raise HandledFailure(exc) from None
-    cost = await _record(ctx, "search", result)
+    except BaseException:
+        await hold.release()
+        raise
+    cost = await _record(ctx, "search", result, hold)
     text = result.text or "_(the model returned no text)_"
     await ctx.conversation.say([Text(markdown=text), usage_line(result.model, result.usage, cost)])
 
@@ -370,10 +428,12 @@ async def cost(cmd: CostCommand, ctx: HandlerContext) -> None:
 async def image(cmd: ImageCommand, ctx: HandlerContext) -> None:
     """Start a durable image job (the row exists before AllToken is called)."""
     await ctx.require_key("alltoken")
-    await ctx.jobs.start(
+    svc = ctx.services.get(AllTokenService)
+    await _start_media(
+        ctx,
         "image",
-        ctx.owner,
-        ctx.conversation.destination,
+        lambda: image_estimate(svc, cmd.model),
+        ctx.settings.image_timeout_s,
         {
             "prompt": cmd.prompt,
             "model": cmd.model,
@@ -391,10 +451,12 @@ async def image(cmd: ImageCommand, ctx: HandlerContext) -> None:
 async def video(cmd: VideoCommand, ctx: HandlerContext) -> None:
     """Start a durable video job."""
     await ctx.require_key("alltoken")
-    await ctx.jobs.start(
+    svc = ctx.services.get(AllTokenService)
+    await _start_media(
+        ctx,
         "video",
-        ctx.owner,
-        ctx.conversation.destination,
+        lambda: video_estimate(svc, cmd.model, cmd.duration, cmd.resolution),
+        ctx.settings.video_timeout_s,
         {
             "prompt": cmd.prompt,
             "model": cmd.model,
@@ -407,3 +469,35 @@ async def video(cmd: VideoCommand, ctx: HandlerContext) -> None:
     ctx.memory.note_call(
         "alltoken", ctx.inbound.conversation_key, ctx.conversation.destination.conversation_key
     )
+
+
+async def _start_media(
+    ctx: HandlerContext,
+    kind: str,
+    estimate: Callable[[], Awaitable[Decimal]],
+    timeout_s: float,
+    state: dict[str, object],
+) -> None:
+    """Reserve the job's estimate (refused before anything is sent), then start the job with
+    the hold in its state; the job settles it on delivery and releases it on failure."""
+    source = ctx.key_source("alltoken")
+    held: list[Decimal] = []
+
+    async def remembered() -> Decimal:
+        held.append(await estimate())
+        return held[-1]
+
+    hold = await ctx.spend.hold(
+        ctx.spender, "alltoken", kind, remembered, source, ttl_s=timeout_s + HOLD_MARGIN_S
+    )
+    # Only keys that are set: an own-key, uncapped job's row stays as it always was.
+    if source == "workspace":
+        state["key_source"] = source
+    if hold.id is not None:
+        state["spend_hold"] = hold.id
+        state["spend_estimate"] = str(held[-1]) if held else None
+    try:
+        await ctx.jobs.start(kind, ctx.owner, ctx.conversation.destination, state)
+    except BaseException:
+        await hold.release()
+        raise

@@ -8,7 +8,8 @@ and with those readers.
 
 from __future__ import annotations
 
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -27,6 +28,12 @@ class AllTokenJobState(JobState):
     progress_ref: MessageRef | None = None
     # AllToken's task id, saved as soon as the submit answers: from then on a restart polls.
     task_id: str | None = None
+    # Whose key pays ("workspace": the admins' key, no key of the user's own), the budget
+    # hold taken at submit and its estimate. Written only when set, so a row of an own-key,
+    # uncapped job is what a replica without budgets writes and reads.
+    key_source: Literal["own", "workspace"] = "own"
+    spend_hold: str | None = None
+    spend_estimate: Decimal | None = None
 
     @property
     def request_id(self) -> str | None:

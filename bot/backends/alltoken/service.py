@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
@@ -234,3 +235,30 @@ class AllTokenService:
         prices = catalog_prices(model, entry if isinstance(entry, dict) else {})
         self._cache[cache_key] = _CacheEntry(self.clock(), prices)
         return prices
+
+    def cached_prices(self, model: str) -> Prices | None:
+        """Catalog prices already fetched (for a budget estimate, which must send nothing)."""
+        hit = self._cache.get(f"price:{model}")
+        return hit.value if hit and self.clock() - hit.at < self.models_ttl_s else None
+
+    async def media_price(self, model: str) -> Decimal | None:
+        """The catalog's USD per image, or per second of 480p video; None when it lists none."""
+        cache_key = f"media-price:{model}"
+        hit = self._cache.get(cache_key)
+        if hit and self.clock() - hit.at < self.models_ttl_s:
+            return hit.value
+        response = await self._send("GET", f"/api-account/models/{model}", None)
+        data = self._json(response)
+        entry = data.get("data", data) if isinstance(data, dict) else {}
+        price: Decimal | None = None
+        for name in ("image_price", "video_price", "price"):
+            raw = entry.get(name) if isinstance(entry, dict) else None
+            try:
+                price = Decimal(str(raw)) if raw not in (None, "") else None
+            except InvalidOperation:
+                price = None
+            if price is not None and price.is_finite() and price >= 0:
+                break
+            price = None
+        self._cache[cache_key] = _CacheEntry(self.clock(), price)
+        return price

@@ -30,7 +30,7 @@ from bot.core.messages import (
     Text,
 )
 from bot.core.text_split import one_line
-from bot.store import AuditEntry, Owner
+from bot.store import AuditEntry, JobRecord, Owner
 
 if TYPE_CHECKING:
     pass
@@ -152,6 +152,7 @@ class VideoJob(_PollingJob):
                     )
                 ],
             )
+            await self._release(ctx)
             raise JobCancelled()
         if status.status not in ("failed", "expired"):
             return
@@ -211,6 +212,7 @@ class VideoJob(_PollingJob):
             ctx,
             [Notice(level="warning", text=f"🎬 Video cancelled — _{one_line(ctx.state.prompt)}_")],
         )
+        await self._release(ctx)
         raise JobCancelled()
 
     async def _adopt(self, ctx: VideoContext, key: str) -> str | None:
@@ -259,6 +261,26 @@ def _parse_time(value: str | int | None) -> datetime | None:
         return None
 
 
+async def _job_key(ctx: HandlerContext, job: JobRecord) -> str | None:
+    """The key the video was started with (its owner's, or the workspace's)."""
+    owner = job.owner
+    if job.state.get("key_source") == "workspace":
+        return await ctx.store.get_workspace_key(owner.platform, owner.workspace, "alltoken")
+    return await ctx.store.get_credential(owner, "alltoken")
+
+
+async def _release_hold(ctx: HandlerContext, job: JobRecord) -> None:
+    """A cancelled video is not charged: its budget hold stops counting."""
+    hold = job.state.get("spend_hold")
+    if isinstance(hold, str):
+        await ctx.spend.held(ctx.spender, hold, "alltoken", "video", "own").release()
+
+
+def _being_run(ctx: HandlerContext, job: JobRecord) -> bool:
+    """Whether this replica or another one (a live lease) runs the job: it sees a request."""
+    return ctx.jobs.is_running(job.id) or (job.lease_until or 0) > time.time()
+
+
 async def cancel_video(ctx: HandlerContext, job_id: str) -> None:
     """The Cancel button: only the owner may cancel; the backend task is cancelled first."""
     inbound, conversation = ctx.inbound, ctx.conversation
@@ -287,9 +309,9 @@ async def cancel_video(ctx: HandlerContext, job_id: str) -> None:
     if job.status not in ("pending", "running"):
         await tell(f"This video is already {job.status}.")
         return
-    key = await ctx.store.get_credential(actor, "alltoken")
+    key = await _job_key(ctx, job)
     task_id = job.state.get("task_id")
-    if not task_id and job.state.get("submit_started") and ctx.jobs.is_running(job_id):
+    if not task_id and job.state.get("submit_started") and _being_run(ctx, job):
         # The POST may be in flight: let the job cancel the task as soon as it has its id,
         # rather than stopping here and leaving a paid video running at AllToken.
         await ctx.store.update_job(job_id, state={"cancel_requested": True})
@@ -310,6 +332,7 @@ async def cancel_video(ctx: HandlerContext, job_id: str) -> None:
         await tell("The video finished before it could be cancelled.")
         return
     await ctx.jobs.cancel_local(job_id)
+    await _release_hold(ctx, job)
     ref = job.state.get("progress_ref")
     parts: list[Part] = [Notice(level="warning", text="🎬 Video cancelled.")]
     try:

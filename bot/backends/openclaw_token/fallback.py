@@ -134,7 +134,10 @@ async def _record(
     usage = result.usage
     pt = usage.prompt_tokens if usage else 0
     ct = usage.completion_tokens if usage else 0
-    await ctx.store.record_usage(
+    # The ledger's cost is OpenClaw Token's charge (the user's own provisioned key paid);
+    # a charge not known yet is recorded as a 0 estimate, never the upstream's cost line.
+    await ctx.spend.record(
+        ctx.spender,
         UsageRecord(
             owner=ctx.owner,
             service="openclaw_token",
@@ -145,7 +148,10 @@ async def _record(
             cost_usd=charge,
             request_id=result.request_id,
             conversation_key=ctx.inbound.conversation_key,
-        )
+        ),
+        charge,
+        "charge" if charge is not None else "estimate",
+        "own",
     )
     last = LastCall(
         command=f"{FALLBACK_CALL}{command}",

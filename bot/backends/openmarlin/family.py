@@ -46,7 +46,9 @@ def openmarlin_family(timing: OpenMarlinTiming | None = None) -> CommandFamily:
         svc = OpenMarlinService(wiring.http, server_url)
         wiring.services.add(svc)
         wiring.jobs.register(RegistrationJob(svc, pace))
-        wiring.jobs.register(TaskJob(svc, pace))
+        tasks = TaskJob(svc, pace)
+        tasks.services = wiring.services  # budgets: a task settles or releases its hold
+        wiring.jobs.register(tasks)
         wiring.jobs.register(TopUpJob(svc, pace))
         wiring.actions[TOPUP_ACTION] = handlers.topup_action
         wiring.forms[handlers.KEY_FORM] = handlers.key_form()

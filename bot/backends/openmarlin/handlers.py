@@ -62,6 +62,12 @@ from bot.backends.openmarlin.spec import (
     OMTaskStatus,
     OMTopUp,
 )
+from bot.backends.openmarlin.wire import (
+    EXECUTION_ESTIMATE,
+    TASK_HOLD_S,
+    settlement_of,
+    task_estimate,
+)
 from bot.core.context import HandlerContext
 from bot.core.errors import BackendError
 from bot.core.failures import HandledFailure
@@ -77,6 +83,7 @@ from bot.core.messages import (
     Text,
 )
 from bot.core.secret_refusal import typed_in_public
+from bot.core.spend import SpendHold
 from bot.store import UsageRecord
 
 if TYPE_CHECKING:
@@ -120,6 +127,15 @@ async def _fail(
 async def execute(cmd: OMExecute, ctx: HandlerContext) -> None:
     """POST /v1/executions: stream into the chat when the server streams, else one reply."""
     key = await ctx.require_key(SERVICE)
+    source = ctx.key_source(SERVICE)
+    hold = await ctx.spend.hold(ctx.spender, SERVICE, "execute", EXECUTION_ESTIMATE, source)
+    try:
+        await _execute(cmd, ctx, key, hold)
+    finally:
+        await hold.release()  # a no-op once settled; frees the estimate on any failure
+
+
+async def _execute(cmd: OMExecute, ctx: HandlerContext, key: str, hold: SpendHold) -> None:
     svc = service_of(ctx)
     sent = RoutingSent(cmd.model, cmd.provider_id, dict(cmd.labels))
     if cmd.model and cmd.provider_id:
@@ -161,7 +177,8 @@ async def execute(cmd: OMExecute, ctx: HandlerContext) -> None:
     else:
         await ctx.conversation.say([Text(markdown=result.text or "_(no output)_"), trailer])
     ctx.request_id = result.request_id
-    await ctx.store.record_usage(
+    cost, source = settlement_of(await svc.settlement(key, result))
+    await hold.settle(
         UsageRecord(
             owner=ctx.owner,
             service=SERVICE,
@@ -169,7 +186,9 @@ async def execute(cmd: OMExecute, ctx: HandlerContext) -> None:
             model=result.model,
             request_id=result.request_id,
             conversation_key=ctx.inbound.conversation_key,
-        )
+        ),
+        cost,
+        source,
     )
 
 
@@ -227,20 +246,26 @@ async def _confirm_route(
 
 
 async def task(cmd: OMTask, ctx: HandlerContext) -> None:
-    """Submit a long-running task as a durable job and watch it."""
+    """Submit a long-running task as a durable job and watch it (its estimate held first)."""
     await ctx.require_key(SERVICE)
-    await ctx.jobs.start(
-        TASK_KIND,
-        ctx.owner,
-        ctx.conversation.destination,
-        job_state_for_task(
-            prompt=cmd.prompt,
-            duration_ms=cmd.duration_ms,
-            aspect_ratio=cmd.aspect_ratio,
-            ignored=list(cmd.ignored) or None,
-            conversation_key=ctx.inbound.conversation_key,
-        ),
+    source = ctx.key_source(SERVICE)
+    estimate = task_estimate(cmd.duration_ms)
+    hold = await ctx.spend.hold(ctx.spender, SERVICE, "task", estimate, source, ttl_s=TASK_HOLD_S)
+    state = job_state_for_task(
+        prompt=cmd.prompt,
+        duration_ms=cmd.duration_ms,
+        aspect_ratio=cmd.aspect_ratio,
+        ignored=list(cmd.ignored) or None,
+        conversation_key=ctx.inbound.conversation_key,
+        key_source="workspace" if source == "workspace" else None,
+        spend_hold=hold.id,
+        spend_estimate=str(estimate) if hold.id else None,
     )
+    try:
+        await ctx.jobs.start(TASK_KIND, ctx.owner, ctx.conversation.destination, state)
+    except BaseException:
+        await hold.release()
+        raise
 
 
 async def task_status(cmd: OMTaskStatus, ctx: HandlerContext) -> None:
@@ -274,11 +299,12 @@ async def task_status(cmd: OMTaskStatus, ctx: HandlerContext) -> None:
         TASK_KIND,
         ctx.owner,
         ctx.conversation.destination,
-        {
-            "task_id": status.task_id,
-            "prompt": label,
-            "conversation_key": ctx.inbound.conversation_key,
-        },
+        job_state_for_task(
+            task_id=status.task_id,
+            prompt=label,
+            conversation_key=ctx.inbound.conversation_key,
+            key_source="workspace" if ctx.key_source(SERVICE) == "workspace" else None,
+        ),
     )
 
 

@@ -50,6 +50,11 @@ class TaskState(JobState):
     task_id: str | None = None
     last_status: str | None = None
     progress_ref: MessageRef | None = None
+    # Whose key pays ("workspace": the admins'), the budget hold taken at submit and its
+    # estimate; written only when set, so own-key, uncapped rows are as they always were.
+    key_source: Literal["own", "workspace"] = "own"
+    spend_hold: str | None = None
+    spend_estimate: Decimal | None = None
 
     @property
     def request_id(self) -> str | None:

@@ -39,11 +39,13 @@ from bot.backends.openmarlin.service import (
     TaskStatus,
     TopUpSession,
 )
+from bot.backends.openmarlin.wire import settlement_of
 from bot.core.errors import BackendError
 from bot.core.http import PollBackoff
 from bot.core.jobs import JobContext, JobExpired, JobFailed
 from bot.core.messages import Failure, Link, Notice, Part, Text
-from bot.store import JobNotFoundError, JobRecord, Owner, Store, UsageRecord
+from bot.core.spend import FindsServices, job_hold, job_key, job_usage
+from bot.store import JobNotFoundError, JobRecord, Owner, Store
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +138,10 @@ class _MarlinJob:
     def __init__(self, service: OpenMarlinService, timing: OpenMarlinTiming) -> None:
         self.service = service
         self.timing = timing
+        self.services: FindsServices | None = None  # where budgets are found (family.attach)
 
     async def _key(self, ctx: JobContext[Any]) -> str:
-        key = await ctx.store.get_credential(ctx.owner, SERVICE)
+        key = await job_key(ctx, SERVICE)
         if not key:
             raise JobFailed(
                 Failure(
@@ -377,7 +380,8 @@ class TaskJob(_MarlinJob):
     state_model = TaskState
 
     async def report_failure(self, ctx: TaskContext, failure_: Failure) -> None:
-        """Replace the task's public message with the failure (or post it)."""
+        """Replace the task's public message with the failure (or post it); release the hold."""
+        await job_hold(self.services, ctx, SERVICE).release()
         await self._show(ctx, [failure_])
 
     @staticmethod
@@ -484,15 +488,9 @@ class TaskJob(_MarlinJob):
                 )
             )
         await self._show(ctx, task_done(status, prompt))
-        await ctx.store.record_usage(
-            UsageRecord(
-                owner=ctx.owner,
-                service=SERVICE,
-                command="task",
-                request_id=status.task_id,
-                conversation_key=ctx.state.conversation_key or None,
-            )
-        )
+        cost, source = settlement_of((status.output or {}).get("settlement"))
+        usage = job_usage(ctx, SERVICE, "task", request_id=status.task_id)
+        await job_hold(self.services, ctx, SERVICE).settle(usage, cost, source)
         await ctx.set_status("done")
 
 

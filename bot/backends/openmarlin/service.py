@@ -7,6 +7,7 @@ wire.py; every call goes through the one BackendCall (bot.core.http).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -91,6 +92,8 @@ REFERRAL_PATH = "/v1/referrals/link"
 # The skill's scripts check connectivity with GET {origin}/openapi.json (no key; 2xx = up).
 OPENAPI_PATH = "/openapi.json"
 PROBE_TIMEOUT_S = 5.0
+# How long a run's settlement is looked for in the usage events after the answer.
+SETTLEMENT_READ_S = 5.0
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -292,6 +295,16 @@ class OpenMarlinService:
         """Recent metered uses, newest first."""
         response = await self._send("GET", "/v1/usage-events", key, params={"limit": str(limit)})
         return self._list(UsageEvent, response)
+
+    async def settlement(self, key: str, result: ExecutionResult) -> Any:
+        """A run's settlement: in its metadata, else its usage event (None if neither says)."""
+        if "settlement" in result.metadata or not result.request_id:
+            return result.metadata.get("settlement")
+        try:
+            events = await asyncio.wait_for(self.usage_events(key), SETTLEMENT_READ_S)
+        except (BackendError, TimeoutError):
+            return None  # the answer was given; its cost is recorded as the estimate
+        return next((e.settlement for e in events if e.request_id == result.request_id), None)
 
     async def ledger(self, key: str, limit: int = 10) -> list[LedgerEntry]:
         """Recent credits and debits, newest first."""

@@ -64,6 +64,35 @@ class Amount(_Wire):
             return None
 
 
+# Units a settlement may be stated in that budgets count as USD (a credit is taken as $1).
+USD_UNITS = frozenset({"usd", "credit", "credits"})
+# Budget estimates (OpenMarlin publishes no prices): an execution, and each 5 s of a task, are
+# held at these until the settlement says what they cost. A task's hold outlives the longest
+# watch (30 minutes by default) before it stops counting.
+EXECUTION_ESTIMATE = Decimal("0.10")
+TASK_ESTIMATE_PER_5S = Decimal("1.00")
+TASK_HOLD_S = 2400.0
+
+
+def task_estimate(duration_ms: int | None) -> Decimal:
+    """What a task of `duration_ms` (5 s when unsaid) is held at."""
+    fives = max(1, -(-(duration_ms or 5000) // 5000))
+    return TASK_ESTIMATE_PER_5S * fives
+
+
+def settlement_of(value: Any) -> tuple[Decimal | None, Literal["settlement", "estimate"]]:
+    """The charge a `settlement` states, `{amount, unit}` or nested (`{"subtotal": {…}}`, a
+    `total` preferred); (None, "estimate") when it states none in a unit budgets count."""
+    amount = Amount.lenient(value) if isinstance(value, dict) else None
+    if amount is None and isinstance(value, dict):
+        nested = [value[k] for k in ("total", "subtotal") if isinstance(value.get(k), dict)]
+        nested += [v for v in value.values() if isinstance(v, dict)]
+        amount = next((a for v in nested if (a := Amount.lenient(v)) is not None), None)
+    if amount is None or amount.unit.lower() not in USD_UNITS or amount.amount < 0:
+        return None, "estimate"
+    return amount.amount, "settlement"
+
+
 # --- registration ----------------------------------------------------------------------------
 
 
