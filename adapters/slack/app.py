@@ -1,8 +1,10 @@
 """The AsyncApp: every Slack request is acked at once; the work continues in a supervised task.
 
 Listeners: every slash command of the bot's families, app_mention and message events, block
-actions (buttons) and modal submissions. A global middleware drops repeated deliveries of
-an event (Slack retries with X-Slack-Retry-Num when an ack was slow or lost).
+actions (buttons) and modal submissions; the assistant thread (`adapters.slack.assistant`,
+bolt's AsyncAssistant middleware) and the Home tab (`adapters.slack.app_home`). A global
+middleware drops repeated deliveries of an event (Slack retries with X-Slack-Retry-Num when
+an ack was slow or lost).
 
 Every listener and every piece of work after an ack is guarded: an exception that escapes is
 logged with a short ref and the person gets "something went wrong (ref …)" privately; bolt
@@ -22,6 +24,8 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.response import BoltResponse
 
 from adapters.slack import inbound as mapping
+from adapters.slack.app_home import attach_app_home
+from adapters.slack.assistant import build_assistant
 from adapters.slack.guard import log_crash, route_of, tell
 from adapters.slack.modals import FORM_CALLBACK, decode_metadata, submitted_values
 from adapters.slack.mrkdwn import escape
@@ -163,6 +167,11 @@ def build_app(platform: SlackPlatform, signing_secret: str | None) -> AsyncApp:
             return BoltResponse(status=200, body="")
         await next()
         return None
+
+    # Before the generic listeners: the assistant thread's events and messages, the Home tab
+    # and its key buttons (bolt runs the first listener that matches).
+    app.assistant(build_assistant(handlers))
+    attach_app_home(app, handlers)
 
     def has_keys(text: Any) -> bool:
         return isinstance(text, str) and bool(find_keys(text))

@@ -67,6 +67,14 @@ def route_of(body: Any) -> ReplyRoute:
     body = _dict(body)
     if body.get("type") == "event_callback":
         event = _dict(body.get("event"))
+        # assistant_thread_started / _context_changed keep the thread inside "assistant_thread".
+        inner = _dict(event.get("assistant_thread"))
+        if inner:
+            return ReplyRoute(
+                _str(inner.get("channel_id")),
+                _str(inner.get("user_id")),
+                _str(inner.get("thread_ts")) or None,
+            )
         thread = _str(event.get("thread_ts")) or _str(event.get("ts")) or None
         return ReplyRoute(_str(event.get("channel")), _str(event.get("user")), thread)
     if body.get("command"):

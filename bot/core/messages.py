@@ -65,6 +65,9 @@ class Inbound(BaseModel):
     # Said to the bot: a mention, a DM, a slash command, the console. When such a message is not a
     # command the core says so; unaddressed channel chatter that is not a command is ignored.
     addressed: bool = False
+    # The channel the person has open beside a side-panel conversation with the bot (Slack's
+    # assistant thread), when the platform says; None elsewhere. An id, never its messages.
+    context_channel: str | None = None
 
     @property
     def conversation_key(self) -> str:

@@ -67,6 +67,7 @@ from bot.store.models import (
 from bot.store.policy import PolicyRows
 from bot.store.secret_box import SecretBox, SecretBoxError
 from bot.store.spend_holds import SpendHolds, Verdict
+from bot.store.thread_contexts import ThreadContextRows
 from bot.store.usage import Usage
 
 V = TypeVar("V", bound=Verdict)
@@ -138,6 +139,7 @@ class Store:
         self.events = SeenEvents(db)  # deliveries already seen (Slack retries, replays)
         self.confirmations = ConfirmationRows(db)  # pending Confirm buttons
         self.conversations = ConversationRows(db)  # last family used, thread continuations
+        self.thread_contexts = ThreadContextRows(db)  # what a side-panel thread looks at
 
     @classmethod
     async def open(

@@ -248,6 +248,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (platform, workspace, key)
         )""",
     ),
+    # v8: what a side-panel thread (Slack's assistant thread) looks at: the open channel's
+    # ids as JSON, so a restart or another replica still knows it.
+    (
+        """CREATE TABLE thread_contexts (
+            thread_key TEXT PRIMARY KEY,
+            context    TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "CREATE INDEX thread_contexts_by_age ON thread_contexts (updated_at)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -209,6 +209,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (platform, workspace, key)
         )""",
     ),
+    # v8: side-panel thread contexts (as SQLite's v8).
+    (
+        """CREATE TABLE thread_contexts (
+            thread_key TEXT PRIMARY KEY,
+            context    TEXT NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX thread_contexts_by_age ON thread_contexts (updated_at)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

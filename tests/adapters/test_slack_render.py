@@ -229,6 +229,13 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "conversations_replies": ("channels:history", "groups:history", "im:history"),
     "views_open": (),
     "auth_test": (),
+    # The assistant thread (adapters/slack/assistant.py) and the Home tab (app_home.py).
+    "assistant_threads_setStatus": ("assistant:write",),
+    "assistant_threads_setSuggestedPrompts": ("assistant:write",),
+    "assistant_threads_setTitle": ("assistant:write",),
+    # "Summarize this channel": the channel the person has open, public or private.
+    "conversations_history": ("channels:history", "groups:history"),
+    "views_publish": (),
 }
 # Events the manifest subscribes to -> the scope each needs; slash commands need `commands`.
 EVENT_SCOPES = {
@@ -236,6 +243,9 @@ EVENT_SCOPES = {
     "message.channels": "channels:history",
     "message.groups": "groups:history",
     "message.im": "im:history",
+    "app_home_opened": "",  # needs no scope
+    "assistant_thread_started": "assistant:write",
+    "assistant_thread_context_changed": "assistant:write",
 }
 
 

@@ -36,7 +36,9 @@ SIGNING_SECRET = "test-signing-secret"
 APP_TOKEN = "xapp-1-test"
 BOT_TOKEN = "xoxb-test"
 # Web API methods whose content only the requesting user sees (ephemerals and modals).
-_PRIVATE_METHODS = frozenset({"chat.postEphemeral", "views.open", "views.update", "views.push"})
+_PRIVATE_METHODS = frozenset(
+    {"chat.postEphemeral", "views.open", "views.update", "views.push", "views.publish"}
+)
 
 
 @dataclass
@@ -513,6 +515,48 @@ class FakeSlack:
         view = args["view"]
         self.views.append(view)
         return {"view": {"id": f"V{next(self._ids):08d}", **view}}
+
+    def m_views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        # The App Home tab: one view per user, replaced by each publish.
+        view = args.get("view")
+        if not args.get("user_id") or not isinstance(view, dict) or view.get("type") != "home":
+            raise _SlackError("invalid_arguments")
+        return {"view": {"id": f"V{next(self._ids):08d}", **view}}
+
+    def _assistant_thread(self, args: dict[str, Any]) -> None:
+        if not args.get("channel_id") or not args.get("thread_ts"):
+            raise _SlackError("invalid_arguments")
+        self._check_channel(str(args["channel_id"]))
+
+    def m_assistant_threads_setStatus(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._assistant_thread(args)
+        if "status" not in args:  # "" clears the status; absent is an error
+            raise _SlackError("invalid_arguments")
+        return {}
+
+    def m_assistant_threads_setSuggestedPrompts(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._assistant_thread(args)
+        prompts = args.get("prompts")
+        if isinstance(prompts, str):
+            prompts = json.loads(prompts)
+        if not isinstance(prompts, list) or not 1 <= len(prompts) <= 4:
+            raise _SlackError("invalid_arguments")
+        return {}
+
+    def m_assistant_threads_setTitle(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._assistant_thread(args)
+        if not args.get("title"):
+            raise _SlackError("invalid_arguments")
+        return {}
+
+    def m_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        # Top-level messages of a channel, newest first (as Slack returns them).
+        channel = str(args["channel"])
+        self._check_channel(channel)
+        limit = int(args.get("limit") or 100)
+        top = [m for m in self.messages.get(channel, []) if m.get("thread_ts") in (None, m["ts"])]
+        newest = sorted(top, key=lambda m: float(m["ts"]), reverse=True)
+        return {"messages": newest[:limit], "has_more": len(newest) > limit}
 
     def m_conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
         users = args.get("users")
