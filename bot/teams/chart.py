@@ -116,7 +116,8 @@ def chart_spec(
         for name, values in _fold(report.stacks, max_series)
     ]
     total = report.total
-    subtitle = f"{report.window.label} · total {usd(total.cost_usd)} · {total.calls:,} calls"
+    calls = f"{total.calls:,} call" + ("" if total.calls == 1 else "s")
+    subtitle = f"{report.window.label} · total {usd(total.cost_usd)} · {calls}"
     # "Dec 02" is ambiguous once the window crosses a new year: then the year is shown too.
     years = {day.year for day in report.days}
     label_format = "%b %d" if len(years) <= 1 else "%Y-%m-%d"

@@ -360,6 +360,13 @@ def test_alltoken_help_lists_every_command_and_the_default_model_once() -> None:
     assert catalog.DEFAULT_CHAT_MODEL in text
 
 
+def test_alltoken_help_points_to_the_other_families_and_the_platform_surfaces() -> None:
+    text = alltoken_help()
+    for other in ("`/openmarlin help`", "`/openclaw-token help`", "`/tokenbot help`"):
+        assert other in text
+    assert "assistant pane" in text and "**Home** tab" in text and "user install" in text
+
+
 def test_alltoken_help_topic_is_used() -> None:
     assert alltoken_grammar.parse("/alltoken-help image", CTX) == alltoken_spec.HelpCommand(
         topic="image"

@@ -101,3 +101,9 @@ async def test_an_empty_window_still_draws() -> None:
 def test_importing_the_chart_module_does_not_import_matplotlib() -> None:
     code = "import sys, bot.teams.chart; sys.exit('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode == 0
+
+
+def test_the_subtitle_counts_calls_in_words() -> None:
+    one = chart_spec(build_report(KNOWN[:1], "day", window_for(None, 7, NOW)), title="t")
+    many = chart_spec(build_report(KNOWN, "day", window_for(None, 7, NOW)), title="t")
+    assert one.subtitle.endswith("· 1 call") and many.subtitle.endswith("· 5 calls")

@@ -14,7 +14,14 @@ _WORDS = (
 )
 _MORE = (
     "More: `/openmarlin help` (agent runs, long tasks, billing) and "
-    "`/openclaw-token help` (credits, provisioned keys, the AllToken fallback)."
+    "`/openclaw-token help` (credits, provisioned keys, the AllToken fallback); "
+    "`/tokenbot help` (your spend with a chart, the workspace policy and budgets)."
+)
+_PLACES = (
+    "Where else: on Slack, open tokenbot from the top bar (its assistant pane: plain messages "
+    "chat, and it can read the channel you have open when you ask) or its **Home** tab (your "
+    "keys and last calls); on Discord, add tokenbot to your own account (a user install) to use "
+    "its commands in any server or DM, answered only to you where the bot isn't a member."
 )
 
 
@@ -48,6 +55,7 @@ def help_text(topic: str | None = None) -> str:
             "`/alltoken-help image` (or any command) shows its options.",
             "",
             _MORE,
+            _PLACES,
         ]
     )
 
