@@ -27,6 +27,7 @@ from bot.core.context import (
 )
 from bot.core.errors import BackendError
 from bot.core.failures import HandledFailure, generic_failure, new_error_ref, unexpected_failure
+from bot.core.fair_work import message_queue
 from bot.core.family import ActionHandler, CommandFamily, FormHandler, Handler, Wiring
 from bot.core.grammar import ParseState, UsageError
 from bot.core.http import build_http_client
@@ -122,6 +123,7 @@ class TokenBot:
         self.store = store
         self.services = ServiceRegistry()
         self.memory = ConversationMemory(store)
+        self.fair_work = message_queue(settings)  # one user's flood waits in its own queue
         self.keys = KeyDirectory()
         self._conversation_factories: dict[str, Callable[[Destination], Conversation]] = {}
         self.jobs = JobRunner(
@@ -250,7 +252,7 @@ class TokenBot:
             conversation=conversation,
             store=self.store,
             services=self.services,
-            jobs=RequestJobs(self.jobs),
+            jobs=RequestJobs(self.jobs, self.settings),
             memory=self.memory,
             settings=self.settings,
             keys=self.keys,
@@ -333,7 +335,7 @@ class TokenBot:
     async def handle(self, inbound: Inbound, conversation: Conversation) -> Outcome:
         """Handle one message and say what became of it. Never raises to the adapter."""
         try:
-            return await self._handle(_cleaned(inbound), conversation)
+            return await self.fair_work.run(inbound, self._handle, _cleaned(inbound), conversation)
         except Exception:
             # Whatever a user typed, it must not end the process or go unanswered.
             ref = new_error_ref()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from pydantic import BaseModel
 
+from bot.core.job_limits import JobLimits, check_room
 from bot.core.key_shapes import redact
 from bot.core.messages import Conversation, Destination, Inbound, Turn
 from bot.core.spend import KeySource, SpendControl, Spender, Unmetered
@@ -198,17 +199,25 @@ class ConversationMemory:
 
 
 class RequestJobs:
-    """The job runner as one request sees it: it remembers the jobs this request started."""
+    """The job runner as one request sees it: it remembers the jobs this request started, and
+    holds them to the settings' in-flight limits (bot.core.job_limits)."""
 
-    def __init__(self, runner: JobRunner) -> None:
+    def __init__(self, runner: JobRunner, settings: Settings | None = None) -> None:
         self.runner = runner
         self.started: list[JobRecord] = []
+        self.limits = JobLimits.from_settings(settings) if settings is not None else JobLimits()
+
+    async def check_room(self, kind: str, owner: Owner) -> None:
+        """Refuse now (JobLimitReached) if `owner` could not start a `kind` job: call it before
+        any backend request or spend hold a start needs."""
+        await check_room(self.runner.store, owner, kind, self.runner.kinds, self.limits)
 
     async def start(
         self, kind: str, owner: Owner, destination: Destination, state: Any
     ) -> JobRecord:
-        """Write the job's row, then run it in the background (see JobRunner.start)."""
-        job = await self.runner.start(kind, owner, destination, state)
+        """Write the job's row, then run it in the background (see JobRunner.start); a start
+        over an in-flight limit raises JobLimitReached and writes nothing."""
+        job = await self.runner.start(kind, owner, destination, state, self.limits)
         self.started.append(job)
         return job
 
@@ -266,12 +275,22 @@ class HandlerContext:
         """Whose key `require_key` returned for `service` ("own" if it was not asked)."""
         return self.key_sources.get(service, "own")
 
-    async def require_key(self, service: str) -> str:
-        """The caller's key for `service` (their own, else a workspace key when the tokenbot
-        family offers one), or MissingKey (answered privately by the app)."""
+    async def require_key(self, service: str, *, lend: bool = False) -> str:
+        """The caller's own key for `service`, or MissingKey (answered privately by the app).
+
+        With `lend` (charged calls: chat, search, images, videos, runs, tasks, and the model
+        lists they choose from) a workspace key stands in when the tokenbot family offers one;
+        never for account management (balance, activity, top-ups, keys).
+        """
         # A stored key that no longer decrypts raises CredentialUnreadableError: the app
         # answers it privately with how to fix it, not as internal_error.
-        key, source = await self.spend.key_for(self.owner, service)
+        source: KeySource = "own"
+        if lend:
+            key, source = await self.spend.key_for(self.owner, service)
+        else:
+            # Not lending is the default: a new call site can never spend or show the
+            # workspace's account (balance, activity, top-ups) by forgetting a flag.
+            key = await self.store.get_credential(self.owner, service) or ""
         if not key:
             raise MissingKey(service)
         self.key_sources[service] = source

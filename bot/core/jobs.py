@@ -33,6 +33,7 @@ from bot.core.job_leases import (
     LeasePolicy,
     new_replica_id,
 )
+from bot.core.job_limits import JobLimits, create_job
 from bot.core.job_state import JobState, NoState
 from bot.core.keys import KeyDirectory, unreadable_key_failure
 from bot.core.messages import Conversation, Destination, Failure
@@ -144,6 +145,7 @@ class JobRunner:
         # Rows not runnable here (their platform runs elsewhere): logged once each.
         self._not_here: set[str] = set()
         self._kinds: dict[str, JobKind] = {}
+        self.kinds: Mapping[str, JobKind] = self._kinds  # read-only, for the job limits
         # How to word a key that no longer decrypts (the families declare their key services).
         self.keys = KeyDirectory()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -214,6 +216,7 @@ class JobRunner:
         owner: Owner,
         destination: Destination,
         state: JobState | Mapping[str, Any],
+        limits: JobLimits | None = None,
     ) -> JobRecord:
         """Write the row (before any backend call), then run it in the background.
 
@@ -248,7 +251,7 @@ class JobRunner:
             claimed_by=self.replica_id,
             lease_until=self.clock() + self.leases.lease_s,
         )
-        await self.store.create_job(job)
+        await create_job(self.store, job, self._kinds, limits)  # JobLimitReached: no row
         self._spawn(job)
         return job
 

@@ -121,6 +121,19 @@ class Settings(BaseSettings):
     job_lease_renew_s: float = Field(
         10.0, gt=0, validation_alias=_alias("TOKENBOT_JOB_LEASE_RENEW_SECONDS")
     )
+    # Backpressure (bot.core.job_limits): the most unfinished long jobs (images, videos,
+    # OpenMarlin tasks) one user / one workspace may have, counted in the store across
+    # replicas; 0 is no limit.
+    max_jobs_per_user: int = Field(5, ge=0, validation_alias=_alias("TOKENBOT_MAX_JOBS_PER_USER"))
+    max_jobs_per_workspace: int = Field(
+        50, ge=0, validation_alias=_alias("TOKENBOT_MAX_JOBS_PER_WORKSPACE")
+    )
+    # Fair work (bot.core.fair_work): the most messages of one user handled at once (the rest
+    # wait in order), and of everyone (waiting users served in turn); 0 is no limit.
+    max_handlers_per_user: int = Field(
+        4, ge=0, validation_alias=_alias("TOKENBOT_MAX_HANDLERS_PER_USER")
+    )
+    max_handlers: int = Field(0, ge=0, validation_alias=_alias("TOKENBOT_MAX_HANDLERS"))
     # Conversation context budget (characters) for thread follow-ups.
     context_chars: int = Field(12_000, validation_alias=_alias("TOKENBOT_CONTEXT_CHARS"))
 

@@ -31,6 +31,7 @@ from bot.store.identity import (
     refuse_if_missing,
     write_marker,
 )
+from bot.store.job_limits import JobLimitRows
 from bot.store.job_notices import JobNotices
 from bot.store.jobs import (
     UNSET,
@@ -64,6 +65,7 @@ from bot.store.models import (
     period_bounds,
     utcnow,
 )
+from bot.store.notice_listener import NoticeListener
 from bot.store.policy import PolicyRows
 from bot.store.secret_box import SecretBox, SecretBoxError
 from bot.store.spend_holds import SpendHolds, Verdict
@@ -126,15 +128,18 @@ class Store:
     def __init__(self, db: StoreBackend, box: SecretBox, store_id: str = "") -> None:
         self._db = db
         self.store_id = store_id
-        self._credentials = Credentials(db, box)
+        # One LISTEN connection (PostgreSQL) for every channel below, not one each.
+        self._notices = NoticeListener(db)
+        self._credentials = Credentials(db, box, self._notices)
         self._usage = Usage(db)
         # Jobs cancelled on another replica (PostgreSQL LISTEN/NOTIFY): their holder stops them.
-        self.job_notices = JobNotices(db)
+        self.job_notices = JobNotices(db, self._notices)
         self._jobs = Jobs(db, self.job_notices)
+        self.job_limits = JobLimitRows(db, self._jobs)  # in-flight limits, checked at insert
         self._audit = Audit(db)
         self._ledger = Ledger(db)
         self._holds = SpendHolds(db)
-        self._policy = PolicyRows(db)
+        self._policy = PolicyRows(db, self._notices)
         # State that outlives a message, shared by every process on this store.
         self.events = SeenEvents(db)  # deliveries already seen (Slack retries, replays)
         self.confirmations = ConfirmationRows(db)  # pending Confirm buttons
@@ -169,6 +174,7 @@ class Store:
             await store._credentials.check_master_key()
             await store._credentials.listen()  # PostgreSQL: other replicas' key changes
             await store.job_notices.listen()  # PostgreSQL: jobs other replicas cancelled
+            await store._policy.listen()  # PostgreSQL: other replicas' policy changes
             if marker_dir is not None:
                 write_marker(marker_dir, db.marker_name, store_id, marker)
         except BaseException:
@@ -180,6 +186,8 @@ class Store:
         """Close the connection."""
         await self._credentials.stop_listening()
         await self.job_notices.stop_listening()
+        await self._policy.stop_listening()
+        await self._notices.close()
         await self._db.close()
 
     async def __aenter__(self) -> Store:
@@ -464,19 +472,21 @@ class Store:
         )
 
     async def settle_spend(self, hold_id: str, usage: UsageRecord, entry: LedgerEntry) -> bool:
-        """Turn a hold into its usage and ledger rows at once; False if already settled/released."""
+        """Turn an open or released hold into its usage and ledger rows at once; False if settled."""
         return await self._holds.settle(hold_id, usage, entry)
 
     async def release_spend(self, hold_id: str) -> bool:
-        """Drop a hold uncharged; True if it was still held."""
+        """Stop a hold counting, uncharged; True if it was open (a settled one stays settled)."""
         return await self._holds.release(hold_id)
 
-    async def get_spend_hold(self, hold_id: str) -> SpendHoldRecord | None:
-        """A hold still held (expired or not), or None."""
-        return await self._holds.get(hold_id)
+    async def get_spend_hold(
+        self, hold_id: str, *, released: bool = False
+    ) -> SpendHoldRecord | None:
+        """A hold still open (expired or not), or None; with `released`, a released one too."""
+        return await self._holds.get(hold_id, released=released)
 
     async def get_policy(self, platform: str, workspace: str) -> dict[str, Any]:
-        """Every policy key set for the workspace, decoded from JSON."""
+        """Every policy key set for the workspace, decoded from JSON (cached, kept coherent)."""
         return await self._policy.get_all(platform, workspace)
 
     async def set_policy(
@@ -484,6 +494,17 @@ class Store:
     ) -> None:
         """Replace one policy key's value (JSON-serialisable)."""
         await self._policy.set(platform, workspace, key, value, by_user)
+
+    async def update_policy(
+        self,
+        platform: str,
+        workspace: str,
+        key: str,
+        change: Callable[[Any], Any],
+        by_user: str,
+    ) -> Any:
+        """Write `change(current value)` in the one transaction that reads it; the new value."""
+        return await self._policy.update(platform, workspace, key, change, by_user)
 
     async def claim_notice(self, platform: str, workspace: str, notice_key: str) -> bool:
         """True only the first time any replica claims `notice_key` (an 80 %/100 % notice)."""

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import json
 import logging
 import uuid
-from typing import Any
 
 from bot.store.backend import Row, StoreBackend, Tx
 from bot.store.models import CredentialInfo, Owner, from_iso, iso, utcnow
+from bot.store.notice_listener import NoticeListener, NoticeSubscriber
 from bot.store.secret_box import SecretBox, SecretBoxError
 
 log = logging.getLogger(__name__)
@@ -25,8 +23,6 @@ _FINGERPRINT_KEY = "master_key_fingerprint"
 # PostgreSQL: every put/delete notifies this channel (at commit), so other replicas drop their
 # cached copy at once. The payload names the owner and service, never the secret.
 NOTIFY_CHANNEL = "tokenbot_credentials"
-# How long to wait before listening again after the listening connection was lost.
-RELISTEN_DELAYS_S = (0.5, 1.0, 2.0, 5.0)
 
 
 class CredentialUnreadableError(SecretBoxError):
@@ -49,7 +45,9 @@ def fingerprint(secret: str) -> str:
 class Credentials:
     """Repository for the `credentials` table."""
 
-    def __init__(self, db: StoreBackend, box: SecretBox) -> None:
+    def __init__(
+        self, db: StoreBackend, box: SecretBox, listener: NoticeListener | None = None
+    ) -> None:
         self._db = db
         self._box = box
         # Every command reads its caller's key; a cache kept in step by put/delete saves a
@@ -62,9 +60,14 @@ class Credentials:
         # Bumped by every forget: a read that raced with a notice does not cache what it read.
         self._generation = 0
         self._sender = uuid.uuid4().hex  # our own notices need not forget our own cache
-        self._listener: Any | None = None  # the pooled connection that LISTENs
-        self._relisten: asyncio.Task[None] | None = None
-        self._closing = False
+        # The store's one LISTEN connection (a private one when used alone, as in tests).
+        self._listener = listener if listener is not None else NoticeListener(db)
+        self._listener.register(
+            NOTIFY_CHANNEL,
+            NoticeSubscriber(
+                on_notice=self._on_notice, on_lost=self._on_lost, on_back=self._on_back
+            ),
+        )
 
     async def check_master_key(self) -> None:
         """Record the master key's fingerprint on first use; SecretBoxError if it changed since.
@@ -256,41 +259,20 @@ class Credentials:
         await conn.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, payload))
 
     async def listen(self) -> None:
-        """PostgreSQL: receive other replicas' changes on a connection of the pool; else nothing."""
-        if self._db.dialect.name != "postgresql" or self._listener is not None:
-            return
-        pool = getattr(self._db, "pool")  # noqa: B009 - PostgresDatabase only
-        conn = await pool.acquire()
-        try:
-            await conn.add_listener(NOTIFY_CHANNEL, self._on_notice)
-        except BaseException:
-            await pool.release(conn)
-            raise
-        conn.add_termination_listener(self._on_lost)
-        self._listener = conn
+        """PostgreSQL: receive other replicas' changes on the store's listener; else nothing."""
+        await self._listener.listen(NOTIFY_CHANNEL)
+
+    async def stop_listening(self) -> None:
+        """Stop receiving notices, and so stop caching on PostgreSQL."""
+        self._coherent = self._db.dialect.name != "postgresql"
+        await self._listener.unlisten(NOTIFY_CHANNEL)
+
+    def _on_back(self) -> None:
         # Anything cached before now may have missed a notice.
         self.forget_cached()
         self._coherent = True
 
-    async def stop_listening(self) -> None:
-        """Stop receiving notices and give the connection back (before the pool closes)."""
-        self._closing = True
-        self._coherent = self._db.dialect.name != "postgresql"
-        if self._relisten is not None:
-            self._relisten.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._relisten
-            self._relisten = None
-        conn, self._listener = self._listener, None
-        if conn is None:
-            return
-        with contextlib.suppress(Exception):
-            conn.remove_termination_listener(self._on_lost)
-            await conn.remove_listener(NOTIFY_CHANNEL, self._on_notice)
-        with contextlib.suppress(Exception):
-            await getattr(self._db, "pool").release(conn)  # noqa: B009
-
-    def _on_notice(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notice(self, payload: str) -> None:
         try:
             notice = json.loads(payload)
             platform, workspace, user = notice["owner"]
@@ -303,34 +285,11 @@ class Credentials:
         if notice.get("from") != self._sender:
             self.forget_cached(owner, service)
 
-    def _on_lost(self, conn: Any) -> None:
+    def _on_lost(self) -> None:
         # Notices sent meanwhile are lost: stop caching until listening again.
         self._coherent = False
-        self._listener = None
         self.forget_cached()
-        if self._closing:
-            return
         log.warning("lost the credential-change listener; reading keys uncached until it is back")
-        if self._relisten is None or self._relisten.done():
-            self._relisten = asyncio.get_running_loop().create_task(
-                self._listen_again(conn), name="credential-relisten"
-            )
-
-    async def _listen_again(self, lost: Any) -> None:
-        # The dead connection goes back to the pool, which replaces it (else its slot leaks).
-        with contextlib.suppress(Exception):
-            await getattr(self._db, "pool").release(lost)  # noqa: B009
-        attempt = 0
-        while not self._closing:
-            await asyncio.sleep(RELISTEN_DELAYS_S[min(attempt, len(RELISTEN_DELAYS_S) - 1)])
-            attempt += 1
-            try:
-                await self.listen()
-            except Exception as exc:  # the database may still be away: try again later
-                log.debug("credential listener not back yet: %s", exc)
-                continue
-            log.info("credential-change listener is back; caching keys again")
-            return
 
 
 _INFO_COLUMNS = "service, fingerprint, meta, created_at, updated_at"

@@ -258,6 +258,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX thread_contexts_by_age ON thread_contexts (updated_at)",
     ),
+    # v9: a spend hold keeps its state instead of being deleted, so a settle that loses the
+    # race to a release (Cancel during delivery) still records the charge, exactly once.
+    (
+        "ALTER TABLE spend_holds ADD COLUMN state TEXT NOT NULL DEFAULT 'open'"
+        " CHECK (state IN ('open', 'settled', 'released'))",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

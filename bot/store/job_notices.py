@@ -10,21 +10,18 @@ certain. SQLite (one file, one process per data dir) sends and receives nothing.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from bot.store.backend import StoreBackend, Tx
+from bot.store.notice_listener import NoticeListener, NoticeSubscriber
 
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "tokenbot_jobs"
-# How long to wait before listening again after the listening connection was lost.
-RELISTEN_DELAYS_S = (0.5, 1.0, 2.0, 5.0)
 
 # Called with the id of a job another replica cancelled; runs on the event loop, must not block.
 CancelledHandler = Callable[[str], None]
@@ -33,20 +30,23 @@ CancelledHandler = Callable[[str], None]
 class JobNotices:
     """Sends (inside the cancelling transaction) and receives 'job cancelled' notices."""
 
-    def __init__(self, db: StoreBackend) -> None:
+    def __init__(self, db: StoreBackend, listener: NoticeListener | None = None) -> None:
         self._db = db
         self._enabled = db.dialect.name == "postgresql"
         # Our own notices are not for us: the replica that cancelled stops its own task itself.
         self._sender = uuid.uuid4().hex
         self._handlers: list[CancelledHandler] = []
-        self._listener: Any | None = None  # the pooled connection that LISTENs
-        self._relisten: asyncio.Task[None] | None = None
-        self._closing = False
+        # The store's one LISTEN connection (a private one when used alone, as in tests).
+        self._listener = listener if listener is not None else NoticeListener(db)
+        self._listener.register(
+            NOTIFY_CHANNEL,
+            NoticeSubscriber(on_notice=self._on_notice, on_lost=self._on_lost, on_back=_nothing),
+        )
 
     @property
     def listening(self) -> bool:
         """Whether notices are being received now (never on SQLite)."""
-        return self._listener is not None
+        return self._listener.listening(NOTIFY_CHANNEL)
 
     def subscribe(self, handler: CancelledHandler) -> None:
         """Call `handler(job_id)` for every job another replica cancels (once per handler)."""
@@ -66,37 +66,14 @@ class JobNotices:
         await conn.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, payload))
 
     async def listen(self) -> None:
-        """PostgreSQL: receive other replicas' notices on a connection of the pool; else nothing."""
-        if not self._enabled or self._listener is not None:
-            return
-        pool = getattr(self._db, "pool")  # noqa: B009 - PostgresDatabase only
-        conn = await pool.acquire()
-        try:
-            await conn.add_listener(NOTIFY_CHANNEL, self._on_notice)
-        except BaseException:
-            await pool.release(conn)
-            raise
-        conn.add_termination_listener(self._on_lost)
-        self._listener = conn
+        """PostgreSQL: receive other replicas' notices on the store's listener; else nothing."""
+        await self._listener.listen(NOTIFY_CHANNEL)
 
     async def stop_listening(self) -> None:
-        """Stop receiving notices and give the connection back (before the pool closes)."""
-        self._closing = True
-        if self._relisten is not None:
-            self._relisten.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._relisten
-            self._relisten = None
-        conn, self._listener = self._listener, None
-        if conn is None:
-            return
-        with contextlib.suppress(Exception):
-            conn.remove_termination_listener(self._on_lost)
-            await conn.remove_listener(NOTIFY_CHANNEL, self._on_notice)
-        with contextlib.suppress(Exception):
-            await getattr(self._db, "pool").release(conn)  # noqa: B009
+        """Stop receiving notices (the store's listener stays for other channels)."""
+        await self._listener.unlisten(NOTIFY_CHANNEL)
 
-    def _on_notice(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notice(self, payload: str) -> None:
         try:
             notice = json.loads(payload)
             job_id = str(notice["job"])
@@ -113,29 +90,10 @@ class JobNotices:
             except Exception:
                 log.exception("a job notice handler failed for job %s", job_id)
 
-    def _on_lost(self, conn: Any) -> None:
-        self._listener = None
-        if self._closing:
-            return
+    def _on_lost(self) -> None:
         # Notices sent meanwhile are lost; the lease keeper's rounds stop those jobs instead.
         log.warning("lost the job-notice listener; cancelled jobs stop at the next lease round")
-        if self._relisten is None or self._relisten.done():
-            self._relisten = asyncio.get_running_loop().create_task(
-                self._listen_again(conn), name="job-notice-relisten"
-            )
 
-    async def _listen_again(self, lost: Any) -> None:
-        # The dead connection goes back to the pool, which replaces it (else its slot leaks).
-        with contextlib.suppress(Exception):
-            await getattr(self._db, "pool").release(lost)  # noqa: B009
-        attempt = 0
-        while not self._closing:
-            await asyncio.sleep(RELISTEN_DELAYS_S[min(attempt, len(RELISTEN_DELAYS_S) - 1)])
-            attempt += 1
-            try:
-                await self.listen()
-            except Exception as exc:  # the database may still be away: try again later
-                log.debug("job-notice listener not back yet: %s", exc)
-                continue
-            log.info("job-notice listener is back")
-            return
+
+def _nothing() -> None:
+    """Nothing to forget when the listener is back: a missed notice is caught by the lease round."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -106,9 +106,14 @@ class Jobs:
         self._dialect: Dialect = db.dialect
         self._notices = notices if notices is not None else JobNotices(db)
 
-    async def create(self, job: JobRecord) -> None:
-        """Insert a new job; ValueError if the id is already taken."""
+    async def create(
+        self, job: JobRecord, *, admit: Callable[[Tx], Awaitable[None]] | None = None
+    ) -> None:
+        """Insert a new job; ValueError if the id is already taken. `admit` runs first, in the
+        same transaction, and refuses the insert by raising (bot.store.job_limits)."""
         async with self._db.write() as conn:
+            if admit is not None:
+                await admit(conn)
             # ON CONFLICT (id) rather than catching the driver's own IntegrityError type.
             inserted = await conn.execute(
                 'INSERT INTO jobs (id, kind, platform, workspace, "user", destination, state,'

@@ -3,21 +3,39 @@
 The keys and their shapes belong to bot/teams (admins, channels, commands, models,
 channel_models, budget, notices); the store keeps them as JSON text and knows two of them:
 "budget" (whose own-key opt-ins decide which spend counts against caps) and "notices".
+
+Every gated command reads its workspace's policy, so it is cached per workspace and kept
+coherent exactly like the credential cache (bot/store/credentials.py): always on SQLite (one
+process); on PostgreSQL only while LISTENing on `tokenbot_policy`, to which every policy write
+sends a NOTIFY inside its transaction; a generation counter keeps a read that raced a notice
+from caching what it read. A change is a read-modify-write in one transaction under the
+workspace lock (`update`), so two concurrent changes both land.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from bot.store.backend import StoreBackend, Tx
 from bot.store.models import iso, utcnow
+from bot.store.notice_listener import NoticeListener, NoticeSubscriber
+
+log = logging.getLogger(__name__)
 
 # Advisory lock class for per-workspace serialisation (PostgreSQL's two-key form, so it never
 # meets the one-key store lock taken by migrations). Any constant unlikely to clash.
 _WORKSPACE_LOCK_CLASS = 0x70CB
 NOTICES_KEY = "notices"
 BUDGET_KEY = "budget"
+# PostgreSQL: every policy write notifies this channel (at commit); the payload names the
+# workspace only, so other replicas forget their cached copy of it.
+NOTIFY_CHANNEL = "tokenbot_policy"
+Workspace = tuple[str, str]
 
 
 async def lock_workspace(tx: Tx, dialect: str, platform: str, workspace: str) -> None:
@@ -63,27 +81,84 @@ async def _write_value(
     )
 
 
-class PolicyRows:
-    """Repository for `workspace_policy` (values are JSON; written whole, key by key)."""
+async def _read_all(tx: Tx, platform: str, workspace: str) -> dict[str, Any]:
+    rows = await tx.fetchall(
+        "SELECT key, value FROM workspace_policy WHERE platform = ? AND workspace = ? ORDER BY key",
+        (platform, workspace),
+    )
+    return {row["key"]: json.loads(row["value"]) for row in rows}
 
-    def __init__(self, db: StoreBackend) -> None:
+
+class PolicyRows:
+    """Repository for `workspace_policy` (values are JSON, key by key), with a coherent cache."""
+
+    def __init__(self, db: StoreBackend, listener: NoticeListener | None = None) -> None:
         self._db = db
+        self._cache: dict[Workspace, dict[str, Any]] = {}
+        # Whether the cache may be used: always on SQLite, on PostgreSQL only while notices
+        # are being received (a lost connection could have missed some).
+        self._coherent = db.dialect.name != "postgresql"
+        # Bumped by every forget: a read that raced with a notice does not cache what it read.
+        self._generation = 0
+        self._sender = uuid.uuid4().hex  # our own notices need not forget our own cache
+        # The store's one LISTEN connection (a private one when used alone, as in tests).
+        self._listener = listener if listener is not None else NoticeListener(db)
+        self._listener.register(
+            NOTIFY_CHANNEL,
+            NoticeSubscriber(
+                on_notice=self._on_notice, on_lost=self._on_lost, on_back=self._on_back
+            ),
+        )
+
+    @property
+    def caching(self) -> bool:
+        """Whether cached policies are used (False on PostgreSQL while not listening)."""
+        return self._coherent
 
     async def get_all(self, platform: str, workspace: str) -> dict[str, Any]:
         """Every key set for the workspace, decoded; {} when none is."""
+        cached = self._cache.get((platform, workspace))
+        if cached is not None:
+            return copy.deepcopy(cached)  # callers may change what they get
+        generation = self._generation
         async with self._db.read() as tx:
-            rows = await tx.fetchall(
-                "SELECT key, value FROM workspace_policy WHERE platform = ? AND workspace = ?"
-                " ORDER BY key",
-                (platform, workspace),
-            )
-        return {row["key"]: json.loads(row["value"]) for row in rows}
+            found = await _read_all(tx, platform, workspace)
+        self._keep(platform, workspace, found, generation)
+        return copy.deepcopy(found)
 
     async def set(self, platform: str, workspace: str, key: str, value: Any, by_user: str) -> None:
         """Replace one key's value (any JSON-serialisable value; None is stored as null)."""
+        await self.update(platform, workspace, key, lambda _old: value, by_user)
+
+    async def update(
+        self,
+        platform: str,
+        workspace: str,
+        key: str,
+        change: Callable[[Any], Any],
+        by_user: str,
+    ) -> Any:
+        """Write `change(current value)` in the transaction that read it; the new value.
+
+        Serialised per workspace on every replica, so concurrent changes all land. `change`
+        runs inside the write transaction: pure and quick, and it gets a copy it may alter.
+        Nothing is written when it returns the current value unchanged.
+        """
+        generation = self._generation
         async with self._db.write() as tx:
             await lock_workspace(tx, self._db.dialect.name, platform, workspace)
-            await _write_value(tx, platform, workspace, key, value, by_user)
+            current = await read_value(tx, platform, workspace, key)
+            new = change(copy.deepcopy(current))
+            unchanged = new == current and (
+                current is not None or await _is_set(tx, platform, workspace, key)
+            )
+            if not unchanged:
+                await _write_value(tx, platform, workspace, key, new, by_user)
+                await self._notify(tx, platform, workspace)
+            # Read under the lock, this is the policy as it is now: worth caching either way.
+            after = await _read_all(tx, platform, workspace)
+        self._keep(platform, workspace, after, generation)
+        return new
 
     async def claim_notice(self, platform: str, workspace: str, notice_key: str) -> bool:
         """Mark `notice_key` as sent in "notices"; True only for the first caller on any replica.
@@ -91,18 +166,88 @@ class PolicyRows:
         Keys read "<period>:<who>:<pct>" with an ISO period ("2026-12" or "2026-12-02"): when a
         notice of a later month is claimed, those of earlier months are forgotten.
         """
-        async with self._db.write() as tx:
-            await lock_workspace(tx, self._db.dialect.name, platform, workspace)
-            notices = await read_value(tx, platform, workspace, NOTICES_KEY)
+        first = False
+
+        def claim(notices: Any) -> Any:
+            nonlocal first
             if not isinstance(notices, dict):
                 notices = {}
             if notices.get(notice_key):
-                return False
+                return notices
+            first = True
             month = notice_key[:7]
             kept = {k: v for k, v in notices.items() if not _older_month(k[:7], month)}
             kept[notice_key] = True
-            await _write_value(tx, platform, workspace, NOTICES_KEY, kept, "tokenbot")
-        return True
+            return kept
+
+        await self.update(platform, workspace, NOTICES_KEY, claim, "tokenbot")
+        return first
+
+    # -- the cache ------------------------------------------------------------------------------
+
+    def _keep(self, platform: str, workspace: str, found: dict[str, Any], generation: int) -> None:
+        if self._coherent and generation == self._generation:
+            self._cache[(platform, workspace)] = found
+        else:
+            # Another process changed a policy meanwhile (maybe this one): read it next time.
+            self._cache.pop((platform, workspace), None)
+
+    def forget_cached(self, platform: str | None = None, workspace: str = "") -> None:
+        """Drop a cached policy (or all when `platform` is None): another process changed it."""
+        self._generation += 1
+        if platform is None:
+            self._cache.clear()
+        else:
+            self._cache.pop((platform, workspace), None)
+
+    # -- coherence across processes (PostgreSQL LISTEN/NOTIFY) ----------------------------------
+
+    async def _notify(self, tx: Tx, platform: str, workspace: str) -> None:
+        if self._db.dialect.name != "postgresql":
+            return
+        payload = json.dumps({"from": self._sender, "workspace": [platform, workspace]})
+        # Delivered when this transaction commits, and only then.
+        await tx.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, payload))
+
+    async def listen(self) -> None:
+        """PostgreSQL: receive other replicas' changes on the store's listener; else nothing."""
+        await self._listener.listen(NOTIFY_CHANNEL)
+
+    async def stop_listening(self) -> None:
+        """Stop receiving notices, and so stop caching on PostgreSQL."""
+        self._coherent = self._db.dialect.name != "postgresql"
+        await self._listener.unlisten(NOTIFY_CHANNEL)
+
+    def _on_back(self) -> None:
+        # Anything cached before now may have missed a notice.
+        self.forget_cached()
+        self._coherent = True
+
+    def _on_notice(self, payload: str) -> None:
+        try:
+            notice = json.loads(payload)
+            platform, workspace = notice["workspace"]
+            sender = notice.get("from")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.warning("ignored a malformed policy notice; forgetting every cached policy")
+            self.forget_cached()
+            return
+        if sender != self._sender:
+            self.forget_cached(str(platform), str(workspace))
+
+    def _on_lost(self) -> None:
+        # Notices sent meanwhile are lost: stop caching until listening again.
+        self._coherent = False
+        self.forget_cached()
+        log.warning("lost the policy-change listener; reading policies uncached until it is back")
+
+
+async def _is_set(tx: Tx, platform: str, workspace: str, key: str) -> bool:
+    row = await tx.fetchone(
+        "SELECT 1 FROM workspace_policy WHERE platform = ? AND workspace = ? AND key = ?",
+        (platform, workspace, key),
+    )
+    return row is not None
 
 
 def _older_month(candidate: str, current: str) -> bool:

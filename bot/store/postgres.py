@@ -218,6 +218,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX thread_contexts_by_age ON thread_contexts (updated_at)",
     ),
+    # v9: spend holds keep their state (as SQLite's v9).
+    (
+        "ALTER TABLE spend_holds ADD COLUMN state TEXT NOT NULL DEFAULT 'open'"
+        " CHECK (state IN ('open', 'settled', 'released'))",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

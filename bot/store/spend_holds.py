@@ -4,6 +4,10 @@
 hold in the same write transaction, serialised per workspace on every replica (PostgreSQL:
 an advisory lock; SQLite: BEGIN IMMEDIATE), so twenty jobs submitted at once cannot all pass
 a cap only one of them fits under. A hold whose job died stops counting when it expires.
+
+A hold is never deleted when it ends: it keeps a state, 'open', 'settled' or 'released', so
+a settle that comes after a release (a Cancel racing the delivery of a result the backend
+already charged for) still records the charge, and a second settle records nothing.
 """
 
 from __future__ import annotations
@@ -75,7 +79,8 @@ async def capped_spend(tx: Tx, owner: Owner, now: datetime) -> SpendSnapshot:
     held = await tx.fetchone(
         'SELECT COALESCE(SUM(CASE WHEN "user" = ? THEN amount_units ELSE 0 END), 0),'
         " COALESCE(SUM(amount_units), 0) FROM spend_holds"
-        f" WHERE platform = ? AND workspace = ? AND expires_epoch > ?{counted}",
+        " WHERE platform = ? AND workspace = ? AND state = 'open' AND expires_epoch > ?"
+        f"{counted}",
         (owner.user, owner.platform, owner.workspace, epoch(now), *extra),
     )
     assert spent is not None and held is not None  # an aggregate always has one row
@@ -149,36 +154,49 @@ class SpendHolds:
         return verdict, record
 
     async def settle(self, hold_id: str, usage: UsageRecord, entry: LedgerEntry) -> bool:
-        """Replace the hold by the call's usage and ledger rows in one transaction.
+        """Mark the hold settled and write the call's usage and ledger rows, in one transaction.
 
-        False, writing nothing, when no such hold of that workspace is left (settled or
-        released already): a hold is charged at most once.
+        A released hold settles too (the backend charged although the caller gave up). False,
+        writing nothing, when that workspace has no such hold or it is settled already: a hold
+        is charged at most once.
         """
         statements = charge_statements(usage, entry)
         owner = entry.owner
         async with self._db.write() as tx:
             # The lock: a reservation reading the ledger, then the holds, never sees both or neither.
             await lock_workspace(tx, self._db.dialect.name, owner.platform, owner.workspace)
-            gone = await tx.execute(
-                "DELETE FROM spend_holds WHERE id = ? AND platform = ? AND workspace = ?",
+            changed = await tx.execute(
+                "UPDATE spend_holds SET state = 'settled' WHERE id = ? AND platform = ?"
+                " AND workspace = ? AND state IN ('open', 'released')",
                 (hold_id, owner.platform, owner.workspace),
             )
-            if gone != 1:
+            if changed != 1:
                 return False
             for sql, params in statements:
                 await tx.execute(sql, params)
         return True
 
     async def release(self, hold_id: str) -> bool:
-        """Drop a hold without charging (the call failed); True if it was still held."""
-        async with self._db.write() as tx:
-            gone = await tx.execute("DELETE FROM spend_holds WHERE id = ?", (hold_id,))
-        return gone == 1
+        """Stop a hold counting, uncharged (the call failed); True if it was open.
 
-    async def get(self, hold_id: str) -> SpendHoldRecord | None:
-        """The hold with this id, if it is still held (expired or not)."""
+        A settled hold stays settled. The row is kept, so a settle arriving later still records.
+        """
+        async with self._db.write() as tx:
+            changed = await tx.execute(
+                "UPDATE spend_holds SET state = 'released' WHERE id = ? AND state = 'open'",
+                (hold_id,),
+            )
+        return changed == 1
+
+    async def get(self, hold_id: str, *, released: bool = False) -> SpendHoldRecord | None:
+        """The hold with this id while it is open (expired or not); with `released`, also once
+        released (it may still settle then)."""
+        # A settled hold is never returned; an open one always.
+        also = "released" if released else "open"
         async with self._db.read() as tx:
-            row = await tx.fetchone("SELECT * FROM spend_holds WHERE id = ?", (hold_id,))
+            row = await tx.fetchone(
+                "SELECT * FROM spend_holds WHERE id = ? AND state IN ('open', ?)", (hold_id, also)
+            )
         if row is None:
             return None
         return SpendHoldRecord(

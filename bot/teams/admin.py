@@ -4,13 +4,14 @@ Non-admins are refused every admin command with who the admins are. TOKENBOT_ADM
 be removed, and the last admin cannot remove themself. The one non-admin change here is a
 member's own opt-in (`/tokenbot budget own-keys on|off`): whether their own-key calls count
 against the caps is their choice, since it is their money, so no admin can make it for them.
-A policy value is read and written whole; two admins changing the same key at the same instant
-keep the later write.
+Every change is a read-modify-write of one policy value in one store transaction
+(`Store.update_policy`), decided on the value as it is then: two admins changing the same key
+at the same instant (or many members opting in at once) all land.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from bot.core.context import HandlerContext
@@ -64,10 +65,57 @@ async def _audit(ctx: HandlerContext, detail: str) -> None:
     )
 
 
-async def _set(ctx: HandlerContext, key: str, value: Any, detail: str) -> None:
+class _Unchanged(Exception):
+    """Raised by a change when the value as stored already says what was asked: nothing is written."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class _Refused(Exception):
+    """Raised by a change the value as stored does not allow: nothing is written."""
+
+    def __init__(self, code: str, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.code, self.message, self.hint = code, message, hint
+
+
+class _Skipped:
+    """What `_change` returns when nothing was written (the reply is already said)."""
+
+
+SKIPPED = _Skipped()
+
+
+async def _change(ctx: HandlerContext, key: str, change: Callable[[Any], Any], detail: str) -> Any:
+    """Apply `change` to the stored value in one transaction, audit it; the new value.
+
+    `change` gets the value as stored now (a copy) and runs inside the store's transaction, so
+    it must be pure; it raises _Unchanged or _Refused to write nothing (then SKIPPED is returned).
+    """
     inbound = ctx.inbound
-    await ctx.store.set_policy(inbound.platform, inbound.workspace, key, value, inbound.user)
+    try:
+        new = await ctx.store.update_policy(
+            inbound.platform, inbound.workspace, key, change, inbound.user
+        )
+    except _Unchanged as same:
+        await _say(ctx, same.text, "info")
+        return SKIPPED
+    except _Refused as no:
+        await _refuse(ctx, no.code, no.message, no.hint)
+        return SKIPPED
     await _audit(ctx, detail)
+    return new
+
+
+def _decoded(key: str, value: Any) -> WorkspacePolicy:
+    """One stored value decoded as the gate reads it (malformed means unset)."""
+    return WorkspacePolicy.from_raw({key: value})
+
+
+def _copied(lists: Mapping[str, tuple[str, ...]]) -> dict[str, list[str]]:
+    return {k: list(v) for k, v in lists.items()}
 
 
 async def _admin_policy(ctx: HandlerContext) -> WorkspacePolicy | None:
@@ -110,20 +158,23 @@ def _listed(values: list[str] | tuple[str, ...]) -> str:
 
 async def add_admin(cmd: AdminAdd, ctx: HandlerContext) -> None:
     """Make `cmd.user` an admin of this workspace."""
-    policy = await _admin_policy(ctx)
-    if policy is None:
+    if await _admin_policy(ctx) is None:
         return
-    if cmd.user in admins_of(ctx, policy):
-        await _say(ctx, f"`{cmd.user}` is already a tokenbot admin.", "info")
+
+    def add(value: Any) -> list[str]:
+        admins = list(_decoded("admins", value).admins)
+        if cmd.user in admins or is_operator_admin(ctx, cmd.user):
+            raise _Unchanged(f"`{cmd.user}` is already a tokenbot admin.")
+        return [*admins, cmd.user]
+
+    if await _change(ctx, "admins", add, f"admins: added {cmd.user}") is SKIPPED:
         return
-    await _set(ctx, "admins", [*policy.admins, cmd.user], f"admins: added {cmd.user}")
     await _say(ctx, f"`{cmd.user}` is now a tokenbot admin of this workspace.")
 
 
 async def remove_admin(cmd: AdminRemove, ctx: HandlerContext) -> None:
     """Remove an admin added in chat (never TOKENBOT_ADMINS, never the last admin)."""
-    policy = await _admin_policy(ctx)
-    if policy is None:
+    if await _admin_policy(ctx) is None:
         return
     if is_operator_admin(ctx, cmd.user):
         await _refuse(
@@ -133,19 +184,24 @@ async def remove_admin(cmd: AdminRemove, ctx: HandlerContext) -> None:
             "Only the bot's operator can change TOKENBOT_ADMINS.",
         )
         return
-    if cmd.user not in policy.admins:
-        await _say(ctx, f"`{cmd.user}` is not a tokenbot admin.", "info")
+
+    def remove(value: Any) -> list[str]:
+        admins = _decoded("admins", value).admins
+        if cmd.user not in admins:
+            raise _Unchanged(f"`{cmd.user}` is not a tokenbot admin.")
+        rest = [a for a in admins if a != cmd.user]
+        # Decided on the stored list: two admins removing each other at once leave one.
+        if not admins_of(ctx, WorkspacePolicy(admins=tuple(rest))):
+            raise _Refused(
+                "last_admin",
+                f"`{cmd.user}` is the last tokenbot admin; removing them would leave no one "
+                "to change the policy.",
+                "Add another admin first (`/tokenbot admin add @someone`).",
+            )
+        return rest
+
+    if await _change(ctx, "admins", remove, f"admins: removed {cmd.user}") is SKIPPED:
         return
-    rest = [a for a in policy.admins if a != cmd.user]
-    if not admins_of(ctx, policy.model_copy(update={"admins": tuple(rest)})):
-        await _refuse(
-            ctx,
-            "last_admin",
-            f"`{cmd.user}` is the last tokenbot admin; removing them would leave no one to change the policy.",
-            "Add another admin first (`/tokenbot admin add @someone`).",
-        )
-        return
-    await _set(ctx, "admins", rest, f"admins: removed {cmd.user}")
     await _say(ctx, f"`{cmd.user}` is no longer a tokenbot admin.")
 
 
@@ -154,33 +210,40 @@ async def remove_admin(cmd: AdminRemove, ctx: HandlerContext) -> None:
 
 async def set_channels(cmd: AdminChannels, ctx: HandlerContext) -> None:
     """Everywhere, or add / remove one allowed channel."""
-    policy = await _admin_policy(ctx)
-    if policy is None:
+    if await _admin_policy(ctx) is None:
         return
     if cmd.action == "everywhere":
-        await _set(ctx, "channels", None, "channels: everywhere")
+        await _change(ctx, "channels", lambda _value: None, "channels: everywhere")
         await _say(ctx, "tokenbot's commands are allowed everywhere now (direct messages too).")
         return
-    assert cmd.channel is not None  # the grammar requires one for add/remove
-    current = list(policy.channels or ())
+    channel = cmd.channel
+    assert channel is not None  # the grammar requires one for add/remove
+
+    def add(value: Any) -> list[str]:
+        listed = _decoded("channels", value).channels
+        if listed is not None and channel in listed:
+            raise _Unchanged(f"`{channel}` is already allowed.")
+        return [*(listed or ()), channel]
+
+    def remove(value: Any) -> list[str]:
+        listed = _decoded("channels", value).channels
+        if listed is None or channel not in listed:
+            raise _Unchanged(f"`{channel}` is not on the list of allowed channels.")
+        return [c for c in listed if c != channel]
+
     if cmd.action == "add":
-        if policy.channels is not None and cmd.channel in current:
-            await _say(ctx, f"`{cmd.channel}` is already allowed.", "info")
+        current = await _change(ctx, "channels", add, f"channels: added {channel}")
+        if current is SKIPPED:
             return
-        current.append(cmd.channel)
-        await _set(ctx, "channels", current, f"channels: added {cmd.channel}")
         await _say(
             ctx,
             f"Allowed `{cmd.channel}`. Commands now run only in {_listed(current)} "
             "(direct messages only for `/tokenbot` and help); `everywhere` lifts the list.",
         )
         return
-    if policy.channels is None or cmd.channel not in current:
-        await _say(ctx, f"`{cmd.channel}` is not on the list of allowed channels.", "info")
-        return
-    current.remove(cmd.channel)
-    await _set(ctx, "channels", current, f"channels: removed {cmd.channel}")
-    await _say(ctx, f"Removed `{cmd.channel}`. Allowed channels: {_listed(current)}.")
+    current = await _change(ctx, "channels", remove, f"channels: removed {channel}")
+    if current is not SKIPPED:
+        await _say(ctx, f"Removed `{channel}`. Allowed channels: {_listed(current)}.")
 
 
 def _command_names(words: tuple[str, ...], known: list[str]) -> tuple[list[str], list[str]]:
@@ -203,14 +266,17 @@ def _command_names(words: tuple[str, ...], known: list[str]) -> tuple[list[str],
 
 async def set_commands(cmd: AdminCommands, ctx: HandlerContext) -> None:
     """Allow or deny some of a backend's commands, or allow all again."""
-    policy = await _admin_policy(ctx)
-    if policy is None or not await _known_backend(ctx, cmd.backend):
+    if await _admin_policy(ctx) is None or not await _known_backend(ctx, cmd.backend):
         return
-    display = ctx.keys.display(cmd.backend)
-    everything = {k: list(v) for k, v in policy.commands.items()}
+    backend, display = cmd.backend, ctx.keys.display(cmd.backend)
     if cmd.action == "reset":
-        everything.pop(cmd.backend, None)
-        await _set(ctx, "commands", everything, f"commands {cmd.backend}: all")
+
+        def reset(value: Any) -> dict[str, list[str]]:
+            everything = _copied(_decoded("commands", value).commands)
+            everything.pop(backend, None)
+            return everything
+
+        await _change(ctx, "commands", reset, f"commands {backend}: all")
         await _say(ctx, f"Every {display} command is allowed again.")
         return
     known = _gate(ctx).gated_commands(cmd.backend)
@@ -224,39 +290,52 @@ async def set_commands(cmd: AdminCommands, ctx: HandlerContext) -> None:
             f"Its commands: {_listed(known)}.",
         )
         return
-    current = policy.commands.get(cmd.backend)
-    if cmd.action == "allow" and current is None:
-        await _say(ctx, f"Every {display} command is already allowed.", "info")
-        return
-    allowed = list(current if current is not None else known)
-    if cmd.action == "allow":
-        allowed += [n for n in names if n not in allowed]
-    else:
-        allowed = [n for n in allowed if n not in names]
-    everything[cmd.backend] = allowed
-    await _set(
-        ctx, "commands", everything, f"commands {cmd.backend}: {cmd.action} {', '.join(names)}"
-    )
-    await _say(ctx, f"{display} commands allowed now: {_listed(allowed)}.")
+    allow = cmd.action == "allow"
+
+    def edit(value: Any) -> dict[str, list[str]]:
+        everything = _copied(_decoded("commands", value).commands)
+        current = everything.get(backend)
+        if allow and current is None:
+            raise _Unchanged(f"Every {display} command is already allowed.")
+        allowed = list(current if current is not None else known)
+        if allow:
+            allowed += [n for n in names if n not in allowed]
+        else:
+            allowed = [n for n in allowed if n not in names]
+        everything[backend] = allowed
+        return everything
+
+    detail = f"commands {backend}: {cmd.action} {', '.join(names)}"
+    everything = await _change(ctx, "commands", edit, detail)
+    if everything is not SKIPPED:
+        await _say(ctx, f"{display} commands allowed now: {_listed(everything[backend])}.")
 
 
 async def set_models(cmd: AdminModels, ctx: HandlerContext) -> None:
     """Allow only the listed models of a backend (adding to the list), or any again."""
-    policy = await _admin_policy(ctx)
-    if policy is None or not await _known_backend(ctx, cmd.backend):
+    if await _admin_policy(ctx) is None or not await _known_backend(ctx, cmd.backend):
         return
-    display = ctx.keys.display(cmd.backend)
-    everything = {k: list(v) for k, v in policy.models.items()}
-    if cmd.action == "reset":
-        everything.pop(cmd.backend, None)
-        await _set(ctx, "models", everything, f"models {cmd.backend}: any")
+    backend, display = cmd.backend, ctx.keys.display(cmd.backend)
+    reset = cmd.action == "reset"
+
+    def edit(value: Any) -> dict[str, list[str]]:
+        everything = _copied(_decoded("models", value).models)
+        if reset:
+            everything.pop(backend, None)
+            return everything
+        current = everything.get(backend, [])
+        folded = {m.casefold() for m in current}
+        everything[backend] = current + [m for m in cmd.models if m.casefold() not in folded]
+        return everything
+
+    if reset:
+        await _change(ctx, "models", edit, f"models {backend}: any")
         await _say(ctx, f"Any {display} model is allowed again.")
         return
-    current = list(everything.get(cmd.backend, ()))
-    folded = {m.casefold() for m in current}
-    current += [m for m in cmd.models if m.casefold() not in folded]
-    everything[cmd.backend] = current
-    await _set(ctx, "models", everything, f"models {cmd.backend}: allow {', '.join(cmd.models)}")
+    everything = await _change(
+        ctx, "models", edit, f"models {backend}: allow {', '.join(cmd.models)}"
+    )
+    current = everything[backend]
     await _say(
         ctx,
         f"Only these {display} models are allowed now: {_listed(current)} "
@@ -274,34 +353,37 @@ async def set_channel_model(cmd: AdminChannelModel, ctx: HandlerContext) -> None
     if target is None:
         await _refuse(ctx, "usage", f"{display} commands take no model a channel could default.")
         return
-    channel = ctx.inbound.channel
-    everything = {c: dict(m) for c, m in policy.channel_models.items()}
-    here = everything.setdefault(channel, {})
-    if cmd.model is None:
-        here.pop(cmd.backend, None)
+    channel, backend, model = ctx.inbound.channel, cmd.backend, cmd.model
+
+    def edit(value: Any) -> dict[str, dict[str, str]]:
+        everything = {
+            c: dict(m) for c, m in _decoded("channel_models", value).channel_models.items()
+        }
+        here = everything.setdefault(channel, {})
+        if model is None:
+            here.pop(backend, None)
+        else:
+            here[backend] = model
         if not here:
             everything.pop(channel)
-        await _set(
-            ctx, "channel_models", everything, f"channel model {channel} {cmd.backend}: cleared"
-        )
+        return everything
+
+    if model is None:
+        await _change(ctx, "channel_models", edit, f"channel model {channel} {backend}: cleared")
         await _say(ctx, f"This channel has no default {display} model now.")
         return
+    # (The allowed models are another key, read as they were when the command came in.)
     allowed = policy.models.get(cmd.backend)
-    if allowed is not None and cmd.model.casefold() not in {m.casefold() for m in allowed}:
+    if allowed is not None and model.casefold() not in {m.casefold() for m in allowed}:
         await _refuse(
             ctx,
             "policy_model",
-            f"`{cmd.model}` is not an allowed {display} model here.",
+            f"`{model}` is not an allowed {display} model here.",
             f"Allowed: {_listed(allowed)}; allow it first with `/tokenbot admin models`.",
         )
         return
-    here[cmd.backend] = cmd.model
-    await _set(
-        ctx, "channel_models", everything, f"channel model {channel} {cmd.backend}: {cmd.model}"
-    )
-    await _say(
-        ctx, f"`{target}` commands in this channel that name no model use `{cmd.model}` now."
-    )
+    await _change(ctx, "channel_models", edit, f"channel model {channel} {backend}: {model}")
+    await _say(ctx, f"`{target}` commands in this channel that name no model use `{model}` now.")
 
 
 # --- budgets ------------------------------------------------------------------------------------
@@ -309,14 +391,16 @@ async def set_channel_model(cmd: AdminChannelModel, ctx: HandlerContext) -> None
 
 async def set_budget(cmd: BudgetCap, ctx: HandlerContext) -> None:
     """One of the caps in USD, or off."""
-    policy = await _admin_policy(ctx)
-    if policy is None:
+    if await _admin_policy(ctx) is None:
         return
     field, label = BUDGET_FIELDS[type(cmd)]
-    budget = dict(policy.budget)
-    budget[field] = None if cmd.usd is None else f"{cmd.usd:.2f}"
+    cap = None if cmd.usd is None else f"{cmd.usd:.2f}"
     shown = "off" if cmd.usd is None else f"${cmd.usd:.2f}"
-    await _set(ctx, "budget", budget, f"budget {field}: {shown}")
+
+    def edit(value: Any) -> dict[str, Any]:
+        return {**_decoded("budget", value).budget, field: cap}
+
+    await _change(ctx, "budget", edit, f"budget {field}: {shown}")
     text = f"{label.capitalize()} is {shown} now."
     if cmd.usd is not None:
         text += " It caps calls made with the workspace key (and own keys of members who opted in)."
@@ -325,16 +409,22 @@ async def set_budget(cmd: BudgetCap, ctx: HandlerContext) -> None:
 
 async def own_keys(cmd: OwnKeysOptIn, ctx: HandlerContext) -> None:
     """The caller's own opt-in: their own-key calls count against the caps, or not."""
-    policy = await load_policy(ctx)
-    budget = dict(policy.budget)
-    users = [str(u) for u in budget.get("own_key_opt_in") or []]
-    me = ctx.inbound.user
-    if (me in users) == cmd.on:
-        state = "already count" if cmd.on else "already don't count"
-        await _say(ctx, f"Your own-key calls {state} against the caps.", "info")
+    me, on = ctx.inbound.user, cmd.on
+
+    def edit(value: Any) -> dict[str, Any]:
+        budget = _decoded("budget", value).budget
+        listed = budget.get("own_key_opt_in")
+        users = [str(u) for u in listed] if isinstance(listed, list) else []
+        if (me in users) == on:
+            state = "already count" if on else "already don't count"
+            raise _Unchanged(f"Your own-key calls {state} against the caps.")
+        return {**budget, "own_key_opt_in": [*users, me] if on else [u for u in users if u != me]}
+
+    if (
+        await _change(ctx, "budget", edit, f"budget own-key opt-in: {'on' if on else 'off'}")
+        is SKIPPED
+    ):
         return
-    budget["own_key_opt_in"] = [*users, me] if cmd.on else [u for u in users if u != me]
-    await _set(ctx, "budget", budget, f"budget own-key opt-in: {'on' if cmd.on else 'off'}")
     await _say(
         ctx,
         "Your calls with your own keys now count against the workspace's caps."

@@ -1,7 +1,8 @@
 """Who administers a workspace, and the PolicyGate that admits or refuses each command.
 
-The policy is read from the store for every gated command (one small read: admins' changes are
-seen at once by every replica, with no cache to invalidate). The rules, in order:
+The policy is read for every gated command from the store's per-workspace cache (no database
+round trip; admins' changes reach every replica's cache at once by PostgreSQL NOTIFY, see
+bot/store/policy.py). The rules, in order:
 allowed channels (DMs count as "not a listed channel" unless the policy is "everywhere"),
 allowed commands per backend, then the channel's default model filled in when the command
 names none, then allowed models per backend. The `/tokenbot` commands, help and key commands

@@ -143,13 +143,14 @@ class _Held:
         if cost is None:
             amount = self._amount
             if amount is None:
-                record = await store.get_spend_hold(self._id)
+                # A hold released meanwhile (a Cancel racing delivery) still settles.
+                record = await store.get_spend_hold(self._id, released=True)
                 amount = record.amount_usd if record is not None else Decimal(0)
             cost, source = amount, "estimate"
         entry = ledger_entry(self._spender, usage, cost, source, self._key_source)
         if not await store.settle_spend(self._id, usage, entry):
-            # Settled before (a delivery resumed after a crash) or released: never twice.
-            log.warning("spend hold %s was already settled or released", self._id)
+            # Settled before (a delivery resumed after a crash): never twice.
+            log.warning("spend hold %s was already settled", self._id)
             return
         await self._control.after_charge(self._spender, self._key_source)
 

@@ -66,7 +66,8 @@ async def test_sixty_pending_videos_all_polled_through_the_budget_and_delivered(
     sim = AllTokenSim(AllTokenSimConfig(video_seconds=2.0, poll_after_ms=100, tokens_per_second=0))
     await sim.start()
     settings = make_settings(tmp_path / "data", sim).model_copy(
-        update={"max_polls_per_second": 20.0}
+        # Sixty videos in one workspace at once: over the in-flight limit of 50 on purpose.
+        update={"max_polls_per_second": 20.0, "max_jobs_per_user": 0, "max_jobs_per_workspace": 0}
     )
     bot = await TokenBot.create(settings)
     conversations: dict[str, RecordingConversation] = {}

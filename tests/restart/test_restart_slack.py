@@ -133,6 +133,10 @@ async def test_sigkill_mid_flight_then_restart_delivers_every_job_once(tmp_path:
                 TOKENBOT_HTTP_HOST="127.0.0.1",
                 TOKENBOT_HTTP_PORT=str(port),
                 TOKENBOT_MAX_POLLS_PER_SECOND="200",
+                # Ten long jobs a user, all in flight when the process dies: the in-flight
+                # limits (tests/integration/test_job_limits.py) would refuse half of them.
+                TOKENBOT_MAX_JOBS_PER_USER="0",
+                TOKENBOT_MAX_JOBS_PER_WORKSPACE="0",
                 TOKENBOT_LOG_LEVEL="INFO",
                 # The restarted process is the same replica: it takes its jobs back at once
                 # rather than after their leases run out.

@@ -22,7 +22,6 @@ from bot.core.job_state import JobState
 from bot.core.jobs import JobCancelled, JobContext, JobEnd, JobKind, JobRunner
 from bot.core.messages import Destination, Failure, Notice
 from bot.store import JobCancelledError, JobRecord, Owner, SecretBox, Store
-from bot.store.job_notices import NOTIFY_CHANNEL
 from tests.fakes.conversation import RecordingConversation
 from tests.store.conftest import BackendUnderTest
 
@@ -141,7 +140,8 @@ async def test_a_lost_notice_listener_comes_back(
     try:
         await pg_backend.raw(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            f" WHERE query LIKE 'LISTEN \"{NOTIFY_CHANNEL}\"%' AND pid <> pg_backend_pid()"
+            # The store's one listening connection (shared by every notice channel).
+            " WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
         )
         await _until(lambda: not a.job_notices.listening)
         await _until(lambda: a.job_notices.listening)
@@ -314,3 +314,26 @@ async def test_a_job_that_cancelled_itself_is_not_stopped_before_it_audits(
         assert await _ends(a) == ["cancelled"]
     finally:
         await runner.aclose()
+
+
+async def test_every_notice_channel_shares_one_listening_connection(
+    pg_backend: BackendUnderTest, box: SecretBox
+) -> None:
+    # Credentials, policy and job notices each listen; one connection each would take three
+    # of the pool's ten from the work.
+    store = await pg_backend.open(box, allow_new_store=True)
+    try:
+        assert store.job_notices.listening
+        assert store._credentials.caching and store._policy.caching
+        [(listeners,)] = await pg_backend.raw(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+        )
+        assert listeners == 1
+    finally:
+        await store.close()
+    [(left,)] = await pg_backend.raw(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+    )
+    assert left == 0

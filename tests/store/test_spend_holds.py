@@ -148,12 +148,17 @@ async def test_settling_is_once_only(two: tuple[Store, Store], backend: BackendU
     assert settled.count(True) == 1
     assert await backend.raw("SELECT cost_usd FROM ledger") == [("0.75",)]
     assert await backend.raw("SELECT COUNT(*) FROM usage") == [(1,)]
-    assert await backend.raw("SELECT COUNT(*) FROM spend_holds") == [(0,)]
+    # The hold is kept, settled, so a late settle or release finds it and does nothing.
+    assert await backend.raw("SELECT state FROM spend_holds") == [("settled",)]
     assert await a.get_spend_hold(hold.id) is None
+    assert await a.get_spend_hold(hold.id, released=True) is None
     assert await a.release_spend(hold.id) is False
+    assert await backend.raw("SELECT state FROM spend_holds") == [("settled",)]
+    assert await b.settle_spend(hold.id, usage, entry) is False
+    assert await backend.raw("SELECT COUNT(*) FROM ledger") == [(1,)]
 
 
-async def test_a_released_hold_is_gone_and_charges_nothing(
+async def test_a_released_hold_stops_counting_and_charges_nothing_by_itself(
     two: tuple[Store, Store], backend: BackendUnderTest
 ) -> None:
     a, b = two
@@ -171,9 +176,10 @@ async def test_a_released_hold_is_gone_and_charges_nothing(
     assert hold is not None
     assert await b.release_spend(hold.id) is True
     assert await a.release_spend(hold.id) is False
-    assert await a.settle_spend(hold.id, *_charge(ALICE, "4")) is False
     assert await backend.raw("SELECT COUNT(*) FROM ledger") == [(0,)]
     assert await _snapshot(a) == _usd("0", "0", "0")
+    assert await a.get_spend_hold(hold.id) is None  # no longer held
+    assert await a.get_spend_hold(hold.id, released=True) == hold  # but it may still settle
 
 
 async def test_a_hold_settles_only_into_its_own_workspace(two: tuple[Store, Store]) -> None:
@@ -272,3 +278,56 @@ async def test_long_expired_holds_are_pruned(
     )
     assert old is not None and await a.get_spend_hold(old.id) is None
     assert await backend.raw("SELECT COUNT(*) FROM spend_holds") == [(1,)]
+
+
+async def _held(store: Store, amount: str = "2") -> str:
+    allow = BudgetDecision(allowed=True, amount_usd=Decimal(amount), resets_at=NOW)
+    _, hold = await store.reserve_spend(
+        ALICE,
+        "alltoken",
+        "video",
+        Decimal(amount),
+        "workspace",
+        decide=lambda s: allow,
+        now=NOW,
+        ttl_s=600,
+    )
+    assert hold is not None
+    return hold.id
+
+
+async def test_a_charge_that_arrives_after_a_release_is_recorded_once(
+    two: tuple[Store, Store], backend: BackendUnderTest
+) -> None:
+    """A Cancel released the hold while the backend was delivering (and charging): the
+    delivery's settle still records that charge, once, and it counts against the caps."""
+    a, b = two
+    hold_id = await _held(a)
+    assert await b.release_spend(hold_id) is True  # the Cancel
+    assert await a.settle_spend(hold_id, *_charge(ALICE, "1.5")) is True  # the delivery
+    assert await b.settle_spend(hold_id, *_charge(ALICE, "1.5")) is False  # a resumed retry
+    assert await a.release_spend(hold_id) is False  # settled stays settled
+    assert await backend.raw("SELECT cost_usd FROM ledger") == [("1.5",)]
+    assert await backend.raw("SELECT COUNT(*) FROM usage") == [(1,)]
+    assert await backend.raw("SELECT state FROM spend_holds") == [("settled",)]
+    assert await _snapshot(b) == _usd("1.5", "1.5", "1.5")
+
+
+async def test_a_release_racing_settles_never_loses_or_doubles_the_charge(
+    two: tuple[Store, Store], backend: BackendUnderTest
+) -> None:
+    a, b = two
+    ids = [await _held(a, "1") for _ in range(5)]
+    work = []
+    for i, hold_id in enumerate(ids):
+        settler, releaser = (a, b) if i % 2 else (b, a)
+        work += [
+            releaser.release_spend(hold_id),
+            settler.settle_spend(hold_id, *_charge(ALICE, "0.5")),
+            settler.settle_spend(hold_id, *_charge(ALICE, "0.5")),
+        ]
+    await asyncio.gather(*work)
+    assert await backend.raw("SELECT COUNT(*), COUNT(DISTINCT id) FROM spend_holds") == [(5, 5)]
+    assert await backend.raw("SELECT DISTINCT state FROM spend_holds") == [("settled",)]
+    assert await backend.raw("SELECT COUNT(*) FROM ledger") == [(5,)]
+    assert await _snapshot(a) == _usd("2.5", "2.5", "2.5")

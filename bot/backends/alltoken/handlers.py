@@ -71,7 +71,7 @@ async def _alternatives(ctx: HandlerContext, model: str) -> list[str]:
     models = svc.cached_models("chat")
     if models is None:
         try:
-            models = await svc.list_models(await ctx.require_key("alltoken"), "chat")
+            models = await svc.list_models(await ctx.require_key("alltoken", lend=True), "chat")
         except Exception:
             models = []
     ids = [m.id for m in models] or list(catalog.CHAT_MODELS)
@@ -188,7 +188,7 @@ def _dropped_notice(dropped: int) -> list[Notice]:
 
 async def chat(cmd: ChatCommand, ctx: HandlerContext) -> None:
     """Stream the answer into the conversation, then the usage and cost line."""
-    key = await ctx.require_key("alltoken")
+    key = await ctx.require_key("alltoken", lend=True)
     window = ctx.history()
     messages = [ChatMessage(role=turn.role, content=turn.text) for turn in window.turns]
     messages.append(ChatMessage(role="user", content=cmd.prompt))
@@ -247,7 +247,7 @@ async def _chat(
 
 async def search(cmd: SearchCommand, ctx: HandlerContext) -> None:
     """Web-search-grounded answer (DeepSeek/Qwen), one reply with the usage line."""
-    key = await ctx.require_key("alltoken")
+    key = await ctx.require_key("alltoken", lend=True)
     hold = await _hold_chat(ctx, "search", cmd.model, len(cmd.query))
     try:
         result = await ctx.services.get(AllTokenService).search(key, cmd.model, cmd.query)
@@ -269,7 +269,7 @@ async def search(cmd: SearchCommand, ctx: HandlerContext) -> None:
 
 async def models(cmd: ModelsCommand, ctx: HandlerContext) -> None:
     """List model ids of one type, filtered."""
-    key = await ctx.require_key("alltoken")
+    key = await ctx.require_key("alltoken", lend=True)
     try:
         found = await ctx.services.get(AllTokenService).list_models(key, cmd.type)
     except BackendError as exc:
@@ -427,7 +427,7 @@ async def cost(cmd: CostCommand, ctx: HandlerContext) -> None:
 
 async def image(cmd: ImageCommand, ctx: HandlerContext) -> None:
     """Start a durable image job (the row exists before AllToken is called)."""
-    await ctx.require_key("alltoken")
+    await ctx.require_key("alltoken", lend=True)
     svc = ctx.services.get(AllTokenService)
     await _start_media(
         ctx,
@@ -450,7 +450,7 @@ async def image(cmd: ImageCommand, ctx: HandlerContext) -> None:
 
 async def video(cmd: VideoCommand, ctx: HandlerContext) -> None:
     """Start a durable video job."""
-    await ctx.require_key("alltoken")
+    await ctx.require_key("alltoken", lend=True)
     svc = ctx.services.get(AllTokenService)
     await _start_media(
         ctx,
@@ -480,6 +480,8 @@ async def _start_media(
 ) -> None:
     """Reserve the job's estimate (refused before anything is sent), then start the job with
     the hold in its state; the job settles it on delivery and releases it on failure."""
+    # Over the in-flight limit: refused before the estimate's price lookup or any hold.
+    await ctx.jobs.check_room(kind, ctx.owner)
     source = ctx.key_source("alltoken")
     held: list[Decimal] = []
 

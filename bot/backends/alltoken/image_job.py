@@ -55,6 +55,7 @@ class ImageJob(_PollingJob):
 
     kind = "image"
     command = "image"
+    in_flight_noun = "image"  # counted by the in-flight job limits
     state_model = ImageState
 
     async def run(self, ctx: ImageContext) -> None:

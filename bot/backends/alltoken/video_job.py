@@ -45,6 +45,7 @@ class VideoJob(_PollingJob):
 
     kind = "video"
     command = "video"
+    in_flight_noun, cancel_button = "video", True  # for the in-flight job limits
     state_model = VideoState
 
     def _buttons(self, ctx: VideoContext) -> Actions:

@@ -126,7 +126,7 @@ async def _fail(
 
 async def execute(cmd: OMExecute, ctx: HandlerContext) -> None:
     """POST /v1/executions: stream into the chat when the server streams, else one reply."""
-    key = await ctx.require_key(SERVICE)
+    key = await ctx.require_key(SERVICE, lend=True)
     source = ctx.key_source(SERVICE)
     hold = await ctx.spend.hold(ctx.spender, SERVICE, "execute", EXECUTION_ESTIMATE, source)
     try:
@@ -247,7 +247,7 @@ async def _confirm_route(
 
 async def task(cmd: OMTask, ctx: HandlerContext) -> None:
     """Submit a long-running task as a durable job and watch it (its estimate held first)."""
-    await ctx.require_key(SERVICE)
+    await ctx.require_key(SERVICE, lend=True)
     source = ctx.key_source(SERVICE)
     estimate = task_estimate(cmd.duration_ms)
     hold = await ctx.spend.hold(ctx.spender, SERVICE, "task", estimate, source, ttl_s=TASK_HOLD_S)
@@ -270,7 +270,7 @@ async def task(cmd: OMTask, ctx: HandlerContext) -> None:
 
 async def task_status(cmd: OMTaskStatus, ctx: HandlerContext) -> None:
     """One task's state; an unfinished task is watched to the end (once)."""
-    key = await ctx.require_key(SERVICE)
+    key = await ctx.require_key(SERVICE, lend=True)
     try:
         status = await service_of(ctx).get_task(key, cmd.task_id)
     except BackendError as exc:
@@ -493,7 +493,7 @@ def key_form() -> FormHandler:
 
 async def models(cmd: OMModels, ctx: HandlerContext) -> None:
     """Exact model refs with providers and labels."""
-    key = await ctx.require_key(SERVICE)
+    key = await ctx.require_key(SERVICE, lend=True)
     try:
         found = await service_of(ctx).list_models(key)
     except BackendError as exc:

@@ -377,6 +377,7 @@ class TaskJob(_MarlinJob):
 
     kind = TASK_KIND
     command = "openmarlin.task"
+    in_flight_noun = "OpenMarlin task"  # counted by the in-flight job limits
     state_model = TaskState
 
     async def report_failure(self, ctx: TaskContext, failure_: Failure) -> None:
