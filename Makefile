@@ -9,7 +9,7 @@ RUNTIME := $(VENV)/.installed-runtime
 DEMO    := $(VENV)/.installed-demo
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo test bench profile lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# One 1,000-command burst with py-spy sampling the bot: top functions on stderr and under
+# tokenbot-out/profile/ (bench/profile.py).
+profile: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,sim,profile]'
+	BENCH_PROFILE_DIR=tokenbot-out/profile BENCH_REPEATS=1 $(BIN)/python -m bench bench_burst
 
 lint: $(STAMP)
 	$(BIN)/ruff check bot adapters tests bench

@@ -23,6 +23,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.response import BoltResponse
 
+from adapters.slack import claims
 from adapters.slack import inbound as mapping
 from adapters.slack.app_home import attach_app_home
 from adapters.slack.assistant import build_assistant
@@ -52,8 +53,9 @@ class SlackHandlers:
         secrets_inside: bool = False,
     ) -> None:
         """Run after the ack, guarded: whatever escapes is answered with a ref."""
+        checks = claims.pending_claims()
         self.platform.supervisor.spawn(
-            self.guarded(coro, name, body, secrets_inside=secrets_inside), name
+            self.guarded(coro, name, body, secrets_inside=secrets_inside, checks=checks), name
         )
 
     async def guarded(
@@ -63,8 +65,19 @@ class SlackHandlers:
         body: dict[str, Any],
         *,
         secrets_inside: bool = False,
+        checks: tuple[claims.Claim, ...] = (),
     ) -> None:
-        """Await `work`; an exception becomes a logged ref and a private reply with it."""
+        """Await `work` (unless `checks` say another replica took this delivery); an exception
+        becomes a logged ref and a private reply with it."""
+        try:
+            first = await claims.all_first(checks)
+        except BaseException:
+            work.close()
+            raise
+        if not first:
+            work.close()
+            log.info("dropped %s: another replica already took this delivery", what)
+            return
         try:
             await work
         except asyncio.CancelledError:
@@ -159,13 +172,19 @@ def build_app(platform: SlackPlatform, signing_secret: str | None) -> AsyncApp:
     @app.middleware
     async def drop_repeats(body: dict[str, Any], request: Any, next: Any) -> BoltResponse | None:
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if event_id and not await platform.events.first_time(str(event_id)):
+        if not event_id:
+            await next()
+            return None
+        # Memory answers now; the store's answer (other replicas) gates the spawned work.
+        first = platform.events.claim(str(event_id))
+        if first is False:
             retry = request.headers.get("x-slack-retry-num", [""])
             log.info(
                 "dropped a repeated delivery of %s (retry %s)", event_id, retry[0] if retry else ""
             )
             return BoltResponse(status=200, body="")
-        await next()
+        with claims.pending(first):
+            await next()
         return None
 
     # Before the generic listeners: the assistant thread's events and messages, the Home tab
@@ -210,9 +229,11 @@ def build_app(platform: SlackPlatform, signing_secret: str | None) -> AsyncApp:
         try:
             if not mapping.is_user_post(event, identity):
                 return
-            if await platform.messages.first_time(f"{event.get('channel')}:{event.get('ts')}"):
-                work = handlers.message(event, team_of(body, event), True)
-                handlers.spawn(work, "slack mention", body, secrets_inside=secret)
+            first = platform.messages.claim(f"{event.get('channel')}:{event.get('ts')}")
+            if first is not False:
+                with claims.pending(first):
+                    work = handlers.message(event, team_of(body, event), True)
+                    handlers.spawn(work, "slack mention", body, secrets_inside=secret)
         except Exception as exc:
             handlers.crashed("slack mention", body, exc, secrets_inside=secret)
 
@@ -225,9 +246,11 @@ def build_app(platform: SlackPlatform, signing_secret: str | None) -> AsyncApp:
             direct = event.get("channel_type") == "im"
             if not direct and mapping.mentions_bot(event, identity):
                 return  # the app_mention event for the same message handles it
-            if await platform.messages.first_time(f"{event.get('channel')}:{event.get('ts')}"):
-                work = handlers.message(event, team_of(body, event), direct)
-                handlers.spawn(work, "slack message", body, secrets_inside=secret)
+            first = platform.messages.claim(f"{event.get('channel')}:{event.get('ts')}")
+            if first is not False:
+                with claims.pending(first):
+                    work = handlers.message(event, team_of(body, event), direct)
+                    handlers.spawn(work, "slack message", body, secrets_inside=secret)
         except Exception as exc:
             handlers.crashed("slack message", body, exc, secrets_inside=secret)
 

@@ -35,6 +35,7 @@ from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack import claims
 from adapters.slack import inbound as mapping
 from adapters.slack.errors import error_code
 from adapters.slack.inert import inert_plain
@@ -361,9 +362,11 @@ def build_assistant(host: ListenerHost) -> AsyncAssistant:
         try:
             if not mapping.is_user_post(payload, platform.identity):
                 return
-            if await platform.messages.first_time(f"{payload.get('channel')}:{payload.get('ts')}"):
-                work = threads.message(payload, team_of(body, payload))
-                host.spawn(work, "slack assistant message", body, secrets_inside=secret)
+            first = platform.messages.claim(f"{payload.get('channel')}:{payload.get('ts')}")
+            if first is not False:
+                with claims.pending(first):
+                    work = threads.message(payload, team_of(body, payload))
+                    host.spawn(work, "slack assistant message", body, secrets_inside=secret)
         except Exception as exc:
             host.crashed("slack assistant message", body, exc, secrets_inside=secret)
 

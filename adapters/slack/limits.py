@@ -8,6 +8,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
 
+from adapters.slack.claims import Claim
+
 if TYPE_CHECKING:
     from bot.store.events import SeenEvents
 
@@ -64,8 +66,21 @@ class SeenAnywhere:
         locally_first = self._local.first_time(key)
         if self._events is None:
             return locally_first
+        return await self._store_says(self._events, key, locally_first)
+
+    def claim(self, key: str) -> Claim | bool:
+        """At once False for a repeat this process saw; else the store's answer, asked when
+        the work first awaits it (True without a store): the ack never waits for the store."""
+        if not self._local.first_time(key):
+            return False
+        events = self._events
+        if events is None:
+            return True
+        return Claim(lambda: self._store_says(events, key, True))
+
+    async def _store_says(self, events: SeenEvents, key: str, locally_first: bool) -> bool:
         try:
-            first = await self._events.first_time(f"{self._namespace}:{key}", self._ttl)
+            first = await events.first_time(f"{self._namespace}:{key}", self._ttl)
         except Exception as exc:
             if not self._failing:
                 log.warning(

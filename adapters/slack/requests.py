@@ -14,17 +14,19 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from adapters.slack.claims import Claim
 from adapters.slack.limits import SeenAnywhere
 
 if TYPE_CHECKING:
     from bot.store.events import SeenEvents
 
-__all__ = ["MAX_BODY_BYTES", "MAX_SKEW_S", "RequestCheck"]
+__all__ = ["MAX_BODY_BYTES", "MAX_SKEW_S", "Admitted", "RequestCheck"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,15 @@ def _parses_like_bolt(text: str, content_type: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Admitted:
+    """A request bolt may see: its body, and the store's pending "first time?" for its
+    signature (its work waits for that; its ack does not)."""
+
+    text: str
+    first: Claim | bool
+
+
 class RequestCheck:
     """Admits correctly signed, fresh, parseable requests; answers everything else itself."""
 
@@ -71,8 +82,8 @@ class RequestCheck:
         self._seen = SeenAnywhere(seen, "slack:signature", 2 * MAX_SKEW_S, capacity=50_000)
         self.refused = 0
 
-    async def admit(self, request: web.Request) -> str | web.Response:
-        """The body as text when the request may go to bolt, else the response to send."""
+    async def admit(self, request: web.Request) -> Admitted | web.Response:
+        """The body when the request may go to bolt, else the response to send."""
         try:
             return await self._check(request)
         except _Refused as refusal:
@@ -85,7 +96,7 @@ class RequestCheck:
             )
             return web.Response(status=refusal.status, text=refusal.reason)
 
-    async def _check(self, request: web.Request) -> str | web.Response:
+    async def _check(self, request: web.Request) -> Admitted | web.Response:
         if (request.content_length or 0) > MAX_BODY_BYTES:
             raise _Refused(413, "body too large")
         try:
@@ -105,10 +116,12 @@ class RequestCheck:
             raise _Refused(400, "body is not UTF-8") from None
         if not _parses_like_bolt(text, request.content_type):
             raise _Refused(400, "signed body does not parse")
-        if not await self._seen.first_time(signature):
+        # This process's memory answers now; the store (other replicas) before the work runs.
+        first = self._seen.claim(signature)
+        if first is False:
             log.info("dropped a replayed Slack request (same signature)")
             return web.Response(status=200, text="")
-        return text
+        return Admitted(text, first)
 
     def _verify(self, request: web.Request, body: bytes) -> str:
         """The request's signature, when it is Slack's for this body; else refuse (401)."""

@@ -20,6 +20,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack import claims
 from adapters.slack.app import build_app
 from adapters.slack.errors import error_code
 from adapters.slack.guard import log_crash
@@ -123,11 +124,13 @@ def events_handler(
                 return verdict
             try:
                 bolt_request = AsyncBoltRequest(
-                    body=verdict,
+                    body=verdict.text,
                     query=request.query_string,
                     headers=request.headers,  # type: ignore[arg-type]
                 )
-                return await to_aiohttp_response(await app.async_dispatch(bolt_request))
+                with claims.pending(verdict.first):
+                    response = await app.async_dispatch(bolt_request)
+                return await to_aiohttp_response(response)
             except Exception as exc:
                 # A signed request that bolt itself choked on: Slack must not retry it.
                 ref = log_crash("dispatching a Slack request", exc)

@@ -78,6 +78,7 @@ _ZERO_WIDTH = re.compile(f"[{_ZERO_WIDTH_CHARS}]")
 # What a flag can start with once zero-width characters are gone: "-", an en or em dash, or the
 # fullwidth hyphen-minus (NFKC makes it "-").
 _FLAG_STARTS = frozenset("-\u2013\u2014\uff0d")
+_MAYBE_FLAG_FIRST = _FLAG_STARTS | frozenset(_ZERO_WIDTH_CHARS)
 _FLAG_EQUALS = re.compile("[=\uff1d]")
 _FLAG_HEAD = re.compile(r"(?P<dash>--|[\u2013\u2014])(?P<name>[A-Za-z][A-Za-z0-9_-]*)")
 _NON_SPACE = re.compile(r"\S+")
@@ -95,6 +96,14 @@ def normalise_flag_token(token: str, known: Collection[str] | None = None) -> st
     """
     if token.lstrip(_ZERO_WIDTH_CHARS)[:1] not in _FLAG_STARTS:
         return token  # the common case: a plain word
+    if token.isascii():
+        # ASCII has no zero-width characters, no fullwidth "=" and nothing NFKC changes.
+        at = token.find("=")
+        m = _FLAG_HEAD.fullmatch(token if at < 0 else token[:at])
+        # An ASCII dash is "--": `known` does not matter.
+        if m is None or at < 0:
+            return token if m is None else "--" + m.group("name")
+        return f"--{m.group('name')}={token[at + 1 :]}"
     sep = _FLAG_EQUALS.search(token)
     head = token[: sep.start()] if sep else token
     m = _FLAG_HEAD.fullmatch(unicodedata.normalize("NFKC", _ZERO_WIDTH.sub("", head)))
@@ -134,7 +143,7 @@ def read_flag(token: str) -> Flag | None:
 
 def single_dash_name(token: str, options: Collection[str]) -> str | None:
     """The option a single-dash token spells ("-type=image" -> "type") when it is one of `options`."""
-    if token.startswith("--"):
+    if token[:1] != "-" or token.startswith("--"):
         return None
     m = _SINGLE_DASH.fullmatch(token)
     if m is None or m.group("name").lower() not in options:
@@ -187,6 +196,11 @@ def scan_flags(
     i = 0
     while i < len(tokens):
         token = tokens[i]
+        if token[:1] != "-":
+            # The common case, a plain word: neither "--name" nor a "-name" slip.
+            scan.positionals.append(i)
+            i += 1
+            continue
         flag = read_flag(token)
         if flag is None:
             reject_single_dash(command, token, options, usage)
@@ -227,12 +241,19 @@ def split_flag_text(
     Words are split on whitespace and normalised against `known` (default: the options'
     names), so an em dash stands for "--" only before a name the command knows.
     """
-    words = list(_NON_SPACE.finditer(text))
+    if text.isascii() and "-" not in text:
+        # No word can be an option (nor a single-dash slip): every word is kept.
+        return text.strip(), FlagScan(positionals=list(range(len(text.split()))))
     names = options.keys() if known is None else known
-    tokens = [normalise_flag_token(w.group(), names) for w in words]
+    # str.split() cuts on the same whitespace as \S+; a word that starts with neither a dash
+    # nor a zero-width character is left as it is by normalise_flag_token.
+    tokens = [
+        w if w[0] not in _MAYBE_FLAG_FIRST else normalise_flag_token(w, names) for w in text.split()
+    ]
     scan = scan_flags(command, tokens, options, usage)
-    if len(scan.positionals) == len(words):
+    if len(scan.positionals) == len(tokens):
         return text.strip(), scan
+    words = list(_NON_SPACE.finditer(text))
     # Cut each option (and its value) together with the whitespace after it, so no double
     # spaces remain where it stood.
     kept = set(scan.positionals)

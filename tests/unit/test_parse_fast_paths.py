@@ -1,0 +1,103 @@
+"""The parsers' fast paths (hot-path work from the burst profile) answer exactly what the general
+paths answer: the AllToken router's string pre-check never hides a trigger, and the ASCII
+shortcuts of the flag reader agree with the full Unicode path."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.backends.alltoken import grammar as router
+from bot.backends.alltoken.grammar import RouterContext
+from bot.backends.alltoken.spec import UsageError
+from bot.core import grammar as core
+from bot.core.grammar import normalise_flag_token, split_flag_text
+
+# Words that make triggers (and near misses) likely, mixed with arbitrary ASCII.
+WORDS = [
+    *("alltoken", "ALLTOKEN", "/alltoken-chat", "alltoken_image", "alltoken-video", "myalltoken"),
+    *("chat", "image", "video", "search", "models", "cost", "key", "help", "web", "an", "of"),
+    *("via", "with", "on", "using", "through", "in", "from", "at", "ask", "use", "what"),
+    *("which", "does", "how", "much", "did", "that", "this", "it", "last", "call", "generate"),
+    *("make", "draw", "list", "show", "--size=1024x1024", "--type=image", "-type", "—duration"),
+    *("?", ".", ",", "\n", "  ", "https://x.test/alltoken-chat"),
+]
+ascii_text = st.lists(
+    st.one_of(st.sampled_from(WORDS), st.text(st.characters(max_codepoint=127), max_size=6)),
+    max_size=12,
+).map(" ".join)
+# Sentences shaped like the natural-language triggers ("generate an image via alltoken of …",
+# "what models does alltoken have", "how much did that cost") and their near misses.
+shaped_text = st.tuples(
+    st.sampled_from(["", "generate", "make", "draw", "ask", "use", "what", "which", "search"]),
+    st.sampled_from(["", "an image", "a video", "the web", "models", "me", "much did that"]),
+    st.sampled_from(["", "via", "with", "on", "using", "through", "in", "from", "at", "does"]),
+    st.sampled_from(["alltoken", "AllToken", "alltoken chat", "alltoken image", "cost", "x"]),
+    st.sampled_from(["", "of a fox", "what is 2+2", "have", "--size=auto", "cost?", "web q"]),
+).map(lambda parts: " ".join(p for p in parts if p))
+contexts = st.builds(RouterContext, last_call_was_alltoken=st.booleans())
+
+
+def _general(text: str, ctx: RouterContext) -> object:
+    """parse() without its pre-checks: every trigger the regex finds, dispatched in order."""
+    text = router.scrub_surrogates(text)
+    for m in router._TRIGGER.finditer(text):
+        command = router._dispatch(m, text, ctx)
+        if command is not None:
+            return command
+    return None
+
+
+def _outcome(call: object) -> object:
+    try:
+        return call()  # type: ignore[operator]
+    except UsageError as error:
+        return ("usage", str(error))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(ascii_text, shaped_text), contexts)
+def test_the_router_pre_check_never_hides_a_trigger(text: str, ctx: RouterContext) -> None:
+    fast = _outcome(lambda: router.parse(text, ctx))
+    assert fast == _outcome(lambda: _general(text, ctx))
+
+
+def _normalise_general(token: str, known: frozenset[str] | None) -> str:
+    """normalise_flag_token's Unicode path, for any token (the reference for its ASCII path)."""
+    if token.lstrip(core._ZERO_WIDTH_CHARS)[:1] not in core._FLAG_STARTS:
+        return token
+    sep = core._FLAG_EQUALS.search(token)
+    head = token[: sep.start()] if sep else token
+    m = core._FLAG_HEAD.fullmatch(unicodedata.normalize("NFKC", core._ZERO_WIDTH.sub("", head)))
+    if m is None:
+        return token
+    name = m.group("name")
+    if m.group("dash") != "--" and known is not None and name.lower() not in known:
+        return token
+    if sep is None:
+        return "--" + name
+    return f"--{name}={token[sep.end() :].strip(core._ZERO_WIDTH_CHARS)}"
+
+
+ascii_token = st.one_of(
+    st.sampled_from(["--size", "--size=auto", "--", "--=x", "-type=image", "--9", "--a=b=c"]),
+    st.text(st.sampled_from("-=abz09_. "), min_size=1, max_size=8).filter(lambda t: " " not in t),
+)
+
+
+@given(ascii_token, st.sampled_from([None, frozenset({"size", "type"})]))
+def test_the_ascii_flag_shortcut_agrees_with_the_unicode_path(
+    token: str, known: frozenset[str] | None
+) -> None:
+    assert normalise_flag_token(token, known) == _normalise_general(token, known)
+
+
+@given(st.lists(st.sampled_from(["a", "cat", "42", "x.y", "ok?"]), max_size=8).map(" ".join))
+def test_text_without_a_dash_keeps_every_word(text: str) -> None:
+    options = {"size": True, "quality": True}
+    kept, scan = split_flag_text("image", " " + text + " ", options, "usage")
+    assert kept == text.strip()
+    assert scan.positionals == list(range(len(text.split())))
+    assert not scan.flags
