@@ -27,6 +27,7 @@ from adapters.slack.guard import log_crash
 from adapters.slack.platform import SlackIdentity, SlackPlatform, build_client
 from adapters.slack.requests import RequestCheck
 from adapters.slack.supervisor import AckFirst
+from bot.core.http_server import LINGERING_S, LISTEN_BACKLOG
 from bot.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
-LISTEN_BACKLOG = 2048
 
 
 class SlackConfigError(RuntimeError):
@@ -234,10 +234,9 @@ async def _serve_http(
         return SlackRunner(bot, platform, app, host=settings.http_host)
     web_app = web.Application()
     web_app.router.add_post(EVENTS_PATH, handler)
-    site_runner = web.AppRunner(web_app, access_log=None)
+    site_runner = web.AppRunner(web_app, access_log=None, lingering_time=LINGERING_S)
     await site_runner.setup()
-    # Slack opens a connection per request: a deep accept queue keeps a burst of slash
-    # commands from overflowing it (an overflow costs each client a 1 s SYN retry).
+    # A deep accept queue, as on the bot's own server (bot.core.http_server.LISTEN_BACKLOG).
     site = web.TCPSite(site_runner, settings.http_host, settings.http_port, backlog=LISTEN_BACKLOG)
     try:
         await site.start()

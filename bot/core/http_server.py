@@ -20,6 +20,15 @@ if TYPE_CHECKING:
     from bot.core.metrics import Metrics
     from bot.store import Store
 log = logging.getLogger(__name__)
+
+# How long a response waits for the rest of a body it did not read (a refused 10 MB upload):
+# aiohttp's default of 10 s lets a hostile client hold a connection, and a shutdown wait, that
+# long; a client still sending after 2 s gets the connection closed.
+LINGERING_S = 2.0
+# Slack opens a connection per request: a deep accept queue keeps a burst of slash commands
+# from overflowing it (an overflow costs each client a 1 s SYN retry; the kernel caps this at
+# net.core.somaxconn).
+LISTEN_BACKLOG = 2048
 # Longest a readiness check may take: an unreachable database (a PostgreSQL server that is
 # down, or a network that drops packets) answers "not ready" after this, never hangs the probe.
 READY_TIMEOUT_S = 2.0
@@ -92,9 +101,9 @@ class HttpServer:
 
     async def start(self, host: str, port: int) -> int:
         """Listen (port 0 = any free port); returns the bound port."""
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self._runner = web.AppRunner(self.app, access_log=None, lingering_time=LINGERING_S)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, backlog=LISTEN_BACKLOG)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
