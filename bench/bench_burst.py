@@ -49,7 +49,7 @@ USERS = 200
 CONVERSATIONS = 1000
 ACK_P99_TARGET_MS = 300.0
 ACK_VS_FAKE_TARGET = 1.5
-DELIVERY_TIMEOUT_S = 90.0
+DELIVERY_TIMEOUT_S = 60.0
 _UNLIMITED = {"TOKENBOT_MAX_JOBS_PER_USER": "0", "TOKENBOT_MAX_JOBS_PER_WORKSPACE": "0"}
 
 SLACK_MIX: list[tuple[str, str]] = [
@@ -180,19 +180,21 @@ async def _one_repeat(
         if where is not None
         else contextlib.nullcontext()
     )
+    # The profile covers the ack window (until every Slack request is acked and every
+    # interaction sent): what an ack waits for is the question.
     async with sampling:
         began = time.perf_counter()
         acks, interactions = await asyncio.gather(
             asyncio.to_thread(_fire, replica.events_url, requests), _discord_burst(cluster, tag)
         )
-        deadline = time.monotonic() + DELIVERY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            s = _slack_answered(cluster, channels, url_ids)
-            d = _discord_answered(cluster, interactions)
-            if s >= N_SLACK and d >= N_DISCORD:
-                break
-            await asyncio.sleep(0.25)
-        seconds = time.perf_counter() - began
+    deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        s = _slack_answered(cluster, channels, url_ids)
+        d = _discord_answered(cluster, interactions)
+        if s >= N_SLACK and d >= N_DISCORD:
+            break
+        await asyncio.sleep(0.25)
+    seconds = time.perf_counter() - began
     if where is not None:
         profile = read_collapsed((where / f"burst-{index}.txt").read_text())
         (where / f"burst-{index}-top.txt").write_text(profile.top(25) + "\n")
@@ -255,6 +257,11 @@ async def measure(repeats: int = REPEATS) -> Burst:
         shard_count=1,
         pacing=Pacing(image_seconds=1.0, video_seconds=2.0, openmarlin_task_seconds=1.0),
         stop_timeout_s=20.0,
+        # The production lease (30 s, renewed every 10 s), not the replica tests' 3 s: with
+        # 1,000 pending jobs writing their state, one SQLite store answered a renewal in more
+        # than 3 s, and a 3 s lease then stopped and resumed all of them over and over.
+        lease_s=30.0,
+        renew_s=10.0,
         # BENCH_BOT_TOKENBOT_X=v runs the bot with TOKENBOT_X=v (a setting's effect, measured).
         extra_env={
             k.removeprefix("BENCH_BOT_"): v

@@ -105,7 +105,7 @@ async def profiled(pid: int, out: Path, rate: int = 250) -> AsyncIterator[None]:
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
-    await asyncio.sleep(0.5)  # py-spy attaches before the burst starts
+    await asyncio.sleep(1.0)  # py-spy attaches before the burst starts
     try:
         yield
     finally:
