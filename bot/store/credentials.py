@@ -5,11 +5,10 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import uuid
 
 from bot.store.backend import Row, StoreBackend, Tx
 from bot.store.models import CredentialInfo, Owner, from_iso, iso, utcnow
-from bot.store.notice_listener import NoticeListener, NoticeSubscriber
+from bot.store.notice_listener import CoherentCache, NoticeListener
 from bot.store.secret_box import SecretBox, SecretBoxError
 
 log = logging.getLogger(__name__)
@@ -42,32 +41,20 @@ def fingerprint(secret: str) -> str:
     return "…" + (secret[-4:] if len(secret) >= _MIN_CHARS_FOR_TAIL else "")
 
 
-class Credentials:
+class Credentials(CoherentCache):
     """Repository for the `credentials` table."""
+
+    _what = "credential-change (keys)"
 
     def __init__(
         self, db: StoreBackend, box: SecretBox, listener: NoticeListener | None = None
     ) -> None:
-        self._db = db
+        super().__init__(db, listener, NOTIFY_CHANNEL)
         self._box = box
         # Every command reads its caller's key; a cache kept in step by put/delete saves a
         # database round trip per command. With several processes on one PostgreSQL, another
         # replica's change reaches this one as a NOTIFY (see `listen`), which forgets the copy.
         self._cache: dict[tuple[str, str, str, str], str | None] = {}
-        # Whether the cache may be used: always on SQLite (one process), on PostgreSQL only
-        # while notices are being received (a lost connection could have missed some).
-        self._coherent = db.dialect.name != "postgresql"
-        # Bumped by every forget: a read that raced with a notice does not cache what it read.
-        self._generation = 0
-        self._sender = uuid.uuid4().hex  # our own notices need not forget our own cache
-        # The store's one LISTEN connection (a private one when used alone, as in tests).
-        self._listener = listener if listener is not None else NoticeListener(db)
-        self._listener.register(
-            NOTIFY_CHANNEL,
-            NoticeSubscriber(
-                on_notice=self._on_notice, on_lost=self._on_lost, on_back=self._on_back
-            ),
-        )
 
     async def check_master_key(self) -> None:
         """Record the master key's fingerprint on first use; SecretBoxError if it changed since.
@@ -240,11 +227,6 @@ class Credentials:
 
     # -- coherence across processes (PostgreSQL LISTEN/NOTIFY) ------------------------------
 
-    @property
-    def caching(self) -> bool:
-        """Whether cached secrets are used (False on PostgreSQL while not listening)."""
-        return self._coherent
-
     async def _notify(self, conn: Tx, owner: Owner, service: str) -> None:
         if self._db.dialect.name != "postgresql":
             return
@@ -258,20 +240,6 @@ class Credentials:
         # Delivered when this transaction commits, and only then.
         await conn.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, payload))
 
-    async def listen(self) -> None:
-        """PostgreSQL: receive other replicas' changes on the store's listener; else nothing."""
-        await self._listener.listen(NOTIFY_CHANNEL)
-
-    async def stop_listening(self) -> None:
-        """Stop receiving notices, and so stop caching on PostgreSQL."""
-        self._coherent = self._db.dialect.name != "postgresql"
-        await self._listener.unlisten(NOTIFY_CHANNEL)
-
-    def _on_back(self) -> None:
-        # Anything cached before now may have missed a notice.
-        self.forget_cached()
-        self._coherent = True
-
     def _on_notice(self, payload: str) -> None:
         try:
             notice = json.loads(payload)
@@ -284,12 +252,6 @@ class Credentials:
             return
         if notice.get("from") != self._sender:
             self.forget_cached(owner, service)
-
-    def _on_lost(self) -> None:
-        # Notices sent meanwhile are lost: stop caching until listening again.
-        self._coherent = False
-        self.forget_cached()
-        log.warning("lost the credential-change listener; reading keys uncached until it is back")
 
 
 _INFO_COLUMNS = "service, fingerprint, meta, created_at, updated_at"

@@ -10,9 +10,11 @@ SQLite (one file, one process) sends and receives nothing.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -159,3 +161,63 @@ class NoticeListener:
                 continue
             log.info("change-notice listener is back (%s)", sorted(self._wanted))
             return
+
+
+class CoherentCache(abc.ABC):
+    """A repository's cache kept in step with other replicas by notices on one channel.
+
+    Used always on SQLite (one process) and on PostgreSQL only while notices are being
+    received: a lost listener could have missed some. Subclasses read `_coherent` before using
+    their cache and bump `_generation` in `forget_cached`, so a read that raced a notice does
+    not cache what it read; they parse notices in `_on_notice`.
+    """
+
+    _what = "cached values"  # for the log line when the listener is lost
+
+    def __init__(self, db: StoreBackend, listener: NoticeListener | None, channel: str) -> None:
+        self._db = db
+        self._channel = channel
+        self._coherent = db.dialect.name != "postgresql"
+        self._generation = 0
+        self._sender = uuid.uuid4().hex  # our own notices need not forget our own cache
+        # The store's one LISTEN connection (a private one when used alone, as in tests).
+        self._listener = listener if listener is not None else NoticeListener(db)
+        self._listener.register(
+            channel,
+            NoticeSubscriber(
+                on_notice=self._on_notice, on_lost=self._on_lost, on_back=self._on_back
+            ),
+        )
+
+    @property
+    def caching(self) -> bool:
+        """Whether the cache is used (False on PostgreSQL while not listening)."""
+        return self._coherent
+
+    @abc.abstractmethod
+    def forget_cached(self) -> None:
+        """Drop every cached value (subclasses may take arguments to drop fewer)."""
+
+    async def listen(self) -> None:
+        """PostgreSQL: receive other replicas' changes on the store's listener; else nothing."""
+        await self._listener.listen(self._channel)
+
+    async def stop_listening(self) -> None:
+        """Stop receiving notices, and so stop caching on PostgreSQL."""
+        self._coherent = self._db.dialect.name != "postgresql"
+        await self._listener.unlisten(self._channel)
+
+    @abc.abstractmethod
+    def _on_notice(self, payload: str) -> None:
+        """Forget what one notice (another replica's change) makes stale."""
+
+    def _on_back(self) -> None:
+        # Anything cached before now may have missed a notice.
+        self.forget_cached()
+        self._coherent = True
+
+    def _on_lost(self) -> None:
+        # Notices sent meanwhile are lost: stop caching until listening again.
+        self._coherent = False
+        self.forget_cached()
+        log.warning("lost the %s listener; reading them uncached until it is back", self._what)

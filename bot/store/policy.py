@@ -17,13 +17,12 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 from bot.store.backend import StoreBackend, Tx
 from bot.store.models import iso, utcnow
-from bot.store.notice_listener import NoticeListener, NoticeSubscriber
+from bot.store.notice_listener import CoherentCache, NoticeListener
 
 log = logging.getLogger(__name__)
 
@@ -89,31 +88,14 @@ async def _read_all(tx: Tx, platform: str, workspace: str) -> dict[str, Any]:
     return {row["key"]: json.loads(row["value"]) for row in rows}
 
 
-class PolicyRows:
+class PolicyRows(CoherentCache):
     """Repository for `workspace_policy` (values are JSON, key by key), with a coherent cache."""
 
-    def __init__(self, db: StoreBackend, listener: NoticeListener | None = None) -> None:
-        self._db = db
-        self._cache: dict[Workspace, dict[str, Any]] = {}
-        # Whether the cache may be used: always on SQLite, on PostgreSQL only while notices
-        # are being received (a lost connection could have missed some).
-        self._coherent = db.dialect.name != "postgresql"
-        # Bumped by every forget: a read that raced with a notice does not cache what it read.
-        self._generation = 0
-        self._sender = uuid.uuid4().hex  # our own notices need not forget our own cache
-        # The store's one LISTEN connection (a private one when used alone, as in tests).
-        self._listener = listener if listener is not None else NoticeListener(db)
-        self._listener.register(
-            NOTIFY_CHANNEL,
-            NoticeSubscriber(
-                on_notice=self._on_notice, on_lost=self._on_lost, on_back=self._on_back
-            ),
-        )
+    _what = "policy-change (policies)"
 
-    @property
-    def caching(self) -> bool:
-        """Whether cached policies are used (False on PostgreSQL while not listening)."""
-        return self._coherent
+    def __init__(self, db: StoreBackend, listener: NoticeListener | None = None) -> None:
+        super().__init__(db, listener, NOTIFY_CHANNEL)
+        self._cache: dict[Workspace, dict[str, Any]] = {}
 
     async def get_all(self, platform: str, workspace: str) -> dict[str, Any]:
         """Every key set for the workspace, decoded; {} when none is."""
@@ -209,20 +191,6 @@ class PolicyRows:
         # Delivered when this transaction commits, and only then.
         await tx.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, payload))
 
-    async def listen(self) -> None:
-        """PostgreSQL: receive other replicas' changes on the store's listener; else nothing."""
-        await self._listener.listen(NOTIFY_CHANNEL)
-
-    async def stop_listening(self) -> None:
-        """Stop receiving notices, and so stop caching on PostgreSQL."""
-        self._coherent = self._db.dialect.name != "postgresql"
-        await self._listener.unlisten(NOTIFY_CHANNEL)
-
-    def _on_back(self) -> None:
-        # Anything cached before now may have missed a notice.
-        self.forget_cached()
-        self._coherent = True
-
     def _on_notice(self, payload: str) -> None:
         try:
             notice = json.loads(payload)
@@ -234,12 +202,6 @@ class PolicyRows:
             return
         if sender != self._sender:
             self.forget_cached(str(platform), str(workspace))
-
-    def _on_lost(self) -> None:
-        # Notices sent meanwhile are lost: stop caching until listening again.
-        self._coherent = False
-        self.forget_cached()
-        log.warning("lost the policy-change listener; reading policies uncached until it is back")
 
 
 async def _is_set(tx: Tx, platform: str, workspace: str, key: str) -> bool:
