@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,7 @@ from bot.backends.alltoken.service import AllTokenService
 from bot.core.app import TokenBot
 from bot.core.messages import Actions, Destination, Failure, Image, Link
 from bot.sim.alltoken.server import AllTokenSim
+from bot.store.models import JobMedia
 from tests.conftest import Chat, make_settings
 from tests.fakes.conversation import RecordingConversation
 
@@ -351,3 +353,49 @@ async def test_cancel_clicked_while_the_submit_is_in_flight_cancels_at_alltoken(
     key = await bot.store.get_credential(alice.owner, "alltoken")
     status = await bot.services.get(AllTokenService).poll_video(key or "", job.state["task_id"])
     assert status.status == "cancelled"
+
+
+async def test_a_taken_over_image_read_by_the_last_holder_waits_for_its_copy_in_the_store(
+    tmp_path: Path, sim: AllTokenSim
+) -> None:
+    # The replica that held the job read the image (AllToken hands it out once) and its lease
+    # ran out before it kept the bytes; the next holder's poll answers 410 and must wait for
+    # the first holder's copy in the store instead of telling the user the image is gone.
+    sim.config.r2_copy = False
+    sim.config.image_seconds = 0.5
+    bot1, _ = await _restarted_bot(tmp_path, sim)
+    chat1 = Chat(bot1, "alice")
+    key = sim.issue_key(10)
+    await chat1.give_key(key)
+    await chat1.send("/alltoken-image a lighthouse")
+    [job] = await bot1.store.jobs_for(chat1.owner)
+    await _wait_state(bot1, job.id, "task_id")
+    task_id = str((await bot1.store.get_job(job.id)).state["task_id"])  # type: ignore[union-attr]
+    await bot1.aclose()
+
+    bot2, convs2 = await _restarted_bot(tmp_path, sim)
+    try:
+        # The first holder's read, standing in for the replica that lost the job.
+        svc = bot2.services.get(AllTokenService)
+        while (status := await svc.poll_image(key, task_id)).status != "completed":
+            await asyncio.sleep(0.05)
+        image = base64.b64decode(status.data[0].b64_json or "")
+        assert image.startswith(PNG_MAGIC)
+        await bot2.start()
+
+        async def first_holder_keeps_the_bytes() -> None:
+            await asyncio.sleep(1.0)  # after bot2's poll has met the 410
+            await bot2.store.keep_job_media(job.id, JobMedia(mime="image/png", data=image))
+
+        keeper = asyncio.create_task(first_holder_keeps_the_bytes())
+        assert await bot2.jobs.wait_idle(15)
+        await keeper
+        [conv] = convs2.values()
+        [upload] = conv.of("upload")
+        assert [p for p in upload.parts if isinstance(p, Image)]
+        assert b64_reads(sim) == {task_id: 1}  # read once, by the first holder
+        assert not [p for e in conv.events for p in e.parts if isinstance(p, Failure)]
+        assert (await bot2.store.get_job(job.id)).status == "done"  # type: ignore[union-attr]
+        assert sim.stats.errors[(410, "image_already_retrieved")] >= 1  # met, and survived
+    finally:
+        await bot2.aclose()

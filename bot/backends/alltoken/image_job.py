@@ -33,6 +33,11 @@ UPLOAD_BACKOFF_S = 0.5
 
 log = logging.getLogger(__name__)
 
+# AllToken's code for an image whose result was read before (it is handed out only once).
+ALREADY_RETRIEVED = "image_already_retrieved"
+# How long a replica that finds the image read already waits for the reader's copy in the store.
+KEPT_GRACE_S = 5.0
+
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Write, fsync and rename, so a file at `path` is always complete."""
@@ -87,12 +92,32 @@ class ImageJob(_PollingJob):
         }
         return await self._keep(ctx, media.data, meta, in_store=True)
 
+    async def _kept_in_store_soon(self, ctx: ImageContext) -> KeptImage | None:
+        """The store's bytes for this job, waiting up to KEPT_GRACE_S for them to arrive
+        (the replica that read them keeps them with one write right after the read)."""
+        deadline = time.monotonic() + KEPT_GRACE_S
+        while True:
+            kept = await self._kept_in_store(ctx)
+            if kept is not None or time.monotonic() >= deadline:
+                return kept
+            await asyncio.sleep(0.2)
+
     async def _fetch(self, ctx: ImageContext) -> KeptImage:
         """Submit (unless a task id is saved), poll until completed, keep the bytes."""
         key = await self._key(ctx)
         if not ctx.state.task_id:
             await self._submit(ctx, key)
-        status = await self._poll(ctx, key)
+        try:
+            status = await self._poll(ctx, key)
+        except JobFailed as failed:
+            # Read already: a replica that held this job before us (its lease ran out while
+            # it read) may be keeping the bytes in the store this very moment.
+            if failed.failure.code != ALREADY_RETRIEVED:
+                raise
+            kept = await self._kept_in_store_soon(ctx)
+            if kept is None:
+                raise
+            return kept
         item = status.data[0] if status.data else None
         if item is None:
             raise JobFailed(
@@ -106,7 +131,7 @@ class ImageJob(_PollingJob):
             data = await self._read(ctx, item)
         except JobFailed:
             # Gone at AllToken: a replica that lost this job may have read (and kept) it.
-            kept = await self._kept_in_store(ctx)
+            kept = await self._kept_in_store_soon(ctx)
             if kept is None:
                 raise
             return kept
