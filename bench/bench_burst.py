@@ -35,6 +35,7 @@ from urllib.parse import unquote
 import aiohttp
 
 from bench.bench_discord import _rest_baseline_at
+from bench.bench_load import SLACK_MIX  # the same eight kinds as the in-process load test
 from bench.bench_slack import _fire
 from bench.gates import REPEATS, Row, Sample, gated_row, percentile, ratios, reported_row
 from bench.profile import profile_dir, profiled, read_collapsed
@@ -52,16 +53,6 @@ ACK_VS_FAKE_TARGET = 1.5
 DELIVERY_TIMEOUT_S = 60.0
 _UNLIMITED = {"TOKENBOT_MAX_JOBS_PER_USER": "0", "TOKENBOT_MAX_JOBS_PER_WORKSPACE": "0"}
 
-SLACK_MIX: list[tuple[str, str]] = [
-    ("/alltoken-chat", "one line on tides {k}"),
-    ("/alltoken-search", "tide tables {k}"),
-    ("/alltoken-models", "--type=image"),
-    ("/alltoken-cost", ""),
-    ("/alltoken-image", "a lighthouse, take {k}"),
-    ("/alltoken-video", "waves on a pier {k} --duration=4"),
-    ("/openmarlin", "say hello {k}"),
-    ("/openclaw-token", "credits balance"),
-]
 DISCORD_MIX: list[tuple[str, str | None, dict[str, Any]]] = [
     ("alltoken-chat", None, {"prompt": "one line on tides {k}"}),
     ("alltoken-search", None, {"query": "tide tables {k}"}),

@@ -4,7 +4,7 @@ database on the session's real server (tests/conftest.py: postgres_server)."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,3 +65,15 @@ def pg_backend(postgres_url: str, tmp_path: Path) -> BackendUnderTest:
 @pytest.fixture
 def box() -> SecretBox:
     return SecretBox.generate()
+
+
+@pytest.fixture
+async def two(backend: BackendUnderTest, box: SecretBox) -> AsyncIterator[tuple[Store, Store]]:
+    """Two stores on one database, as two replicas would open it."""
+    a = await backend.open(box, allow_new_store=True)
+    b = await backend.open(box)
+    try:
+        yield a, b
+    finally:
+        await b.close()
+        await a.close()

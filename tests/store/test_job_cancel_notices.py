@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,18 +27,6 @@ from tests.store.conftest import BackendUnderTest
 OWNER = Owner(platform="console", workspace="w1", user="alice")
 DEST = Destination(platform="console", workspace="w1", channel="general", user="alice")
 LEASE_S = 30.0
-
-
-@pytest.fixture
-async def two(backend: BackendUnderTest, box: SecretBox) -> AsyncIterator[tuple[Store, Store]]:
-    """Two stores on one database, as two replicas would open it."""
-    a = await backend.open(box, allow_new_store=True)
-    b = await backend.open(box)
-    try:
-        yield a, b
-    finally:
-        await b.close()
-        await a.close()
 
 
 def _row(**fields: object) -> JobRecord:

@@ -4,28 +4,15 @@ notices across replicas, and workspace keys encrypted at rest like every credent
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from bot.store import WORKSPACE_USER, Owner, SecretBox, Store
+from bot.store import WORKSPACE_USER, Owner, Store
 from tests.store.conftest import BackendUnderTest
 
 WORKSPACE_KEY = "sk-at-Wk5PlaintextWorkspaceKey7Qz"
 ALICE = Owner(platform="slack", workspace="T1", user="U_ALICE")
-
-
-@pytest.fixture
-async def two(backend: BackendUnderTest, box: SecretBox) -> AsyncIterator[tuple[Store, Store]]:
-    """Two stores on one database, as two replicas would open it."""
-    a = await backend.open(box, allow_new_store=True)
-    b = await backend.open(box)
-    try:
-        yield a, b
-    finally:
-        await b.close()
-        await a.close()
 
 
 async def test_policy_values_are_json_per_key_and_workspace(

@@ -24,18 +24,6 @@ from tests.store.conftest import BackendUnderTest
 USERS = [f"U{i:02d}" for i in range(20)]
 
 
-@pytest.fixture
-async def two(backend: BackendUnderTest, box: SecretBox) -> AsyncIterator[tuple[Store, Store]]:
-    """Two stores on one database, as two replicas would open it."""
-    a = await backend.open(box, allow_new_store=True)
-    b = await backend.open(box)
-    try:
-        yield a, b
-    finally:
-        await b.close()
-        await a.close()
-
-
 def _opt_in(user: str) -> Any:
     """The own-key opt-in change as `/tokenbot budget own-keys on` makes it."""
 

@@ -4,9 +4,6 @@ deliveries, pending confirmations, conversation memory, and the credential cache
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
 
 from bot.store import Confirmation, Owner, SecretBox, Store, ThreadNote
 from bot.store.credentials import NOTIFY_CHANNEL
@@ -14,18 +11,6 @@ from tests.store.conftest import BackendUnderTest
 
 ALICE = Owner(platform="slack", workspace="T1", user="U_ALICE")
 BOB = Owner(platform="slack", workspace="T1", user="U_BOB")
-
-
-@pytest.fixture
-async def two(backend: BackendUnderTest, box: SecretBox) -> AsyncIterator[tuple[Store, Store]]:
-    """Two stores on one database, as two replicas would open it."""
-    a = await backend.open(box, allow_new_store=True)
-    b = await backend.open(box)
-    try:
-        yield a, b
-    finally:
-        await b.close()
-        await a.close()
 
 
 # --- events_seen ------------------------------------------------------------------------------

@@ -4,13 +4,12 @@ replicas, expired holds stop counting, settling is once only, and what counts ag
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
-from bot.store import LedgerEntry, Owner, SecretBox, SpendSnapshot, Store, UsageRecord
+from bot.store import LedgerEntry, Owner, SpendSnapshot, Store, UsageRecord
 from bot.store.spend_holds import KEEP_EXPIRED_S
 from bot.teams import budget
 from bot.teams.budget import BudgetCaps, BudgetDecision
@@ -20,18 +19,6 @@ ALICE = Owner(platform="slack", workspace="T1", user="U_ALICE")
 BOB = Owner(platform="slack", workspace="T1", user="U_BOB")
 CAROL_ELSEWHERE = Owner(platform="slack", workspace="T2", user="U_CAROL")
 NOW = datetime(2026, 12, 15, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def two(backend: BackendUnderTest, box: SecretBox) -> AsyncIterator[tuple[Store, Store]]:
-    """Two stores on one database, as two replicas would open it."""
-    a = await backend.open(box, allow_new_store=True)
-    b = await backend.open(box)
-    try:
-        yield a, b
-    finally:
-        await b.close()
-        await a.close()
 
 
 def _charge(
