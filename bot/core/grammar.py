@@ -14,6 +14,7 @@ import unicodedata
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from bot.core import key_shapes
 
@@ -125,10 +126,11 @@ def normalise_flags(text: str, known: Collection[str] | None = None) -> str:
 # --- reading flags ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Flag:
+class Flag(NamedTuple):
     """One `--name` or `--name=value` token; the name lower-cased."""
 
+    # A named tuple, not a frozen dataclass: one is built per option read, and a frozen
+    # dataclass's __init__ cost a microsecond of each command's parse.
     name: str
     value: str | None
 
@@ -159,7 +161,7 @@ def reject_single_dash(command: str, token: str, options: Collection[str], usage
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class FlagScan:
     """What `scan_flags` found: the options given, and which tokens were words, not options."""
 
@@ -183,6 +185,18 @@ def _options_hint(options: Mapping[str, bool]) -> str:
     return "use " + ", ".join(f"--{n}" for n in options)
 
 
+def _known_flag(token: str, options: Mapping[str, bool]) -> Flag | None:
+    """ "--name" or "--name=value" (from "--") for an option in `options`, read with string
+    methods; None sends the token to `read_flag` (any other spelling, or not an option)."""
+    name, equals, value = token[2:].partition("=")
+    lowered = name.lower()
+    # ASCII, since a non-ASCII letter can lower-case to an ASCII one (the Kelvin sign to "k");
+    # option names have the shape read_flag's pattern requires (a test holds every spec to it).
+    if lowered in options and name.isascii():
+        return Flag(lowered, value if equals else None)
+    return None
+
+
 def scan_flags(
     command: str, tokens: list[str], options: Mapping[str, bool], usage: str
 ) -> FlagScan:
@@ -201,7 +215,9 @@ def scan_flags(
             scan.positionals.append(i)
             i += 1
             continue
-        flag = read_flag(token)
+        flag = _known_flag(token, options) if token[1:2] == "-" else None
+        if flag is None:
+            flag = read_flag(token)
         if flag is None:
             reject_single_dash(command, token, options, usage)
             scan.positionals.append(i)
@@ -241,29 +257,47 @@ def split_flag_text(
     Words are split on whitespace and normalised against `known` (default: the options'
     names), so an em dash stands for "--" only before a name the command knows.
     """
-    if text.isascii() and "-" not in text:
-        # No word can be an option (nor a single-dash slip): every word is kept.
-        return text.strip(), FlagScan(positionals=list(range(len(text.split()))))
-    names = options.keys() if known is None else known
-    # str.split() cuts on the same whitespace as \S+; a word that starts with neither a dash
-    # nor a zero-width character is left as it is by normalise_flag_token.
-    tokens = [
-        w if w[0] not in _MAYBE_FLAG_FIRST else normalise_flag_token(w, names) for w in text.split()
-    ]
+    words = text.split()
+    if text.isascii():
+        if "-" not in text:
+            # No word can be an option (nor a single-dash slip): every word is kept.
+            return text.strip(), FlagScan(positionals=list(range(len(words))))
+        # normalise_flag_token leaves every ASCII word as it is (a property test holds it to
+        # that), so the words are the tokens.
+        tokens = words
+    else:
+        names = options.keys() if known is None else known
+        # A word that starts with neither a dash nor a zero-width character is left as it is
+        # by normalise_flag_token.
+        tokens = [
+            w if w[0] not in _MAYBE_FLAG_FIRST else normalise_flag_token(w, names) for w in words
+        ]
     scan = scan_flags(command, tokens, options, usage)
     if len(scan.positionals) == len(tokens):
         return text.strip(), scan
-    words = list(_NON_SPACE.finditer(text))
-    # Cut each option (and its value) together with the whitespace after it, so no double
-    # spaces remain where it stood.
-    kept = set(scan.positionals)
+    return _without_words(text, words, set(scan.positionals)), scan
+
+
+def _without_words(text: str, words: list[str], kept: set[int]) -> str:
+    """`text` without the words (from `text.split()`) whose index is not in `kept`; each goes
+    with the whitespace after it, so no double spaces remain where it stood."""
     parts: list[str] = []
-    pos = 0
+    pos = 0  # where the text still to keep starts
+    at = 0  # where the next word is looked for
+    last_kept = max(kept, default=-1)
     for index, word in enumerate(words):
+        # The next word starts at the first non-space character from `at`, and no occurrence
+        # of it can start earlier (it does not start with a space): find() lands on it.
+        start = text.find(word, at)
+        if index > last_kept:
+            # Every word from here on goes (options at the end: the usual case).
+            parts.append(text[pos:start])
+            return "".join(parts).strip()
+        at = start + len(word)
         if index in kept:
             continue
-        parts.append(text[pos : word.start()])
-        space = _SPACE.match(text, word.end())
-        pos = space.end() if space else word.end()
+        parts.append(text[pos:start])
+        space = _SPACE.match(text, at)
+        pos = space.end() if space else at
     parts.append(text[pos:])
-    return "".join(parts).strip(), scan
+    return "".join(parts).strip()

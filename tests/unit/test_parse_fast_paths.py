@@ -101,3 +101,72 @@ def test_text_without_a_dash_keeps_every_word(text: str) -> None:
     assert kept == text.strip()
     assert scan.positionals == list(range(len(text.split())))
     assert not scan.flags
+
+
+@given(ascii_token, st.sampled_from([None, frozenset({"size", "type"})]))
+def test_an_ascii_token_is_already_normal(token: str, known: frozenset[str] | None) -> None:
+    # split_flag_text skips normalising ASCII text on the strength of this.
+    assert normalise_flag_token(token, known) == token
+
+
+def _without_words_reference(text: str, kept: set[int]) -> str:
+    """The words not in `kept` cut out by their regex positions (the shortcut's reference)."""
+    parts: list[str] = []
+    pos = 0
+    for index, word in enumerate(core._NON_SPACE.finditer(text)):
+        if index in kept:
+            continue
+        parts.append(text[pos : word.start()])
+        space = core._SPACE.match(text, word.end())
+        pos = space.end() if space else word.end()
+    parts.append(text[pos:])
+    return "".join(parts).strip()
+
+
+spaced_words = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "aa", "a-a", "--x", "--x=a a", "é", "a\u200b"]),
+        st.sampled_from([" ", "  ", "\n", "\t ", "\u3000"]),
+    ),
+    max_size=8,
+).map(lambda pairs: "".join(w + s for w, s in pairs))
+
+
+@given(spaced_words, st.data())
+def test_cutting_words_by_find_agrees_with_the_regex_positions(
+    text: str, data: st.DataObject
+) -> None:
+    n = len(text.split())
+    kept = data.draw(st.sets(st.integers(0, max(n - 1, 0))) if n else st.just(set()))
+    assert core._without_words(text, text.split(), kept) == _without_words_reference(text, kept)
+
+
+flag_token = st.one_of(
+    st.sampled_from(["--size", "--Size=A", "--size=", "--size.", "--size=x=y", "--sizes", "--"]),
+    st.sampled_from(["--\u212aey=v", "--key=v", "--quality=high", "--s\u0131ze", "--type=image"]),
+    st.text(st.sampled_from("-=sizeKk.\u212a"), min_size=2, max_size=8).map(lambda t: "--" + t),
+)
+
+
+@given(flag_token)
+def test_reading_a_known_option_by_string_methods_agrees_with_read_flag(token: str) -> None:
+    options = {"size": True, "key": True, "quality": True, "type": True}
+    fast = core._known_flag(token, options)
+    # The shortcut answers only for options; whatever it answers, read_flag answers too.
+    if fast is not None:
+        assert fast == core.read_flag(token)
+    else:
+        flag = core.read_flag(token)
+        assert flag is None or flag.name not in options or token.rstrip(".,;:!?…") != token
+
+
+def test_every_option_name_has_the_shape_read_flag_reads() -> None:
+    import re
+
+    from bot.backends.alltoken.spec import SPECS as ALLTOKEN
+    from bot.backends.openclaw_token.spec import SPECS as OPENCLAW
+    from bot.backends.openmarlin.spec import SPECS as OPENMARLIN
+    from bot.teams.spec import SPECS as TEAMS
+
+    names = {n for s in (*ALLTOKEN, *OPENCLAW, *OPENMARLIN, *TEAMS) for n in s.flags}
+    assert names and all(re.fullmatch(r"[a-z][a-z0-9_-]*", n) for n in names)
