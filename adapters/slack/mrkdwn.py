@@ -37,8 +37,9 @@ _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~", re.S)
 _HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
 _BULLET = re.compile(r"^([ \t]*)[-*+][ \t]+", re.M)
 _RULE = re.compile(r"^ {0,3}(?:-{3,}|\*{3,}|_{3,})[ \t]*$", re.M)
-# A stash marker: a private-use character and a number. Never produced by the conversions.
-_STASH = "\ue000"
+# A stash marker: NUL and a number. neutralise_controls removes every NUL from the input first,
+# so no text can forge a marker, and every other character (U+E000 included) is kept as typed.
+_STASH = "\x00"
 _STASHED = re.compile(_STASH + r"(\d+)" + _STASH)
 
 _SLACK_LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
@@ -108,8 +109,8 @@ def to_mrkdwn(markdown: str) -> str:
     targets become links, so no text can produce a mention (`[x](!channel)` stays literal).
     """
     stash = _Stash()
-    # Control characters go; a stash marker typed by someone must not restore a piece.
-    markdown = neutralise_controls(markdown).replace(_STASH, "\ufffd")
+    # Control characters go (NUL with them: a marker typed by someone cannot restore a piece).
+    markdown = neutralise_controls(markdown)
 
     def fence(m: re.Match[str]) -> str:
         body = m.group(3).rstrip("\n")

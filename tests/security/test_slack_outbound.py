@@ -67,6 +67,7 @@ HOSTILE = [
     "\r",
     "\ue000",
     "\ue0000\ue000",
+    "\x000\x00",
     "https://ok.example/a?b=1&c=2",
     "mailto:a@b.example",
     " ",
@@ -174,11 +175,20 @@ def test_every_part_kind_renders_hostile_text_inert(a: str, b: str, c: str, expi
         Link(url=b, label=c),  # a URL that may be anything: never a link unless it is web
         Actions(buttons=[Button(action_id="x", label=a, value=b)]),
     ]
-    # `b` is also an explicit Link part's URL: the renderer may link it when it is web.
-    urls = text_urls(a, b, c) | {link_url, b}
+    # `b` is also an explicit Link part's URL: the renderer may link it (without its control
+    # characters) when it is web.
+    urls = text_urls(a, b, c) | {link_url, b, neutralise_controls(b)}
     for message in render_messages(parts):
         assert_inert(message.blocks, message.text, urls, dates=expiring)
     assert_inert(trailer_blocks(parts), fallback_text(parts), urls, dates=expiring)
+
+
+def test_a_typed_stash_marker_restores_nothing_and_private_use_text_is_kept() -> None:
+    # Found by the property above: U+E000 (the old marker) was rewritten to U+FFFD, so a URL
+    # ending in it was linked in the fallback text as a different URL than the button's.
+    url = "https://ok.example/a?b=1&c=2\ue000"
+    assert to_mrkdwn(url) == "https://ok.example/a?b=1&amp;c=2\ue000"
+    assert to_mrkdwn("`x` \x000\x00 \ue0000\ue000") == "`x` 0 \ue0000\ue000"
 
 
 def test_the_reported_link_trick_stays_literal_and_real_links_still_work() -> None:
