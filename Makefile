@@ -33,8 +33,11 @@ install: $(RUNTIME)
 demo: $(DEMO)
 	$(BIN)/tokenbot console --sim
 
+# Four workers on two cores: most tests spend their time waiting on sockets, subprocesses
+# and simulated latency (two workers left the cores idle half the run: 9 min instead of 5).
+# Tests are handed out two at a time, the ones marked slow first (tests/conftest.py).
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist worksteal
+	$(BIN)/python -m pytest -n 4 --dist load --maxschedchunk 2
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -91,6 +91,27 @@ async def postgres_url(postgres_server: PostgresForTests) -> AsyncIterator[str]:
         await postgres_server.drop_database(name)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow(seconds): a test that takes about this long; the longest run first"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked slow first, longest first, the rest in their own order.
+
+    The workers (Makefile: `--dist load --maxschedchunk 2`) take tests in this order, two at a
+    time, so the long ones start at once on different workers instead of one of them ending
+    the run alone.
+    """
+
+    def seconds(item: pytest.Item) -> float:
+        mark = item.get_closest_marker("slow")
+        return float(mark.args[0]) if mark is not None and mark.args else 0.0
+
+    items.sort(key=seconds, reverse=True)  # stable: unmarked tests keep their order
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After the suite: no secret (stored key, password, anything key-shaped) may appear in
     any log, DB or other file any suite left under basetemp, nor in any reply the bot sent.

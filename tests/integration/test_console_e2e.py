@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bot.sim.cluster import DEMO_ALLTOKEN_KEY
 
@@ -101,6 +102,7 @@ def _start_sim(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     return sim, ready["alltoken_base_url"]
 
 
+@pytest.mark.slow(17)
 def test_sigkill_mid_image_and_video_then_restart_delivers_each_once(tmp_path: Path) -> None:
     env = _env(TOKENBOT_SIM_IMAGE_SECONDS="3", TOKENBOT_SIM_VIDEO_SECONDS="3")
     sim, url = _start_sim(env)

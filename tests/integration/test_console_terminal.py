@@ -191,6 +191,7 @@ def test_ctrl_c_with_piped_input_quits_at_once_naming_the_pending_video(tmp_path
     assert "video “waves on a pier” (running, ref " in rest
 
 
+@pytest.mark.slow(10)
 def test_history_arrows_and_a_line_longer_than_the_terminal_limit(console: PtyConsole) -> None:
     at = console.wait_for("Ctrl-D to quit")
     at = console.wait_for(PROMPT_SHOWN, at)

@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 
 def _env() -> dict[str, str]:
     env = {
@@ -77,6 +79,7 @@ class Console:
         return code, self.proc.stderr.read()
 
 
+@pytest.mark.slow(10)
 def test_console_openclaw_session(tmp_path: Path) -> None:
     console = Console(tmp_path)
     try:

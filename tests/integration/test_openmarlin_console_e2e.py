@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 _URL = re.compile(r"(http://127\.0\.0\.1:\d+/\S+)")
 
@@ -75,6 +76,7 @@ def _url(line: str) -> str:
     return m.group(1)
 
 
+@pytest.mark.slow(8)
 def test_openmarlin_in_the_console_demo(tmp_path: Path) -> None:
     env = {
         k: v

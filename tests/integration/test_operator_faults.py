@@ -448,6 +448,7 @@ async def test_run_and_plain_console_fail_the_same_way(tmp_path: Path) -> None:
         _assert_one_clear_line(result, "is not a readable tokenbot database", logs=args == ["run"])
 
 
+@pytest.mark.slow(10)
 async def test_new_store_flag_accepts_a_fresh_store_on_purpose(tmp_path: Path) -> None:
     data = await _deleted_db(tmp_path)
     refused = await asyncio.to_thread(_tokenbot, ["console", "--sim"], _env(data))

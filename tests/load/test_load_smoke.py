@@ -8,9 +8,12 @@ Discord interactions from the fake Discord in its own process, as in the benchma
 
 from __future__ import annotations
 
+import pytest
+
 from bench.bench_load import load, load_rows
 
 
+@pytest.mark.slow(17)
 async def test_100_mixed_commands_from_40_users_lose_no_reply() -> None:
     c = await load(100, 40)
     assert c["slack_answered"] == c["slack_sent"], c

@@ -12,6 +12,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
+
 from bot.store import Owner
 from tests.replicas.cluster import LONG_JOB_KINDS, Cluster, ClusterOptions, running_cluster
 from tests.replicas.traffic import LONG_KINDS, Sent, Traffic
@@ -59,6 +61,7 @@ async def _round(traffic: Traffic, rng: random.Random, shards: int) -> list[Sent
     return sent
 
 
+@pytest.mark.slow(28)
 async def test_two_replicas_one_killed_deliver_everything_exactly_once(
     tmp_path: Path, postgres_url: str
 ) -> None:

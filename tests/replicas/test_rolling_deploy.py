@@ -6,12 +6,15 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
+
 from tests.replicas.cluster import ClusterOptions, running_cluster
 from tests.replicas.traffic import LONG_KINDS, Traffic
 
 SLACK_USERS = ["U001", "U002", "U003"]
 
 
+@pytest.mark.slow(24)
 async def test_a_graceful_stop_hands_long_jobs_to_the_new_replica(
     tmp_path: Path, postgres_url: str
 ) -> None:

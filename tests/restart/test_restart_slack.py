@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.fakes.slack import (
     BOT_TOKEN,
@@ -110,6 +111,7 @@ def _texts(fake: FakeSlack, channel: str, needle: str) -> int:
     )
 
 
+@pytest.mark.slow(16)
 async def test_sigkill_mid_flight_then_restart_delivers_every_job_once(tmp_path: Path) -> None:
     sim_env = _env(
         TOKENBOT_SIM_IMAGE_SECONDS="5",

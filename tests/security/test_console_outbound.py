@@ -76,6 +76,7 @@ def any_part(draw: st.DrawFn) -> Part:
     return draw(st.sampled_from(parts))
 
 
+@pytest.mark.slow(10)
 @settings(max_examples=200, deadline=None)
 @given(any_part())
 def test_every_part_type_is_printed_without_controls(part: Part) -> None:

@@ -8,6 +8,7 @@ import io
 import itertools
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +19,7 @@ from tests.security.test_console_outbound import CONTROL, any_part, hostile
 OURS = re.compile(r"\x1b\[[0-9;]*m|\x1b\[\d+F\x1b\[J")
 
 
+@pytest.mark.slow(8)
 @settings(max_examples=200, deadline=None)
 @given(any_part())
 def test_every_part_type_rendered_for_a_terminal_has_only_our_styles(part: Part) -> None:

@@ -91,6 +91,7 @@ def assert_inert(text: str) -> None:
     assert not CONTROL.search(text), repr(text)
 
 
+@pytest.mark.slow(8)
 @settings(max_examples=300, deadline=None)
 @given(hostile_parts())
 def test_rendered_messages_have_no_live_mass_mention_and_no_control(parts: list[Part]) -> None:

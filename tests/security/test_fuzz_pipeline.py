@@ -128,6 +128,7 @@ _users = itertools.count()
 _provisioned: dict[int, set[str]] = {}
 
 
+@pytest.mark.slow(40)
 @whole_bot_settings(BATCHES)
 @given(
     lines=st.lists(

@@ -101,6 +101,7 @@ async def slack(
         await h.aclose()
 
 
+@pytest.mark.slow(8)
 @_SETTINGS
 @given(lines=_LINES)
 async def test_hostile_lines_through_the_slack_adapter(
@@ -184,6 +185,7 @@ _PROMPT_COMMANDS = {
 }
 
 
+@pytest.mark.slow(14)
 @_SETTINGS
 @given(lines=_LINES)
 async def test_hostile_lines_through_the_discord_adapter(
