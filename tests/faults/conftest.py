@@ -36,7 +36,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     tr = terminalreporter
     if ran:
         tr.write_sep("=", "fault matrix: command × backend fault → what the user got")
-        rows = [t.name for t in TARGETS if any(k[0] == t.name for k in OUTCOMES)]
+        rows = [
+            t.name
+            for t in TARGETS
+            if any(k[0] == t.name and v != "n/a" for k, v in OUTCOMES.items())
+        ]
         cols = [f.name for f in FAULTS]
         for line in _table(rows, cols, OUTCOMES):
             tr.write_line(line)
