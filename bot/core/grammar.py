@@ -251,21 +251,24 @@ def split_flag_text(
     options: Mapping[str, bool],
     usage: str,
     known: Collection[str] | None = None,
-) -> tuple[str, FlagScan]:
-    """`text` without its options (its other spacing kept), and the options.
+) -> tuple[str, dict[str, str | bool]]:
+    """`text` without its options (its other spacing kept), and the options given.
 
     Words are split on whitespace and normalised against `known` (default: the options'
     names), so an em dash stands for "--" only before a name the command knows.
     """
-    words = text.split()
     if text.isascii():
         if "-" not in text:
             # No word can be an option (nor a single-dash slip): every word is kept.
-            return text.strip(), FlagScan(positionals=list(range(len(words))))
+            return text.strip(), {}
+        quick = _plain_options(text, options)
+        if quick is not None:
+            return quick
         # normalise_flag_token leaves every ASCII word as it is (a property test holds it to
         # that), so the words are the tokens.
-        tokens = words
+        words = tokens = text.split()
     else:
+        words = text.split()
         names = options.keys() if known is None else known
         # A word that starts with neither a dash nor a zero-width character is left as it is
         # by normalise_flag_token.
@@ -274,8 +277,50 @@ def split_flag_text(
         ]
     scan = scan_flags(command, tokens, options, usage)
     if len(scan.positionals) == len(tokens):
-        return text.strip(), scan
-    return _without_words(text, words, set(scan.positionals)), scan
+        return text.strip(), scan.flags
+    return _without_words(text, words, set(scan.positionals)), scan.flags
+
+
+# A word and the whitespace after it (both as str.split() and str.isspace() define them).
+_WORD_AND_SPACE = re.compile(r"(\S+)\s*")
+
+
+def _plain_options(
+    text: str, options: Mapping[str, bool]
+) -> tuple[str, dict[str, str | bool]] | None:
+    """What split_flag_text answers for ASCII `text` whose every dash-led word is a plain
+    "--option=value" or "--switch" of `options`; None for anything else (the general path).
+
+    The common case, read with string methods and one anchored match per option: the general
+    path walks every word through scan_flags (a property test holds the two to one answer).
+    """
+    flags: dict[str, str | bool] = {}
+    parts: list[str] = []
+    pos = 0  # where the text still to keep starts
+    at = text.find("-")
+    while at != -1:
+        if at and not text[at - 1].isspace():
+            at = text.find("-", at + 1)  # a hyphen inside a word ("state-of-the-art")
+            continue
+        word = _WORD_AND_SPACE.match(text, at)
+        if word is None:  # pragma: no cover - text[at] is "-", so a word starts here
+            return None
+        token = word.group(1)
+        if token[1:2] != "-":
+            return None  # "-x": a single-dash slip or prose; the general path decides
+        name, equals, value = token[2:].partition("=")
+        name = name.lower()
+        takes_value = options.get(name)
+        if takes_value is None or (equals and not value) or bool(equals) != takes_value:
+            return None  # not an option, "--size=", "--size 1024" or "--switch=x"
+        flags[name] = value if equals else True
+        parts.append(text[pos:at])
+        pos = word.end()
+        at = text.find("-", pos)
+    if not flags:
+        return text.strip(), flags
+    parts.append(text[pos:])
+    return "".join(parts).strip(), flags
 
 
 def _without_words(text: str, words: list[str], kept: set[int]) -> str:

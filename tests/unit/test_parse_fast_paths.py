@@ -4,8 +4,10 @@ shortcuts of the flag reader agree with the full Unicode path."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -97,10 +99,62 @@ def test_the_ascii_flag_shortcut_agrees_with_the_unicode_path(
 @given(st.lists(st.sampled_from(["a", "cat", "42", "x.y", "ok?"]), max_size=8).map(" ".join))
 def test_text_without_a_dash_keeps_every_word(text: str) -> None:
     options = {"size": True, "quality": True}
-    kept, scan = split_flag_text("image", " " + text + " ", options, "usage")
+    kept, flags = split_flag_text("image", " " + text + " ", options, "usage")
     assert kept == text.strip()
-    assert scan.positionals == list(range(len(text.split())))
-    assert not scan.flags
+    assert not flags
+
+
+def _split_general(text: str, options: dict[str, bool]) -> object:
+    """split_flag_text's general path for ASCII text (the reference for its shortcut)."""
+    words = text.split()
+    try:
+        scan = core.scan_flags("image", words, options, "usage")
+    except UsageError as error:
+        return ("usage", str(error))
+    if len(scan.positionals) == len(words):
+        return text.strip(), scan.flags
+    return core._without_words(text, words, set(scan.positionals)), scan.flags
+
+
+OPTIONS = {"size": True, "quality": True, "watch": False}
+option_text = st.lists(
+    st.tuples(
+        st.one_of(
+            st.sampled_from(["a", "cat", "a-b", "-", "--", "---x", "-size=1", "-5", "x-", "--9"]),
+            st.sampled_from(["--size=1x1", "--Size=A", "--size=", "--size", "--size=a=b"]),
+            st.sampled_from(["--watch", "--WATCH", "--watch=1", "--watch.", "--sizes=1"]),
+            st.sampled_from(["--quality=high", "--other=1", "--quality", "-quality=x"]),
+            st.text(st.sampled_from("-=sizeaw.1"), min_size=1, max_size=6),
+        ),
+        st.sampled_from([" ", "  ", "\n", "\t", "\x1f", ""]),
+    ),
+    max_size=8,
+).map(lambda pairs: "".join(w + s for w, s in pairs))
+
+
+@settings(max_examples=400)
+@given(option_text)
+def test_the_plain_option_shortcut_agrees_with_the_general_path(text: str) -> None:
+    quick = core._plain_options(text, OPTIONS)
+    if quick is not None:
+        assert quick == _split_general(text, OPTIONS)
+    assert _outcome(lambda: split_flag_text("image", text, OPTIONS, "usage")) == _split_general(
+        text, OPTIONS
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a lighthouse at dusk --size=1536x1024 --quality=high",
+        "--watch a state-of-the-art cat --size=auto",
+        "a cat --QUALITY=low\n--watch",
+    ],
+)
+def test_the_usual_options_take_the_shortcut(text: str) -> None:
+    # Plain "--name=value" and "--switch" words are what commands carry; the shortcut must
+    # answer for them, or it is only overhead.
+    assert core._plain_options(text, OPTIONS) is not None
 
 
 @given(ascii_token, st.sampled_from([None, frozenset({"size", "type"})]))
@@ -161,7 +215,6 @@ def test_reading_a_known_option_by_string_methods_agrees_with_read_flag(token: s
 
 
 def test_every_option_name_has_the_shape_read_flag_reads() -> None:
-    import re
 
     from bot.backends.alltoken.spec import SPECS as ALLTOKEN
     from bot.backends.openclaw_token.spec import SPECS as OPENCLAW
@@ -170,3 +223,19 @@ def test_every_option_name_has_the_shape_read_flag_reads() -> None:
 
     names = {n for s in (*ALLTOKEN, *OPENCLAW, *OPENMARLIN, *TEAMS) for n in s.flags}
     assert names and all(re.fullmatch(r"[a-z][a-z0-9_-]*", n) for n in names)
+
+
+spaced_text = st.text(
+    st.sampled_from(["a", "b", " ", "\n", "\u3000", "\x1f", ":", ",", ";", "—", "–"])
+)
+
+
+def _split_first_reference(text: str) -> tuple[str, str]:
+    m = re.search(r"\s+", text)
+    return (text, "") if m is None else (text[: m.start()], text[m.end() :])
+
+
+@given(spaced_text)
+def test_the_text_helpers_agree_with_their_regex_definitions(text: str) -> None:
+    assert router._clean(text) == router._drop(router._LEADING, text).rstrip()
+    assert router._split_first(text) == _split_first_reference(text)

@@ -23,6 +23,7 @@ from bot.backends.alltoken.arguments import (
     chat_model,
     check_prompt,
     cost_args,
+    get,
     help_topic,
     image_of,
     is_chat_model,
@@ -47,7 +48,6 @@ from bot.backends.alltoken.spec import (
 )
 from bot.core.command_spec import CommandSpec
 from bot.core.grammar import (
-    FlagScan,
     normalise_flag_token,
     read_flag,
     reject_single_dash,
@@ -131,9 +131,9 @@ _NL_COMMAND = {
 _SLASH_NAME = re.compile(rf"/?alltoken(?:-|_|\s+)?(?P<word>{_COMMAND_WORDS})", re.IGNORECASE)
 # Leading separators after a trigger ("alltoken chat: hi", "draw with alltoken — a cat").
 _LEADING = re.compile(r"\s*(?:[:,;]|[—–](?=\s|\Z))?\s*")
+_SEPARATORS = (":", ",", ";", "—", "–")
 _LEADING_OF = re.compile(r"(?:of|showing)\s+", re.IGNORECASE)
 _LEADING_FOR = re.compile(r"(?:to|for)\s+", re.IGNORECASE)
-_SPACE = re.compile(r"\s+")
 _MODELS_TYPE_TAIL = re.compile(
     r"\s*(?:for|to|with)\s+(?:(?:making|generating|creating)\s+)?(?:an?\s+)?"
     r"(?P<type>chat|image|video)s?\b",
@@ -154,15 +154,21 @@ def _drop(pattern: re.Pattern[str], text: str) -> str:
 
 def _clean(text: str) -> str:
     """Strip surrounding space and one leading separator (":", ",", a spaced dash)."""
+    stripped = text.lstrip()
+    if not stripped.startswith(_SEPARATORS):
+        # No separator: _LEADING would match the leading space only (its \s is str.isspace).
+        return stripped.rstrip()
     return _drop(_LEADING, text).rstrip()
 
 
 def _split_first(text: str) -> tuple[str, str]:
     """(first word, rest) of already-stripped text; the rest keeps its inner whitespace."""
-    m = _SPACE.search(text)
-    if m is None:
-        return text, ""
-    return text[: m.start()], text[m.end() :]
+    if text[:1].isspace():
+        return "", text.lstrip()  # not stripped after all: an empty first word, as ever
+    parts = text.split(None, 1)
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    return (parts[0] if parts else ""), ""
 
 
 # Each command's `--options`, read from its spec once (building them per message was a
@@ -170,7 +176,7 @@ def _split_first(text: str) -> tuple[str, str]:
 _OPTIONS: dict[str, dict[str, bool]] = {}
 
 
-def _flags(command: str, text: str) -> tuple[str, FlagScan]:
+def _flags(command: str, text: str) -> tuple[str, dict[str, str | bool]]:
     """`text` without its `--options`, and the options (the command's spec names them)."""
     options = _OPTIONS.get(command)
     if options is None:
@@ -219,8 +225,8 @@ def _with_flags(
     """A text builder: the options out of the text, the rest as the free-text value."""
 
     def from_text(rest: str, ctx: RouterContext) -> Command:
-        text, scan = _flags(command, _clean(rest))
-        return build({**scan.flags, positional: text}, ctx)
+        text, flags = _flags(command, _clean(rest))
+        return build({**flags, positional: text}, ctx)
 
     return from_text
 
@@ -231,9 +237,9 @@ _video = _with_flags("video", video_of, "prompt")
 
 
 def _models(rest: str, ctx: RouterContext) -> ModelsCommand:
-    text, scan = _flags("models", _clean(rest))
-    kind = model_type(scan.value("type"))
-    filter_ = scan.value("filter") or ""
+    text, flags = _flags("models", _clean(rest))
+    kind = model_type(get(flags, "type"))
+    filter_ = get(flags, "filter") or ""
     # Bare words are a convenience: "/alltoken-models image claude" is
     # --type=image --filter=claude.
     others: list[str] = []
@@ -358,6 +364,10 @@ def _may_trigger(lowered: str, ctx: RouterContext) -> bool:
         return True
     at = lowered.find("alltoken")
     while at != -1:
+        # "alltoken-chat", "alltoken_image": a command word right after one separator (what
+        # the slower test below also finds, without copying the text around it).
+        if lowered.startswith(_AFTER_ALLTOKEN, at + 9):
+            return True
         if lowered[:at].rstrip().endswith(_BEFORE_ALLTOKEN):
             return True
         if lowered[at + 9 :].lstrip().startswith(_AFTER_ALLTOKEN):
@@ -381,10 +391,14 @@ def parse(text: str, ctx: RouterContext = DEFAULT_CONTEXT) -> Command | None:
         return None
     # Undecodable input (lone surrogates) must not reach a backend's JSON encoder.
     text = scrub_surrogates(text)
-    for m in _TRIGGER.finditer(text):
+    # search() from the last match's end, not finditer(): the same matches (lookbehinds still
+    # see the text before `pos`, and no trigger matches empty), without building a scanner.
+    m = _TRIGGER.search(text)
+    while m is not None:
         command = _dispatch(m, text, ctx)
         if command is not None:
             return command
+        m = _TRIGGER.search(text, m.end())
     return None
 
 

@@ -212,10 +212,10 @@ def _hints(text: str) -> tuple[str, dict[str, str | bool]]:
     text = _FLAG_ALIASES.sub(
         lambda m: "--" + _ALIAS_OF.get(m.group("name").lower(), "aspect-ratio"), text
     )
-    text, scan = split_flag_text(
+    text, flags = split_flag_text(
         "openmarlin.execute", text, _FREE_FORM_FLAGS, USAGE["openmarlin.execute"]
     )
-    hints = dict(scan.flags)
+    hints = dict(flags)
     # A flag wins over the same hint in words; the words then stay part of the instruction.
     for name, pattern in (
         ("model", _MODEL_PHRASE),
