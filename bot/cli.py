@@ -185,6 +185,7 @@ async def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from bot.core.heap import settle_heap
     from bot.core.http_server import HttpServer
 
     bot = await _create_bot(settings, args.new_store)
@@ -210,6 +211,8 @@ async def _run(args: argparse.Namespace) -> int:
         logging.getLogger(__name__).info("health and metrics on port %d", port)
         async with _starting(settings):
             await bot.start()
+        frozen = settle_heap(settings.gc_freeze, settings.gc_gen0_threshold)
+        logging.getLogger(__name__).info("startup heap: %d objects frozen", frozen)
         await stop.wait()
         return 0
     finally:

@@ -68,7 +68,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def _effective_value(name: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A value that does change `name` when given under its documented variable."""
     baseline = Settings().model_dump()[name]
-    for value in ("true", "4242", "42.5", "DEBUG", "http://stray.example"):
+    for value in ("true", "false", "4242", "42.5", "DEBUG", "http://stray.example"):
         with monkeypatch.context() as m:
             m.setenv(_documented(name)[0], value)
             try:
