@@ -134,7 +134,7 @@ class Store:
         self._usage = Usage(db)
         # Jobs cancelled on another replica (PostgreSQL LISTEN/NOTIFY): their holder stops them.
         self.job_notices = JobNotices(db, self._notices)
-        self._jobs = Jobs(db, self.job_notices)
+        self._jobs = Jobs(db, self.job_notices, box)
         self.job_limits = JobLimitRows(db, self._jobs)  # in-flight limits, checked at insert
         self._audit = Audit(db)
         self._ledger = Ledger(db)

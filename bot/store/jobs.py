@@ -29,6 +29,7 @@ from bot.store.models import (
     iso,
     utcnow,
 )
+from bot.store.secret_box import SecretBox, SecretBoxError
 
 
 class Unset(enum.Enum):
@@ -101,10 +102,15 @@ class UnreadableJob:
 class Jobs:
     """Repository for the `jobs` table."""
 
-    def __init__(self, db: StoreBackend, notices: JobNotices | None = None) -> None:
+    def __init__(
+        self, db: StoreBackend, notices: JobNotices | None = None, box: SecretBox | None = None
+    ) -> None:
         self._db = db
         self._dialect: Dialect = db.dialect
         self._notices = notices if notices is not None else JobNotices(db)
+        # Destinations carry platform credentials (a Discord interaction token, a Slack
+        # response_url): sealed under the master key; None only for tests of other columns.
+        self._box = box
 
     async def create(
         self, job: JobRecord, *, admit: Callable[[Tx], Awaitable[None]] | None = None
@@ -126,7 +132,7 @@ class Jobs:
                     job.owner.platform,
                     job.owner.workspace,
                     job.owner.user,
-                    json.dumps(job.destination),
+                    seal_destination(job.destination, self._box),
                     json.dumps(job.state),
                     job.status,
                     job.attempts,
@@ -144,7 +150,7 @@ class Jobs:
     async def get(self, job_id: str) -> JobRecord | None:
         """The job with this id, or None."""
         async with self._db.read() as conn:
-            return await _select(conn, job_id)
+            return await _select(conn, job_id, box=self._box)
 
     async def update(
         self,
@@ -164,7 +170,7 @@ class Jobs:
         passing None clears them. With `holder`, JobNotHeldError unless that replica holds it.
         """
         async with self._db.write() as conn:
-            job = await _select(conn, job_id, self._dialect.lock_rows)
+            job = await _select(conn, job_id, self._dialect.lock_rows, box=self._box)
             if job is None:
                 raise JobNotFoundError(job_id)
             _check_holder(job, holder)
@@ -201,7 +207,7 @@ class Jobs:
             raise TypeError(f"transition_job() got unexpected fields: {sorted(unknown)}")
         _check_statuses(expected)
         async with self._db.write() as conn:
-            job = await _select(conn, job_id, self._dialect.lock_rows)
+            job = await _select(conn, job_id, self._dialect.lock_rows, box=self._box)
             if job is None:
                 return False
             _check_holder(job, holder)
@@ -259,9 +265,9 @@ class Jobs:
         bad: list[UnreadableJob] = []
         for row in rows:
             try:
-                jobs.append(_to_job(row))
-            except (ValueError, TypeError) as exc:  # JSON and validation errors are ValueErrors
-                bad.append(_unreadable(row, exc))
+                jobs.append(_to_job(row, self._box))
+            except (ValueError, TypeError, SecretBoxError) as exc:  # JSON/validation: ValueErrors
+                bad.append(_unreadable(row, exc, self._box))
         return jobs, bad
 
     async def quarantine(
@@ -334,8 +340,8 @@ class Jobs:
         claimed: list[JobRecord] = []
         for row in rows:
             try:
-                claimed.append(_to_job(row))
-            except (ValueError, TypeError) as exc:
+                claimed.append(_to_job(row, self._box))
+            except (ValueError, TypeError, SecretBoxError) as exc:
                 log.warning("claimed job %s does not decode: %s", row["id"], _describe(exc))
         return claimed
 
@@ -413,8 +419,8 @@ class Jobs:
         jobs: list[JobRecord] = []
         for row in rows:
             try:
-                jobs.append(_to_job(row))
-            except (ValueError, TypeError) as exc:
+                jobs.append(_to_job(row, self._box))
+            except (ValueError, TypeError, SecretBoxError) as exc:
                 # One damaged row must not hide the owner's other jobs.
                 log.warning("job %s does not decode: %s", row["id"], _describe(exc))
         return jobs
@@ -483,14 +489,16 @@ async def _apply(
     return new
 
 
-async def _select(conn: Tx, job_id: str, lock_rows: str = "") -> JobRecord | None:
+async def _select(
+    conn: Tx, job_id: str, lock_rows: str = "", *, box: SecretBox | None
+) -> JobRecord | None:
     # `lock_rows` (FOR UPDATE on PostgreSQL) when the caller is about to change the row.
     row = await conn.fetchone(f"SELECT * FROM jobs WHERE id = ?{lock_rows}", (job_id,))
     if row is None:
         return None
     try:
-        return _to_job(row)
-    except (ValueError, TypeError) as exc:
+        return _to_job(row, box)
+    except (ValueError, TypeError, SecretBoxError) as exc:
         # Treated as absent (so a click on its button is refused, not crashed on); the row
         # itself stays as it is for the operator.
         log.warning("job %s does not decode: %s", job_id, _describe(exc))
@@ -502,7 +510,21 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
-def _unreadable(row: Row, exc: Exception) -> UnreadableJob:
+def seal_destination(destination: dict[str, Any], box: SecretBox | None) -> str:
+    """The `destination` column's text: the JSON encrypted under the master key (a Fernet
+    token, never starting with "{"), or plain JSON without a box."""
+    text = json.dumps(destination)
+    return text if box is None else box.encrypt(text).decode("ascii")
+
+
+def open_destination(raw: str, box: SecretBox | None) -> Any:
+    """The decoded `destination` column: sealed, or plain JSON as rows before sealing have."""
+    if raw.startswith("{") or box is None:
+        return json.loads(raw)
+    return json.loads(box.decrypt(raw.encode("ascii")))
+
+
+def _unreadable(row: Row, exc: Exception, box: SecretBox | None) -> UnreadableJob:
     owner: Owner | None
     try:
         owner = Owner(platform=row["platform"], workspace=row["workspace"], user=row["user"])
@@ -510,9 +532,9 @@ def _unreadable(row: Row, exc: Exception) -> UnreadableJob:
         owner = None
     destination: dict[str, Any] | None
     try:
-        decoded = json.loads(row["destination"])
+        decoded = open_destination(row["destination"], box)
         destination = decoded if isinstance(decoded, dict) else None
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, AttributeError, SecretBoxError):
         destination = None
     return UnreadableJob(
         id=str(row["id"]),
@@ -523,12 +545,12 @@ def _unreadable(row: Row, exc: Exception) -> UnreadableJob:
     )
 
 
-def _to_job(row: Row) -> JobRecord:
+def _to_job(row: Row, box: SecretBox | None) -> JobRecord:
     return JobRecord(
         id=row["id"],
         kind=row["kind"],
         owner=Owner(platform=row["platform"], workspace=row["workspace"], user=row["user"]),
-        destination=json.loads(row["destination"]),
+        destination=open_destination(row["destination"], box),
         state=json.loads(row["state"]),
         status=row["status"],
         attempts=row["attempts"],
