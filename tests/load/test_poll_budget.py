@@ -7,9 +7,12 @@ that every video arrived. The rate as seen over the wire is measured by `make be
 
 from __future__ import annotations
 
+import asyncio
+import heapq
 import itertools
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,14 +32,12 @@ class FakeTime:
 
     def __init__(self) -> None:
         self.now = 0.0
-        self.slots: list[float] = []
 
     def clock(self) -> float:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
-        # Record the moment this caller is let through; time itself is moved by the test.
-        self.slots.append(self.now + seconds)
+        self.now += seconds
 
 
 @settings(max_examples=200, deadline=None)
@@ -50,14 +51,67 @@ async def test_no_window_gets_more_slots_than_the_rate(rate: float, arrivals: li
     granted: list[float] = []
     for at in sorted(arrivals):
         time.now = max(time.now, at)
-        before = len(time.slots)
         await budget.acquire()
-        granted.append(time.slots[-1] if len(time.slots) > before else time.now)
+        granted.append(time.now)
     assert budget.granted == len(arrivals)
     # Consecutive slots are at least one interval apart, so any window of w seconds holds at
     # most w * rate + 1 of them.
     gaps = [b - a for a, b in itertools.pairwise(granted)]
     assert all(g >= budget.interval * (1 - 1e-9) for g in gaps), gaps
+
+
+class VirtualTime:
+    """Time that moves only when the test says, with real concurrent sleepers; after the first
+    wake-up the loop is held up for `stall` seconds (a busy event loop), so every sleeper due
+    meanwhile is woken late, one after another at the same moment."""
+
+    def __init__(self, stall: float) -> None:
+        self.now = 0.0
+        self.stall = stall
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.now + seconds, next(self._order), future))
+        await future
+
+    async def run(self, waiters: int) -> None:
+        """Let the callers run, waking the sleepers in time order."""
+        for wake in range(waiters * 8):
+            for _ in range(20):
+                await asyncio.sleep(0)
+            if not self._sleepers:
+                continue
+            due, _, future = heapq.heappop(self._sleepers)
+            self.now = max(self.now, due)
+            future.set_result(None)
+            if wake == 0:
+                self.now += self.stall
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.5, 3.0])
+async def test_late_wake_ups_do_not_let_the_overdue_polls_through_at_once(stall: float) -> None:
+    time = VirtualTime(stall)
+    budget = PollBudget(10.0, clock=time.clock, sleep=time.sleep)
+    released: list[float] = []
+
+    async def poll() -> None:
+        await budget.acquire()
+        released.append(time.now)
+
+    waiters = 60
+    tasks = [asyncio.create_task(poll()) for _ in range(waiters)]
+    await time.run(waiters)
+    await asyncio.gather(*tasks)
+    assert len(released) == waiters
+    # However late the loop woke them, no second of the clock's time holds more than the rate
+    # (slots reserved in advance alone let every poll whose slot had passed through at once).
+    for i, start in enumerate(released):
+        assert sum(1 for t in released[i:] if t < start + 1.0 - 1e-6) <= 10, released
 
 
 async def test_sixty_pending_videos_all_polled_through_the_budget_and_delivered(
