@@ -3,13 +3,17 @@
 Each benchmark module exposes `async def rows() -> list[Row]`; a Row is
 (name, measured, baseline, ratio, target, ok), with the baseline measured in the same run.
 Gated figures are the median of BENCH_REPEATS (default 3) repeats, and a gate fails only when
-the median misses its target by more than the repeats' spread (bench/gates.py).
+the median misses its target by more than the repeats' spread (bench/gates.py). Each module
+runs in a fresh interpreter: the fakes and simulators some of them host in the bench process
+would otherwise answer from a heap the earlier modules grew (the burst's fake Slack p99 was
+184 ms after the others against 77-140 ms alone, its Slack ack p99 605 against 264-287 ms).
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import os
 import sys
 import time
@@ -51,14 +55,10 @@ async def main(args: Sequence[str] | None = None, modules: Sequence[str] = MODUL
         short = f"[{index}/{len(chosen)}] {name.rsplit('.', 1)[-1]}"
         print(f"bench: {short} …", file=sys.stderr, flush=True)
         started = time.perf_counter()
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name != name:
-                raise
+        rows = await _rows_in_child(name)
+        if rows is None:
             print(f"bench: {short} not present, skipped", file=sys.stderr, flush=True)
             continue
-        rows = await module.rows()
         table.extend(rows)
         elapsed = time.perf_counter() - started
         print(f"bench: {short} done in {elapsed:.1f} s", file=sys.stderr, flush=True)
@@ -77,5 +77,37 @@ async def main(args: Sequence[str] | None = None, modules: Sequence[str] = MODUL
     return 0 if all(row[5] for row in table) else 1
 
 
+_ROWS_FLAG = "--rows-of"
+
+
+async def _rows_in_child(name: str) -> list[Row] | None:
+    """`name`'s rows, measured by a fresh `python -m bench --rows-of name`; None when the
+    module is not there. Its progress goes straight to this stderr."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench", _ROWS_FLAG, name, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await child.communicate()
+    if child.returncode == 3:
+        return None
+    if child.returncode != 0:
+        raise RuntimeError(f"bench module {name} failed (exit status {child.returncode})")
+    return [tuple(row) for row in json.loads(out)]
+
+
+async def _print_rows_of(name: str) -> int:
+    """The child's side: run one module, print its rows as JSON (exit 3: no such module)."""
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name != name:
+            raise
+        return 3
+    rows = await module.rows()
+    print(json.dumps([list(row) for row in rows]))
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == [_ROWS_FLAG]:
+        sys.exit(asyncio.run(_print_rows_of(sys.argv[2])))
     sys.exit(asyncio.run(main()))

@@ -129,7 +129,8 @@ async def test_bench_shows_progress_on_stderr_and_only_the_table_on_stdout(
         "async def rows():\n"
         "    return [('stub: things/s', '5/s', 'target 4/s', 1.25, '≥ 1.0', True)]\n"
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
+    # Each module runs in a child interpreter, which finds the stub (and bench) on its path.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), str(ROOT)]))
     assert await bench_main([], modules=("hygiene_bench_stub",)) == 0
     out, err = capsys.readouterr()
     progress = err.splitlines()
