@@ -321,7 +321,6 @@ async def polling(videos: int = VIDEOS, budget: float = POLL_BUDGET) -> dict[str
             "console", lambda d: convs.setdefault(d.conversation_key, RecordingConversation(d))
         )
         http = aiohttp.ClientSession()
-        samples: list[tuple[float, int]] = []
         try:
             key = (await _json(http, "POST", f"{at}/_sim/keys", json={"balance": 1e6}))["key"]
             inbounds = []
@@ -340,15 +339,6 @@ async def polling(videos: int = VIDEOS, budget: float = POLL_BUDGET) -> dict[str
                     Owner(platform="console", workspace="load", user=f"u{u}"), "alltoken", key
                 )
 
-            async def sample() -> None:
-                while True:
-                    stats = await _json(http, "GET", f"{at}/_sim/stats")
-                    samples.append((time.perf_counter(), int(stats["requests"].get(VIDEO_GET, 0))))
-                    await asyncio.sleep(0.25)
-
-            # Sampled from the first submission on: the first videos are polled while the
-            # rest are still being submitted, and those polls count against the budget too.
-            sampler = asyncio.create_task(sample())
             started = time.perf_counter()
             # All at once, so that every video is pending together (one by one, a slow disk
             # made the submissions outlast the first videos).
@@ -365,7 +355,6 @@ async def polling(videos: int = VIDEOS, budget: float = POLL_BUDGET) -> dict[str
                 )
             )
             done = await bot.jobs.wait_idle(videos / budget * 4 + 60)
-            sampler.cancel()
             elapsed = time.perf_counter() - started
             stats = await _json(http, "GET", f"{at}/_sim/stats")
             delivered = sum(
@@ -376,12 +365,9 @@ async def polling(videos: int = VIDEOS, budget: float = POLL_BUDGET) -> dict[str
         finally:
             await bot.aclose()
             await http.close()
-    peak = 0.0
-    for i, (t0, c0) in enumerate(samples):
-        for t1, c1 in samples[i + 1 :]:
-            if t1 - t0 >= 2.0:
-                peak = max(peak, (c1 - c0) / (t1 - t0))
-                break
+    # Timed by the simulator as each poll arrived, from the first submission on (sampling its
+    # counters from here mistimed the windows by as much as this busy loop was late).
+    peak = float(stats["peak_rates"].get(VIDEO_GET, 0.0))
     polls = int(stats["requests"].get(VIDEO_GET, 0))
     return {
         "videos": videos,
@@ -463,12 +449,12 @@ def polling_rows(p: dict[str, Any]) -> list[Row]:
     ok_rate = p["peak_rate"] <= p["budget"] * 1.05
     return [
         (
-            f"polling: {p['videos']} pending videos, peak GET rate over 2 s windows",
+            f"polling: {p['videos']} pending videos, peak GET rate in any 2 s (simulator-timed)",
             f"{p['peak_rate']:.0f} polls/s (mean {p['mean_rate']:.0f}/s, "
             f"{p['polls_per_video']:.1f} per video)",
             f"TOKENBOT_MAX_POLLS_PER_SECOND = {p['budget']:g}",
             p["peak_rate"] / p["budget"],
-            "≤ 1.0 (+5% sampling)",
+            "≤ 1.0 (+5%: transit jitter)",
             ok_rate,
         ),
         (

@@ -93,3 +93,21 @@ def test_starting_a_simulator_without_the_extra_says_what_to_install(
     assert lines[0].startswith("tokenbot: the simulators need the [sim] extra (alltoken, Pillow")
     assert "pip install 'tokenbot[sim]'" in lines[0]
     assert proc.stdout == ""
+
+
+def test_the_peak_rate_counts_arrivals_in_any_window() -> None:
+    from collections import deque
+
+    from bot.sim.alltoken.stats import SimStats
+
+    stats = SimStats()
+    route = ("GET", "/v1/videos/generations/{id}")
+    # 3 a second for 4 s, then 10 within half a second: the busiest 2 s (2.45-4.45) hold the
+    # 10 and the 4 at 2.67, 3.0, 3.33 and 3.67.
+    times = [i / 3 for i in range(12)] + [4.0 + i / 20 for i in range(10)]
+    stats.arrivals[route] = deque(times)
+    assert stats.peak_rate(*route) == (10 + 4) / 2
+    assert stats.peak_rate(*route, window=0.5) == 10 / 0.5
+    assert stats.peak_rate("GET", "/v1/models") == 0.0
+    stats.count(*route)
+    assert stats.requests[route] == 1 and len(stats.arrivals[route]) == 23

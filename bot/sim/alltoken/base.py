@@ -180,7 +180,7 @@ class AllTokenSimBase(SimServer):
 
     def count_request(self, request: web.Request, template: str) -> None:
         """Count the request per (method, route template)."""
-        self.stats.requests[(request.method, template)] += 1
+        self.stats.count(request.method, template)
 
     def error_response(self, request: web.Request, exc: SimHttpError) -> web.Response:
         """AllToken's envelope for an error a handler raised."""

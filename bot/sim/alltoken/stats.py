@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
+
+# Arrival times kept per route: enough for a bench's 1,000 polls many times over, bounded for a
+# long-running demo.
+_TIMES_KEPT = 50_000
+PEAK_WINDOW_S = 2.0
 
 
 @dataclass
@@ -25,6 +31,28 @@ class SimStats:
     active_streams: int = 0
     max_active_streams: int = 0
     faults_triggered: int = 0
+    # When each route's requests arrived (monotonic seconds), for the peak rate.
+    arrivals: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
+
+    def count(self, method: str, template: str) -> None:
+        """Count one request to a route, with its arrival time."""
+        key = (method.upper(), template)
+        self.requests[key] += 1
+        times = self.arrivals.get(key)
+        if times is None:
+            times = self.arrivals[key] = deque(maxlen=_TIMES_KEPT)
+        times.append(time.monotonic())
+
+    def peak_rate(self, method: str, template: str, window: float = PEAK_WINDOW_S) -> float:
+        """The most requests to one route that arrived within any `window` seconds, per second
+        (timed here, as they arrived: no sampling from outside)."""
+        times = list(self.arrivals.get((method.upper(), template)) or ())
+        peak, start = 0, 0
+        for end, at in enumerate(times):
+            while at - times[start] >= window:
+                start += 1
+            peak = max(peak, end - start + 1)
+        return peak / window
 
     def requests_to(self, method: str, template: str) -> int:
         """Requests seen for one route, e.g. ("GET", "/v1/images/generations/{id}")."""
@@ -54,4 +82,6 @@ class SimStats:
             "active_streams": self.active_streams,
             "max_active_streams": self.max_active_streams,
             "faults_triggered": self.faults_triggered,
+            "peak_rates": {f"{m} {p}": self.peak_rate(m, p) for (m, p) in sorted(self.arrivals)},
+            "peak_window_s": PEAK_WINDOW_S,
         }
