@@ -4,9 +4,10 @@ Each benchmark module exposes `async def rows() -> list[Row]`; a Row is
 (name, measured, baseline, ratio, target, ok), with the baseline measured in the same run.
 Gated figures are the median of BENCH_REPEATS (default 3) repeats, and a gate fails only when
 the median misses its target by more than the repeats' spread (bench/gates.py). Each module
-runs in a fresh interpreter: the fakes and simulators some of them host in the bench process
-would otherwise answer from a heap the earlier modules grew (the burst's fake Slack p99 was
-184 ms after the others against 77-140 ms alone, its Slack ack p99 605 against 264-287 ms).
+runs in a fresh interpreter, so the fakes and simulators some of them host in the bench process
+answer from their own heap, not one the earlier modules grew. (The gap that prompted this, the
+burst rows worse after the other modules than alone, turned out to be the machine's speed
+moving between runs: bench_burst alone later gave the same figures.)
 """
 
 from __future__ import annotations
