@@ -88,6 +88,8 @@ class Burst:
     loaded_rss_mb: float = 0.0
     pending_jobs: int = 0
     conversations: int = 0
+    # The same bursts against bench/bare_acks.py: (Slack acks, Discord defers) per repeat.
+    bare: list[tuple[list[float], list[float]]] = field(default_factory=list)
 
 
 def _slack_user(u: int) -> str:
@@ -151,14 +153,33 @@ def _discord_answered(cluster: Cluster, interactions: list[Any]) -> int:
     return done
 
 
+def _slack_items(index: int) -> list[tuple[str, str, str]]:
+    """The burst's slash commands: (command, text, channel), one channel each."""
+    return [
+        (cmd, text, f"CB{index}{k:04d}")
+        for k, (cmd, text) in ((k, SLACK_MIX[k % len(SLACK_MIX)]) for k in range(N_SLACK))
+    ]
+
+
+async def _bare_repeat(
+    cluster: Cluster, bare: Replica, index: int
+) -> tuple[list[float], list[float]]:
+    """One burst against the libraries alone: Slack ack and Discord defer latencies."""
+    tag = f"b{index}-"
+    requests = _slack_requests(cluster, tag, _slack_items(index))
+    acks, interactions = await asyncio.gather(
+        asyncio.to_thread(_fire, bare.events_url, requests), _discord_burst(cluster, tag)
+    )
+    await asyncio.sleep(1.0)  # the last callbacks land before the next burst
+    defers = [i.callback_at - i.dispatched_at for i in interactions if i.callback_at is not None]
+    return acks, defers
+
+
 async def _one_repeat(
     cluster: Cluster, replica: Replica, index: int, http: aiohttp.ClientSession
 ) -> Repeat:
     tag = f"r{index}-"
-    items = [
-        (cmd, text, f"CB{index}{k:04d}")
-        for k, (cmd, text) in ((k, SLACK_MIX[k % len(SLACK_MIX)]) for k in range(N_SLACK))
-    ]
+    items = _slack_items(index)
     channels = {c for _, _, c in items}
     base_requests = _slack_requests(cluster, tag, items)
     slack_base = await asyncio.to_thread(_fire, cluster.slack.api_url + "auth.test", base_requests)
@@ -267,6 +288,12 @@ async def measure(repeats: int = REPEATS) -> Burst:
             owners = [cluster.slack_owner(_slack_user(u)) for u in range(USERS // 2)]
             owners += [cluster.discord_owner(0, k) for k in range(USERS // 2)]
             await cluster.seed_keys(*owners, alltoken_usd=1e6)
+            # First the libraries alone (they hold shard 0 until stopped), then tokenbot.
+            bare = await cluster.start_replica("bare", (0,), argv=("-m", "bench.bare_acks"))
+            for index in range(repeats):
+                result.bare.append(await _bare_repeat(cluster, bare, index))
+            print(f"bench_burst: {repeats} bursts against the libraries alone", file=sys.stderr)
+            await cluster.terminate(bare.name)
             [replica] = await cluster.start_replicas(1)
             headers = {"Authorization": f"Bot {DISCORD_BOT_TOKEN}"}
             async with aiohttp.ClientSession(headers=headers) as http:
@@ -294,6 +321,8 @@ def burst_rows(b: Burst) -> list[Row]:
     d50 = Sample.of([percentile(r.discord_acks, 0.5) * 1000 for r in reps])
     r99 = Sample.of([percentile(r.discord_base, 0.99) * 1000 for r in reps])
     vs_fake = ratios(list(s99.values), list(f99.values))
+    b99 = Sample.of([percentile(acks, 0.99) * 1000 for acks, _ in b.bare])
+    bd99 = Sample.of([percentile(defers, 0.99) * 1000 for _, defers in b.bare])
     n = N_SLACK + N_DISCORD
     all_slack = all(r.slack_answered == N_SLACK and len(r.slack_acks) == N_SLACK for r in reps)
     slack_ok = all_slack and all(a != float("inf") for r in reps for a in r.slack_acks)
@@ -326,6 +355,18 @@ def burst_rows(b: Burst) -> list[Row]:
             "<",
             ACK_P99_TARGET_MS,
             also=discord_ok,
+        ),
+        reported_row(
+            "burst: Slack ack p99, slack-bolt alone acking the same burst (bench/bare_acks.py)",
+            f"p99 {b99.text('.0f', ' ms')}",
+            f"tokenbot p99 {s99.median:.0f} ms",
+            s99.median / b99.median if b99.median else float("nan"),
+        ),
+        reported_row(
+            "burst: Discord defer p99, discord.py alone deferring the same burst",
+            f"p99 {bd99.text('.0f', ' ms')}",
+            f"tokenbot p99 {d99.median:.0f} ms",
+            d99.median / bd99.median if bd99.median else float("nan"),
         ),
         gated_row(
             f"burst: {n} mixed commands, replies delivered",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from adapters.console.render import render
 from bot.core.messages import Destination, FormRequest, Image, Limits, MessageRef, Part
@@ -113,7 +114,7 @@ class RecordingConversation:
     def text(self) -> str:
         return "\n".join(f"[{e.kind}] {e.text}" for e in self.events)
 
-    async def wait_for(self, predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    async def wait_for(self, predicate: Callable[[Any], bool], timeout: float = 10.0) -> None:
         """Wait until `predicate(self)` holds."""
 
         async def loop() -> None:

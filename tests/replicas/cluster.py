@@ -192,10 +192,15 @@ class Cluster:
         }
 
     async def start_replica(
-        self, name: str, shard_ids: Sequence[int] = (), *, env: dict[str, str] | None = None
+        self,
+        name: str,
+        shard_ids: Sequence[int] = (),
+        *,
+        env: dict[str, str] | None = None,
+        argv: Sequence[str] = ("-m", "bot", "run"),
     ) -> Replica:
-        """Start `tokenbot run` as replica `name` holding `shard_ids` (none: no Discord);
-        returns once it is ready.
+        """Start `tokenbot run` (or `python *argv`, a stand-in that prints the same port line)
+        as replica `name` holding `shard_ids` (none: no Discord); returns once it is ready.
 
         Ready: /readyz answers 200 and the fake Discord has a connection for each of its shards.
         It joins the Slack rotation (round robin) at once.
@@ -210,9 +215,7 @@ class Cluster:
         with log_path.open("wb") as log:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
-                "-m",
-                "bot",
-                "run",
+                *argv,
                 cwd=ROOT,
                 env={**self.env(name, shard_ids, data_dir), **(env or {})},
                 stdin=asyncio.subprocess.DEVNULL,
