@@ -187,16 +187,26 @@ def build_app(platform: SlackPlatform, signing_secret: str | None) -> AsyncApp:
             await next()
         return None
 
-    # Before the generic listeners: the assistant thread's events and messages, the Home tab
-    # and its key buttons (bolt runs the first listener that matches).
-    app.assistant(build_assistant(handlers))
-    attach_app_home(app, handlers)
-
     def has_keys(text: Any) -> bool:
         return isinstance(text, str) and bool(find_keys(text))
 
+    known_commands = frozenset(platform.bot.slash_commands)
+
     async def on_command(ack: Any, body: dict[str, Any]) -> None:
-        what = f"slack {body.get('command')}"
+        command = str(body.get("command"))
+        if command not in known_commands:
+            # A command the manifest declares but this build has no family for (Slack would
+            # otherwise show the person "dispatch_failed").
+            try:
+                await ack(
+                    response_type="ephemeral",
+                    text=f"`{escape(command)}` isn't available in this tokenbot. "
+                    "Try `/alltoken-help`.",
+                )
+            except Exception as exc:
+                handlers.crashed("slack unknown command", body, exc)
+            return
+        what = f"slack {command}"
         secret = has_keys(body.get("text"))
         try:
             await ack()
@@ -204,21 +214,13 @@ def build_app(platform: SlackPlatform, signing_secret: str | None) -> AsyncApp:
         except Exception as exc:
             handlers.crashed(what, body, exc, secrets_inside=secret)
 
-    for name in platform.bot.slash_commands:
-        app.command(name)(on_command)
-
-    @app.command(re.compile(r"^/.+"))
-    async def on_other_command(ack: Any, body: dict[str, Any]) -> None:
-        # A command the manifest declares but this build has no family for (Slack would
-        # otherwise show the person "dispatch_failed").
-        try:
-            await ack(
-                response_type="ephemeral",
-                text=f"`{escape(str(body.get('command')))}` isn't available in this tokenbot. "
-                "Try `/alltoken-help`.",
-            )
-        except Exception as exc:
-            handlers.crashed("slack unknown command", body, exc)
+    # Listener order is bolt's matching order, and each listener tried builds its arguments:
+    # every slash command goes to one listener, tried first (nothing else matches a command).
+    app.command(re.compile(r"^/.+"))(on_command)
+    # Before the generic listeners: the assistant thread's events and messages, the Home tab
+    # and its key buttons (bolt runs the first listener that matches).
+    app.assistant(build_assistant(handlers))
+    attach_app_home(app, handlers)
 
     def team_of(body: dict[str, Any], event: dict[str, Any]) -> str:
         return str(body.get("team_id") or event.get("team") or identity.team_id)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,6 +32,9 @@ from slack_bolt.context.assistant.thread_context_store.async_store import (
     AsyncAssistantThreadContextStore,
 )
 from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.request.payload_utils import is_event
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -324,12 +327,32 @@ _UNREADABLE = (
 )
 
 
+class EventsAssistant(AsyncAssistant):
+    """bolt's AsyncAssistant, consulted for Events API deliveries only.
+
+    Everything it answers is an event; for any other request (a slash command, a click) it
+    would still try its four listeners' matchers, each building its arguments — 0.15 ms of
+    every slash command's ack, most of bolt's dispatch.
+    """
+
+    async def async_process(
+        self,
+        *,
+        req: AsyncBoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], Awaitable[BoltResponse]],
+    ) -> BoltResponse | None:
+        if not is_event(req.body):
+            return await next()
+        return await super().async_process(req=req, resp=resp, next=next)
+
+
 def build_assistant(host: ListenerHost) -> AsyncAssistant:
     """The AsyncAssistant middleware: its listeners only ack and spawn."""
     platform = host.platform
     contexts = StoredThreadContexts(platform.bot.store.thread_contexts)
     threads = AssistantThreads(platform, contexts)
-    assistant = AsyncAssistant(thread_context_store=contexts)
+    assistant = EventsAssistant(thread_context_store=contexts)
 
     def team_of(body: dict[str, Any], event: dict[str, Any]) -> str:
         context = (event.get("assistant_thread") or {}).get("context") or {}
