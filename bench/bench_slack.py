@@ -30,13 +30,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 
 from adapters.slack.platform import build_client
+from bench.bare_acks import slack_app
+from bench.gates import REPEATS, Sample, ratios, reported_row
 from bench.sim_process import sim_process
 from bot.core.messages import Destination, Part, TextStream
 from bot.sim.cluster import DEMO_ALLTOKEN_KEY
 from bot.store import Owner
 from tests.fakes.slack import (
+    SIGNING_SECRET,
     TEAM,
     FakeSlack,
     SlackHarness,
@@ -290,6 +295,60 @@ async def concurrent_commands(n: int = 500, *, shared_server: bool = False) -> d
     }
 
 
+def _dispatch_requests(fake: FakeSlack, n: int) -> list[AsyncBoltRequest]:
+    """`n` signed /alltoken-chat commands from 50 people, as bolt receives them."""
+    out = []
+    for k in range(n):
+        payload = slash_command(
+            "/alltoken-chat",
+            f"hi {k}",
+            user=f"UD{k % 50:03d}",
+            response_url=fake.new_response_url(),
+        )
+        body, ctype = encode("slash_commands", payload)
+        headers: dict[str, str | Sequence[str]] = {**signed_headers(body, ctype)}
+        out.append(AsyncBoltRequest(body=body.decode(), headers=headers))
+    return out
+
+
+async def _us_per_dispatch(app: AsyncApp, requests: list[AsyncBoltRequest]) -> float:
+    """Microseconds per `async_dispatch` (the ack: bolt's middleware, matching, listener).
+
+    The spawned work runs later, outside the timed calls: a dispatch with
+    process_before_response does not yield to the loop before it returns.
+    """
+    start = time.perf_counter()
+    for request in requests:
+        response = await app.async_dispatch(request)
+        if response.status != 200:
+            raise RuntimeError(f"bolt answered {response.status}: {response.body[:200]}")
+    return (time.perf_counter() - start) / len(requests) * 1e6
+
+
+async def ack_dispatch(n: int = 200, repeats: int = REPEATS) -> dict[str, Sample]:
+    """CPU of one slash command's ack through tokenbot's bolt app and through bolt alone
+    (bench/bare_acks.py), alternating in one process; each repeat the median of 5 rounds."""
+    with sim_process() as url, tempfile.TemporaryDirectory() as tmp:
+        fake = await FakeSlack().start()
+        harness = await SlackHarness.start(Path(tmp), url, fake=fake)
+        bare = slack_app(SIGNING_SECRET, "xoxb-bare")
+        try:
+            ours: list[float] = []
+            theirs: list[float] = []
+            for _ in range(repeats):
+                rounds: list[tuple[float, float]] = []
+                for _ in range(5):
+                    mine = await _us_per_dispatch(harness.runner.app, _dispatch_requests(fake, n))
+                    await harness.settle(60)  # the spawned chats, before bolt alone is timed
+                    alone = await _us_per_dispatch(bare, _dispatch_requests(fake, n))
+                    rounds.append((mine, alone))
+                ours.append(statistics.median(m for m, _ in rounds))
+                theirs.append(statistics.median(a for _, a in rounds))
+        finally:
+            await harness.aclose()
+    return {"tokenbot": Sample.of(ours), "bolt": Sample.of(theirs), "ratio": ratios(ours, theirs)}
+
+
 async def rows() -> list[Row]:
     """The benchmark rows: (name, measured, baseline, ratio, target, ok).
 
@@ -298,7 +357,14 @@ async def rows() -> list[Row]:
     """
     s = await streaming()
     rtt_ms = s["rtt_s"] * 1000
+    d = await ack_dispatch()
     return [
+        reported_row(
+            "slack: CPU of one slash command's ack (bolt dispatch), tokenbot ÷ slack-bolt alone",
+            f"{d['tokenbot'].text('.0f', ' µs')}",
+            f"{d['bolt'].text('.0f', ' µs')} bolt alone (bench/bare_acks.py), alternating",
+            d["ratio"].median,
+        ),
         (
             f"slack: chat.update calls per streamed reply ({TOKENS_PER_SECOND} tokens/s)",
             f"{s['updates_per_reply']:.1f} for {s['stream_seconds']:.1f} s of tokens "
