@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
 from adapters.slack import claims
@@ -28,6 +30,7 @@ from adapters.slack import inbound as mapping
 from adapters.slack.app_home import attach_app_home
 from adapters.slack.assistant import build_assistant
 from adapters.slack.guard import log_crash, route_of, tell
+from adapters.slack.limits import SeenAnywhere
 from adapters.slack.modals import FORM_CALLBACK, decode_metadata, submitted_values
 from adapters.slack.mrkdwn import escape
 from adapters.slack.platform import SlackPlatform, build_client
@@ -143,6 +146,39 @@ class SlackHandlers:
         await self.bot.submit_form(inbound, str(meta["form"]), values, conversation)
 
 
+class DropRepeats(AsyncMiddleware):
+    """Answers a repeated Events API delivery (same event_id) with a bare 200 and no work.
+
+    A class, not a function middleware: bolt builds a function middleware's arguments on
+    every request, and every slash command passes through here.
+    """
+
+    def __init__(self, events: SeenAnywhere) -> None:
+        self.events = events
+
+    async def async_process(
+        self,
+        *,
+        req: AsyncBoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], Awaitable[BoltResponse]],
+    ) -> BoltResponse | None:
+        body = req.body
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        if not event_id:
+            return await next()
+        # Memory answers now; the store's answer (other replicas) gates the spawned work.
+        first = self.events.claim(str(event_id))
+        if first is False:
+            retry = req.headers.get("x-slack-retry-num", [""])
+            log.info(
+                "dropped a repeated delivery of %s (retry %s)", event_id, retry[0] if retry else ""
+            )
+            return BoltResponse(status=200, body="")
+        with claims.pending(first):
+            return await next()
+
+
 def build_app(platform: SlackPlatform, signing_secret: str | None) -> AsyncApp:
     """The bolt app, wired to the platform's handlers."""
     identity = platform.identity
@@ -169,23 +205,7 @@ def build_app(platform: SlackPlatform, signing_secret: str | None) -> AsyncApp:
         process_before_response=True,
     )
 
-    @app.middleware
-    async def drop_repeats(body: dict[str, Any], request: Any, next: Any) -> BoltResponse | None:
-        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if not event_id:
-            await next()
-            return None
-        # Memory answers now; the store's answer (other replicas) gates the spawned work.
-        first = platform.events.claim(str(event_id))
-        if first is False:
-            retry = request.headers.get("x-slack-retry-num", [""])
-            log.info(
-                "dropped a repeated delivery of %s (retry %s)", event_id, retry[0] if retry else ""
-            )
-            return BoltResponse(status=200, body="")
-        with claims.pending(first):
-            await next()
-        return None
+    app.use(DropRepeats(platform.events))
 
     def has_keys(text: Any) -> bool:
         return isinstance(text, str) and bool(find_keys(text))
