@@ -69,4 +69,3 @@ async def test_a_declared_command_this_build_lacks_gets_a_private_pointer(
     assert answer["response_type"] == "ephemeral"
     assert "`/alltoken-telepathy` isn't available in this tokenbot" in answer["text"]
     assert "/alltoken-help" in answer["text"]
-
