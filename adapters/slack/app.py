@@ -27,8 +27,9 @@ from slack_bolt.response import BoltResponse
 
 from adapters.slack import claims
 from adapters.slack import inbound as mapping
-from adapters.slack.app_home import attach_app_home
+from adapters.slack.app_home import AppHome, attach_app_home
 from adapters.slack.assistant import build_assistant
+from adapters.slack.errors import error_code
 from adapters.slack.guard import log_crash, route_of, tell
 from adapters.slack.limits import SeenAnywhere
 from adapters.slack.modals import FORM_CALLBACK, decode_metadata, submitted_values
@@ -144,6 +145,12 @@ class SlackHandlers:
             inbound = inbound.model_copy(update={"channel": channel, "is_direct": True})
         conversation = self.platform.conversation_for(inbound.destination(**extras))
         await self.bot.submit_form(inbound, str(meta["form"]), values, conversation)
+        # The Home tab shows whether each key is set, and a form is how a key gets set: the
+        # page is republished now, not only when the person next opens it.
+        try:
+            await AppHome(self).publish(inbound.user, inbound.workspace)
+        except Exception as exc:
+            log.info("could not refresh the Home tab after a form: %s", error_code(exc))
 
 
 class DropRepeats(AsyncMiddleware):

@@ -133,6 +133,10 @@ async def test_a_key_button_opens_the_private_key_form_and_stores_the_key(
     await slack.settle()
     assert await slack.bot.store.get_credential(owner("U5"), "alltoken") == key
     assert key not in fake.all_text()
+    # The page is republished after the form, without the person reopening the tab.
+    after = fake.calls_to("views.publish")
+    assert after and after[-1].args["user_id"] == "U5"
+    assert "AllToken: set" in json.dumps(after[-1].args["view"])
     assert "AllToken: set" in json.dumps(await published(slack, "U5"))
 
 
