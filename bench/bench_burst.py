@@ -9,8 +9,10 @@ Per repeat: 500 signed Slack slash commands and 500 Discord interactions of the 
 kinds (chat, search, models, cost, image, video, OpenMarlin, OpenClaw balance) from 200 users,
 sent together. Baselines in the same repeat: the fake Slack answering the same 500 requests
 from the same generator (auth.test: no work at all), and the fake Discord's REST latency under
-500 simultaneous calls. Gates (median of the repeats, spread min–max): Slack ack p99 < 300 ms
-and ≤ 1.5 × the fake's p99; Discord defer p99 < 300 ms; every reply delivered.
+500 simultaneous calls. Before tokenbot starts, the same bursts go to bench/bare_acks.py (the
+libraries alone: bolt acking, discord.py deferring, no work), reported as the floor. Gates
+(median of the repeats, spread min–max): Slack ack p99 < 300 ms and ≤ 1.5 × the fake's p99;
+Discord defer p99 < 300 ms; every reply delivered.
 
 The bursts run with the default settings (in-flight limits of 5 long jobs a user and 50 a
 workspace included: a refused job's reply counts as delivered). Memory: a fresh `tokenbot run`
