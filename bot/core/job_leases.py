@@ -5,6 +5,10 @@ replica that claimed it; the claim is a lease the runner renews while the job ru
 `JobRunner` in bot.core.jobs), and a lease that runs out (its replica died, or lost the
 store) lets another replica claim the job and resume it from its saved state.
 
+A replica that cannot renew (the store unreachable, or this process stalled) writes no
+message once its own lease could have run out, by its own clock; another replica takes the
+job over only one renewal interval after that, so the two never both deliver a result.
+
 A job cancelled on another replica is stopped here without a further write: at once when
 the store's job notices say so (PostgreSQL), else at the next renewal round, which also
 reads whether the held rows were cancelled. The replica that cancelled audits that end and
@@ -68,6 +72,16 @@ class LeasePolicy:
     replica_id: str
     lease_s: float = DEFAULT_LEASE_S
     renew_every_s: float = DEFAULT_RENEW_EVERY_S
+
+    @property
+    def takeover_grace_s(self) -> float:
+        """How long past a lease's end another replica waits before taking its job over: the
+        holder's last failed round may end that much after its lease did."""
+        return self.renew_every_s
+
+    def expired_before(self, now: float) -> float:
+        """Leases ending before this time may be taken over at `now`."""
+        return now - self.takeover_grace_s
 
     def __post_init__(self) -> None:
         if not self.replica_id:
@@ -186,7 +200,8 @@ class LeaseKeeper:
             # leases must be seen to lapse so that the jobs are stopped here.
             claimed = await asyncio.wait_for(self._round(now), self._runner.leases.renew_every_s)
         except Exception as exc:
-            self._store_unreachable(exc, now)
+            # Timed at the failure, not at the round's start: a round may take renew_every_s.
+            self._store_unreachable(exc, self._runner.clock())
             return 0
         if self._store_lost:
             self._store_lost = False
@@ -249,6 +264,22 @@ class LeaseKeeper:
             )
             runner.stop_all_local()
 
+    def lapsed(self, job_id: str) -> LeaseLost | None:
+        """If this replica's leases may have run out unrenewed, the exception that stops
+        `job_id` before it writes a message (it resumes wherever it is claimed next)."""
+        runner = self._runner
+        unrenewed = runner.clock() - self._last_renewed
+        if unrenewed < runner.leases.lease_s:
+            return None
+        log.warning(
+            "replica %s has not renewed its job leases for %.1f s: job %s stops before its "
+            "next message",
+            runner.replica_id,
+            unrenewed,
+            job_id,
+        )
+        return LeaseLost(f"job {job_id}: the leases of replica {runner.replica_id} ran out")
+
     def lease_lost(self, exc: JobNotHeldError) -> LeaseLost:
         """The exception a job raises when a write finds its row held by another replica
         (or cancelled: then the replica that cancelled it records that end)."""
@@ -283,7 +314,8 @@ class LeaseKeeper:
 
 class FencedConversation:
     """A running job's conversation: before each message it checks that this replica still
-    holds the row and that nobody cancelled it, else raises LeaseLost (the task stops).
+    holds the row, that nobody cancelled it and that its leases cannot have run out, else
+    raises LeaseLost (the task stops).
 
     The replica that cancelled a job (or took it over) owns its messages from then on; a task
     that has not heard yet must not write over them. Checking costs one read per message;
@@ -297,12 +329,14 @@ class FencedConversation:
         job_id: str,
         replica_id: str,
         lease_lost: Callable[[JobNotHeldError], BaseException],
+        lapsed: Callable[[str], BaseException | None],
     ) -> None:
         self._inner = inner
         self._store = store
         self._job_id = job_id
         self._replica_id = replica_id
         self._lease_lost = lease_lost
+        self._lapsed = lapsed
         self.destination = inner.destination
         self.limits = inner.limits
 
@@ -315,7 +349,11 @@ class FencedConversation:
             job = await self._store.get_job(self._job_id)
         except Exception as exc:
             log.debug("job %s: could not check its row before a message: %s", self._job_id, exc)
-            return
+            job = None
+        # After the read, the moment closest to the write: the read itself may have been slow.
+        lapsed = self._lapsed(self._job_id)
+        if lapsed is not None:
+            raise lapsed
         holder = self._replica_id
         if job is None:
             return

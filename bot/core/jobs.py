@@ -269,9 +269,11 @@ class JobRunner:
 
     async def claim_available(self, now: float) -> tuple[int, int]:
         """Claim and spawn every claimable job this process can run: (claimed, already running)."""
-        jobs, unreadable = await self.store.claimable_jobs(self.replica_id, now)
+        # Another replica's lease counts as run out only past its grace (see LeasePolicy).
+        expired = self.leases.expired_before(now)
+        jobs, unreadable = await self.store.claimable_jobs(self.replica_id, expired)
         for bad in unreadable:
-            await self._quarantine(bad.id, bad.kind, bad.reason, bad.destination, now)
+            await self._quarantine(bad.id, bad.kind, bad.reason, bad.destination, expired)
         wanted: dict[str, JobRecord] = {}
         running = 0
         for job in jobs:
@@ -282,11 +284,11 @@ class JobRunner:
             else:
                 problem = self._unresumable(job)
                 if problem is not None:
-                    await self._quarantine(job.id, job.kind, problem, job.destination, now)
+                    await self._quarantine(job.id, job.kind, problem, job.destination, expired)
         if not wanted:
             return 0, running
         claimed = await self.store.claim_jobs(
-            list(wanted), self.replica_id, now, now + self.leases.lease_s
+            list(wanted), self.replica_id, expired, now + self.leases.lease_s
         )
         spawned = 0
         for job in claimed:
@@ -353,11 +355,11 @@ class JobRunner:
         kind: str,
         reason: str,
         destination: dict[str, Any] | None,
-        now: float,
+        expired_before: float,
     ) -> None:
         try:
             marked = await self.store.quarantine_job(
-                job_id, reason, claimable_by=(self.replica_id, now)
+                job_id, reason, claimable_by=(self.replica_id, expired_before)
             )
         except Exception:
             log.exception("could not quarantine job %s", job_id)
@@ -426,6 +428,7 @@ class JobRunner:
                 job.id,
                 self.replica_id,
                 self.lease_lost,
+                self.lease_keeper.lapsed,
             )
             ctx = JobContext(self, job, conversation, state_model_of(kind))
         except Exception:

@@ -153,7 +153,8 @@ async def test_a_usage_watch_taken_over_keeps_its_message_and_stop_button(
         keeper.cancel()
         a.jobs.stop_all_local()
         await asyncio.gather(*a.jobs._tasks.values(), return_exceptions=True)
-        b.jobs.clock = lambda: time.time() + b.jobs.leases.lease_s + 1
+        past_grace = b.jobs.leases.lease_s + b.jobs.leases.takeover_grace_s + 1
+        b.jobs.clock = lambda: time.time() + past_grace
         assert await b.jobs.renew_and_take_over() == 1
         await on_b.conv.wait_for(lambda c: bool(c.of("edit")), 5)
         edit = on_b.conv.of("edit")[0]
@@ -255,7 +256,8 @@ async def test_a_discord_job_taken_over_uses_the_interaction_token_from_its_row(
         bot.jobs.stop_all_local()
         await asyncio.gather(*bot.jobs._tasks.values(), return_exceptions=True)
         w.adapter.sessions = SessionRegistry()
-        bot.jobs.clock = lambda: time.time() + bot.jobs.leases.lease_s + 1
+        past_grace = bot.jobs.leases.lease_s + bot.jobs.leases.takeover_grace_s + 1
+        bot.jobs.clock = lambda: time.time() + past_grace
         webhook_edits = len(fake.calls_to("PATCH", WEBHOOK_EDIT))
         assert await bot.jobs.renew_and_take_over() == 1
         await fake.wait_until(lambda: "Video ready" in _content(fake.original(i)), 10, what="done")

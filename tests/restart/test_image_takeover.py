@@ -94,7 +94,8 @@ async def test_the_image_bytes_survive_a_takeover_by_a_replica_without_the_file(
 
     b, convs_b = await replicas.open("b")
     assert await b.jobs.renew_and_take_over() == 0  # a's lease still runs
-    b.jobs.clock = lambda: time.time() + b.jobs.leases.lease_s + 1
+    past_grace = b.jobs.leases.lease_s + b.jobs.leases.takeover_grace_s + 1
+    b.jobs.clock = lambda: time.time() + past_grace
     assert await b.jobs.renew_and_take_over() == 1
     assert await b.jobs.wait_idle(10)
     [conv] = convs_b.values()

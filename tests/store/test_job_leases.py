@@ -26,6 +26,9 @@ from tests.store.conftest import BackendUnderTest
 OWNER = Owner(platform="console", workspace="w1", user="alice")
 DEST = Destination(platform="console", workspace="w1", channel="general", user="alice")
 LEASE_S = 30.0
+RENEW_S = LEASE_S / 3
+# Another replica takes a job over one renewal interval after its lease ran out.
+PAST_GRACE_S = LEASE_S + RENEW_S + 1
 
 
 class StepState(JobState):
@@ -54,7 +57,8 @@ class StepJob:
                 self.reached_gate.set()
                 await self.gate.wait()
         await asyncio.sleep(0)  # let the other replica interleave
-        if await ctx.claim_delivery():
+        # Resumed in "delivering" (its last holder stopped between the claim and the post).
+        if ctx.job.status == "delivering" or await ctx.claim_delivery():
             await ctx.conversation.say([Notice(text=f"delivered {ctx.job.id}")])
             await ctx.set_status("done")
 
@@ -83,7 +87,7 @@ class Replica:
         self.runner = JobRunner(
             store,
             lambda _dest: conv,
-            leases=LeasePolicy(replica_id=name, lease_s=LEASE_S, renew_every_s=LEASE_S / 3),
+            leases=LeasePolicy(replica_id=name, lease_s=LEASE_S, renew_every_s=RENEW_S),
             clock=self.clock,
         )
         self.runner.register(kind)
@@ -224,7 +228,7 @@ async def test_a_job_whose_owner_died_is_taken_over_from_its_saved_state_once(
     await asyncio.wait_for(a.kind.reached_gate.wait(), 10)
     a.crash()  # killed while holding the job, after saving step 1
     assert await b.runner.renew_and_take_over() == 0  # a's lease still runs
-    b.clock.offset = LEASE_S + 1
+    b.clock.offset = PAST_GRACE_S
     assert await b.runner.renew_and_take_over() == 1
     assert await b.runner.wait_idle(10)
     assert b.kind.runs == [("b", job.id, 1)]  # resumed from the saved step, not from 0
@@ -242,13 +246,56 @@ async def test_a_replica_that_stopped_renewing_loses_the_job_and_stops_at_its_ne
     job = await a.runner.start("step", OWNER, DEST, StepState())
     await asyncio.wait_for(a.kind.reached_gate.wait(), 10)
     # a is alive but stalled (no renewals); b finds the lease run out and finishes the job.
-    b.clock.offset = LEASE_S + 1
+    b.clock.offset = PAST_GRACE_S
     assert await b.runner.renew_and_take_over() == 1
     assert await b.runner.wait_idle(10)
     gate.set()  # a wakes up and tries to deliver
     assert await a.runner.wait_idle(10)
     assert _delivered(a.conv) == [f"delivered {job.id}"]
     assert [r[0] for r in a.kind.runs + b.kind.runs] == ["a", "b"]
+
+
+async def test_a_lease_is_taken_over_only_a_renewal_interval_after_it_ran_out(
+    replicas: Callable[..., Awaitable[Replica]],
+) -> None:
+    a = await replicas("a", StepJob(gate=asyncio.Event()))
+    b = await replicas("b")
+    job = await a.runner.start("step", OWNER, DEST, StepState())
+    await asyncio.wait_for(a.kind.reached_gate.wait(), 10)
+    a.crash()
+    # Run out, but a's last failed round may still be ending: a stops writing only then.
+    b.clock.offset = LEASE_S + RENEW_S - 1
+    assert await b.runner.renew_and_take_over() == 0
+    held = await b.store.get_job(job.id)
+    assert held is not None and held.claimed_by == "a"
+    b.clock.offset = PAST_GRACE_S
+    assert await b.runner.renew_and_take_over() == 1
+
+
+async def test_a_replica_that_could_not_renew_posts_nothing_once_its_lease_may_have_run_out(
+    replicas: Callable[..., Awaitable[Replica]],
+) -> None:
+    gate = asyncio.Event()
+    a = await replicas("a", StepJob(gate=gate))
+    b = await replicas("b")
+    job = await a.runner.start("step", OWNER, DEST, StepState())
+    await asyncio.wait_for(a.kind.reached_gate.wait(), 10)
+    # By a's own clock its last renewal was a whole lease ago (its rounds failed, or it
+    # stalled): its job stops before posting, though nobody has taken the row over yet.
+    a.clock.offset = LEASE_S + 0.5
+    gate.set()
+    assert await a.runner.wait_idle(10)
+    assert _delivered(a.conv) == []
+    stopped = await a.store.get_job(job.id)
+    assert stopped is not None and stopped.claimed_by == "a"
+    assert stopped.status == "delivering"
+    # b takes it over past the grace and delivers it, once.
+    b.clock.offset = PAST_GRACE_S
+    assert await b.runner.renew_and_take_over() == 1
+    assert await b.runner.wait_idle(10)
+    assert _delivered(a.conv) == [f"delivered {job.id}"]
+    done = await b.store.get_job(job.id)
+    assert done is not None and done.status == "done" and done.claimed_by == "b"
 
 
 async def test_a_replica_whose_job_was_taken_stops_it_when_renewing(
@@ -258,7 +305,7 @@ async def test_a_replica_whose_job_was_taken_stops_it_when_renewing(
     b = await replicas("b")
     job = await a.runner.start("step", OWNER, DEST, StepState())
     await asyncio.wait_for(a.kind.reached_gate.wait(), 10)
-    b.clock.offset = LEASE_S + 1
+    b.clock.offset = PAST_GRACE_S
     assert await b.runner.renew_and_take_over() == 1
     assert await b.runner.wait_idle(10)
     assert a.runner.is_running(job.id)
@@ -273,7 +320,7 @@ async def test_start_up_claims_only_unheld_expired_or_own_jobs(
     now = time.time()
     free = _row()
     held = _row(claimed_by="other", lease_until=now + LEASE_S)
-    expired = _row(claimed_by="other", lease_until=now - 1)
+    expired = _row(claimed_by="other", lease_until=now - RENEW_S - 1)
     own = _row(claimed_by="me", lease_until=now + LEASE_S)  # this replica, before a restart
     me = await replicas("me")
     for row in (free, held, expired, own):
