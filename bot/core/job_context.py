@@ -6,6 +6,8 @@ has taken over stops at its next write (LeaseLost) instead of delivering the job
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from bot.core.job_state import JobState
@@ -30,6 +32,29 @@ class JobHost(Protocol):
     def lease_lost(self, exc: JobNotHeldError) -> BaseException:
         """What a write that found the row held by another replica raises."""
         ...
+
+
+T = TypeVar("T")
+
+
+async def uninterrupted(step: Awaitable[T]) -> T:
+    """Run `step` to its end even if this task is stopped meanwhile, then stop.
+
+    For a step that must not be cut in half: a read that hands out one-shot bytes, a paid
+    submit whose id must be saved. A stop (lease lapsed, shutdown, cancel) waits for it.
+    """
+    inner = asyncio.ensure_future(step)
+    stop: asyncio.CancelledError | None = None
+    while not inner.done():
+        try:
+            await asyncio.wait({inner})
+        except asyncio.CancelledError as exc:
+            stop = exc
+    if stop is not None:
+        if not inner.cancelled():
+            inner.exception()  # retrieved: the stop wins, its own end is no longer asked for
+        raise stop
+    return await inner
 
 
 # Covariant: a helper taking JobContext[AllTokenJobState] accepts a JobContext[ImageState].
@@ -123,6 +148,10 @@ class JobContext(Generic[S]):
         if fresh is not None:
             self._adopt(fresh)
         return bool(getattr(self._state, "cancel_requested", False))
+
+    async def uninterrupted(self, step: Awaitable[T]) -> T:
+        """`step`, finished even if the job is stopped meanwhile (see `uninterrupted`)."""
+        return await uninterrupted(step)
 
     async def poll_slot(self) -> None:
         """Wait for a slot in the process-wide poll budget."""

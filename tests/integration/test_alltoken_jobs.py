@@ -355,6 +355,28 @@ async def test_cancel_clicked_while_the_submit_is_in_flight_cancels_at_alltoken(
     assert status.status == "cancelled"
 
 
+async def test_a_video_stopped_mid_submit_keeps_its_task_id_and_resumes_it(
+    alice: Chat, bot: TokenBot, sim: AllTokenSim
+) -> None:
+    # Its leases lapsed while the (paid, not resendable) submit was on the wire: the stop
+    # waits for AllToken's answer and the id is saved, so the job resumes the same video
+    # instead of ending as "submit interrupted, it may or may not be running".
+    await add_fault(sim, method="POST", path="/v1/videos/generations", latency_ms=600, times=1)
+    await alice.send("/alltoken-video a slow start")
+    [job] = await bot.store.jobs_for(alice.owner)
+    await _wait_state(bot, job.id, "submit_started")
+    bot.jobs.stop_all_local()
+    await asyncio.gather(*bot.jobs._tasks.values(), return_exceptions=True)
+    stopped = await bot.store.get_job(job.id)
+    assert stopped is not None and stopped.status == "running" and stopped.state["task_id"]
+    assert await bot.jobs.renew_and_take_over() == 1  # its own row, claimed again
+    assert await bot.jobs.wait_idle(10)
+    done = await bot.store.get_job(job.id)
+    assert done is not None and done.status == "done", done
+    assert sim.stats.video_submissions == 1
+    assert not [p for e in alice.conv.events for p in e.parts if isinstance(p, Failure)]
+
+
 async def test_a_taken_over_image_read_by_the_last_holder_waits_for_its_copy_in_the_store(
     tmp_path: Path, sim: AllTokenSim
 ) -> None:

@@ -416,6 +416,30 @@ async def test_task_resumes_after_a_restart(tmp_path: Path, om: OpenMarlinSim) -
         await second.aclose()
 
 
+async def test_a_task_stopped_mid_submit_keeps_its_id_and_resumes_it(
+    bot: TokenBot, om: OpenMarlinSim
+) -> None:
+    # The leases lapsed while the submit (paid, no idempotency key) was on the wire: the stop
+    # waits for the answer and the id is saved, so the job is not "submit interrupted".
+    chat = await user(bot, om)
+    om.config.latency_ms = 400
+    await chat.send("use openmarlin to generate a video of a harbour")
+    [job] = await bot.store.jobs_for(chat.owner)
+    async with asyncio.timeout(10):
+        while not (await bot.store.get_job(job.id)).state.get("submit_started"):  # type: ignore[union-attr]
+            await asyncio.sleep(0.01)
+    bot.jobs.stop_all_local()
+    await asyncio.gather(*bot.jobs._tasks.values(), return_exceptions=True)
+    om.config.latency_ms = 0
+    stopped = await bot.store.get_job(job.id)
+    assert stopped is not None and stopped.status == "running" and stopped.state["task_id"]
+    assert await bot.jobs.renew_and_take_over() == 1  # its own row, claimed again
+    assert await bot.jobs.wait_idle(10)
+    assert (await bot.store.get_job(job.id)).status == "done"  # type: ignore[union-attr]
+    assert om.requests["POST /v1/tasks"] == 1
+    assert failures(chat.conv) == []
+
+
 # --- billing -----------------------------------------------------------------------------------
 
 

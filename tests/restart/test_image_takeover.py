@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bot.core.app import TokenBot
@@ -105,6 +106,45 @@ async def test_the_image_bytes_survive_a_takeover_by_a_replica_without_the_file(
     done = await b.store.get_job(job.id)
     assert done is not None and done.status == "done" and done.claimed_by == "b"
     assert await b.store.job_media(job.id) is None  # delivered: the store's copy is dropped
+    assert not chat.conv.of("upload")
+
+
+async def test_an_image_being_read_when_its_job_is_stopped_is_kept_for_the_next_holder(
+    replicas: Replicas, sim: AllTokenSim
+) -> None:
+    """The read that hands the bytes out is in flight when a's job is stopped (its leases
+    lapsed): the read still finishes and keeps them, so b delivers them without a 410."""
+    sim.config.image_seconds = 0  # the first status read is the completed one
+    a, _ = await replicas.open("a")
+    chat = Chat(a, "alice")
+    await chat.give_key(sim.issue_key(10))
+    slow_read = {"method": "GET", "path": "/v1/images/generations/", "latency_ms": 600, "times": 1}
+    async with httpx.AsyncClient() as http:
+        assert (await http.post(f"{sim.base_url}/_sim/faults", json=slow_read)).status_code == 201
+    await chat.send("/alltoken-image a lighthouse")
+    [job] = await a.store.jobs_for(chat.owner)
+    reads = ("GET", "/v1/images/generations/{id}")
+    async with asyncio.timeout(10):
+        while not sim.stats.requests_to(*reads):
+            await asyncio.sleep(0.01)
+    a.jobs.stop_all_local()  # the read is waiting on AllToken
+    await asyncio.gather(*a.jobs._tasks.values(), return_exceptions=True)
+    async with asyncio.timeout(10):
+        while await a.store.job_media(job.id) is None:
+            await asyncio.sleep(0.02)
+    assert list(sim.stats.b64_deliveries.values()) == [1]
+    _crash(a)
+
+    b, convs_b = await replicas.open("b")
+    past_grace = b.jobs.leases.lease_s + b.jobs.leases.takeover_grace_s + 1
+    b.jobs.clock = lambda: time.time() + past_grace
+    assert await b.jobs.renew_and_take_over() == 1
+    assert await b.jobs.wait_idle(10)
+    [conv] = convs_b.values()
+    [upload] = conv.of("upload")
+    assert upload.image_bytes and upload.image_bytes.startswith(PNG_MAGIC)
+    assert list(sim.stats.b64_deliveries.values()) == [1]
+    assert not [e for e in sim.stats.errors if e[0] == 410], sim.stats.errors
     assert not chat.conv.of("upload")
 
 

@@ -14,6 +14,7 @@ import binascii
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,7 @@ class ImageJob(_PollingJob):
         if not ctx.state.task_id:
             await self._submit(ctx, key)
         try:
-            status = await self._poll(ctx, key)
+            status, data, in_store = await self._poll(ctx, key)
         except JobFailed as failed:
             # Read already: a replica that held this job before us (its lease ran out while
             # it read) may be keeping the bytes in the store this very moment.
@@ -127,14 +128,15 @@ class ImageJob(_PollingJob):
                     request_id=ctx.state.task_id,
                 )
             )
-        try:
-            data = await self._read(ctx, item)
-        except JobFailed:
-            # Gone at AllToken: a replica that lost this job may have read (and kept) it.
-            kept = await self._kept_in_store_soon(ctx)
-            if kept is None:
-                raise
-            return kept
+        if data is None:
+            try:
+                data = await self._read(ctx, item)
+            except JobFailed:
+                # Gone at AllToken: a replica that lost this job may have read (and kept) it.
+                kept = await self._kept_in_store_soon(ctx)
+                if kept is None:
+                    raise
+                return kept
         meta: dict[str, Any] = {
             "mime": item.mime_type or "image/png",
             "r2_url": item.r2_url,
@@ -142,7 +144,7 @@ class ImageJob(_PollingJob):
             "usage": status.usage or {},
             "revised_prompt": item.revised_prompt,
         }
-        return await self._keep(ctx, data, meta)
+        return await self._keep(ctx, data, meta, in_store=in_store)
 
     async def _submit(self, ctx: ImageContext, key: str) -> None:
         st = ctx.state
@@ -169,8 +171,9 @@ class ImageJob(_PollingJob):
             raise JobFailed(render_failure(exc, command="image")) from None
         await ctx.save(task_id=task_id)
 
-    async def _poll(self, ctx: ImageContext, key: str) -> ImageStatus:
-        """Poll until completed, showing each new status; failed or cancelled end the job."""
+    async def _poll(self, ctx: ImageContext, key: str) -> tuple[ImageStatus, bytes | None, bool]:
+        """Poll until completed, showing each new status; failed or cancelled end the job.
+        The completed status, its inline bytes (if they decode) and whether the store has them."""
         task_id = str(ctx.state.task_id)
         deadline = self._deadline(ctx)
         errors: list[int] = []
@@ -184,13 +187,14 @@ class ImageJob(_PollingJob):
                         hint="Try again; a smaller size or lower quality is faster.",
                     )
                 )
-            status: ImageStatus | None = await self._poll_guarded(
-                ctx, lambda: self.service.poll_image(key, task_id), errors
+            read: _Read | None = await self._poll_guarded(
+                ctx, lambda: self._read_status(ctx, key, task_id), errors
             )
-            if status is None:
+            if read is None:
                 continue
+            status = read.status
             if status.status == "completed":
-                return status
+                return status, read.data, read.in_store
             if status.status in ("failed", "cancelled"):
                 raise JobFailed(_task_failure(status, task_id))
             if status.status != last_status:
@@ -206,6 +210,21 @@ class ImageJob(_PollingJob):
                     ],
                 )
             await asyncio.sleep(next_delay(status))
+
+    async def _read_status(self, ctx: ImageContext, key: str, task_id: str) -> _Read:
+        """One status read, finished even if the job is stopped meanwhile (its lease lapsed,
+        or the replica is shutting down): the completed read is the only one carrying the
+        bytes, and they are kept in the store before it ends, for whoever delivers them."""
+        return await ctx.uninterrupted(self._read_and_keep(ctx, key, task_id))
+
+    async def _read_and_keep(self, ctx: ImageContext, key: str, task_id: str) -> _Read:
+        status = await self.service.poll_image(key, task_id)
+        item = status.data[0] if status.status == "completed" and status.data else None
+        data = _decode(item.b64_json) if item is not None and item.b64_json else None
+        in_store = False
+        if item is not None and data is not None:
+            in_store = await self._keep_in_store(ctx, data, item.mime_type or "image/png")
+        return _Read(status, data, in_store)
 
     async def _read(self, ctx: ImageContext, item: ImageData) -> bytes:
         """The completed image's bytes: inline base64, else its r2 link (read once)."""
@@ -239,13 +258,16 @@ class ImageJob(_PollingJob):
         await ctx.save(file=str(path), **meta)
         return KeptImage.from_state(ctx.state)
 
-    async def _keep_in_store(self, ctx: ImageContext, data: bytes, mime: str) -> None:
-        """The shared copy: not guarded by the lease, since these bytes may be the only ones."""
+    async def _keep_in_store(self, ctx: ImageContext, data: bytes, mime: str) -> bool:
+        """The shared copy: not guarded by the lease, since these bytes may be the only ones.
+        Whether the store has them now."""
         try:
             await ctx.store.keep_job_media(ctx.job.id, JobMedia(mime=mime, data=data))
         except Exception:
             # Only this replica has the image now; it still delivers it from its disk.
             log.exception("job %s: could not keep the image's bytes in the store", ctx.job.id)
+            return False
+        return True
 
     async def _local_copy(self, ctx: ImageContext, kept: KeptImage) -> KeptImage:
         """The saved file is not on this replica's disk (another replica saved it, or the disk
@@ -416,6 +438,16 @@ class ImageJob(_PollingJob):
                         )
                     ) from None
                 await asyncio.sleep(UPLOAD_BACKOFF_S * (2**attempt))
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One status read: the status, and for a completed one its inline bytes, and whether
+    they are in the store already."""
+
+    status: ImageStatus
+    data: bytes | None = None
+    in_store: bool = False
 
 
 def _task_failure(status: ImageStatus, task_id: str) -> Failure:

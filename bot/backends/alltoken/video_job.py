@@ -76,8 +76,13 @@ class VideoJob(_PollingJob):
         task_id = await self._adopt(ctx, key) if ctx.state.submit_started else None
         if task_id is None:
             await ctx.save(submit_started=True)
-            task_id = await self._post(ctx, key)
-        await ctx.save(task_id=task_id)
+            # A stop mid-post would leave a video that may be running, and paid, unknown.
+            await ctx.uninterrupted(self._post_and_save(ctx, key))
+        else:
+            await ctx.save(task_id=task_id)
+
+    async def _post_and_save(self, ctx: VideoContext, key: str) -> None:
+        await ctx.save(task_id=await self._post(ctx, key))
 
     async def _post(self, ctx: VideoContext, key: str) -> str:
         st = ctx.state

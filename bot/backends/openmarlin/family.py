@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.backends.openmarlin import grammar as router
 from bot.backends.openmarlin import handlers
-from bot.backends.openmarlin.jobs import OpenMarlinTiming, RegistrationJob, TaskJob, TopUpJob
+from bot.backends.openmarlin.jobs import OpenMarlinTiming, RegistrationJob, TaskJob
 from bot.backends.openmarlin.render import TOPUP_ACTION, failure
 from bot.backends.openmarlin.service import OpenMarlinService
 from bot.backends.openmarlin.spec import (
@@ -22,6 +22,7 @@ from bot.backends.openmarlin.spec import (
     OMTaskStatus,
     OMTopUp,
 )
+from bot.backends.openmarlin.topup_job import TopUpJob
 from bot.core.family import CommandFamily, Wiring
 from bot.core.keys import KeyService
 

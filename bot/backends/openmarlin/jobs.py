@@ -1,4 +1,4 @@
-"""Durable OpenMarlin jobs: registration sign-in, long tasks and top-ups.
+"""Durable OpenMarlin jobs: registration sign-in and long tasks (top-ups: `topup_job`).
 
 Each is a job row before OpenMarlin is called, saves its progress (session, task or top-up id)
 as soon as it has it, and resumes polling after a restart. Registration and top-up messages are
@@ -18,11 +18,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
-from bot.backends.openmarlin.job_state import RegistrationState, TaskState, TopUpState
+from bot.backends.openmarlin.job_state import RegistrationState, TaskState
 from bot.backends.openmarlin.render import (
     TASK_METADATA,
-    amount_text,
-    balance_fields,
     failure,
     insufficient_parts,
     task_done,
@@ -37,7 +35,6 @@ from bot.backends.openmarlin.service import (
     TaskInput,
     TaskRequest,
     TaskStatus,
-    TopUpSession,
 )
 from bot.backends.openmarlin.wire import settlement_of
 from bot.core.errors import BackendError
@@ -127,10 +124,9 @@ async def last_balance(store: Store, owner: Owner) -> dict[str, str]:
 
 RegistrationContext = JobContext[RegistrationState]
 TaskContext = JobContext[TaskState]
-TopUpContext = JobContext[TopUpState]
 
 
-class _MarlinJob:
+class MarlinJob:
     """What the three job kinds share: the key, deadlines, guarded polls, messages."""
 
     kind = ""
@@ -192,7 +188,7 @@ class _MarlinJob:
         await self._tell(ctx, [failure_])
 
 
-class RegistrationJob(_MarlinJob):
+class RegistrationJob(MarlinJob):
     """Device-flow (or browser) registration: link privately, poll, bootstrap, store the key."""
 
     kind = REGISTRATION_KIND
@@ -372,7 +368,7 @@ def _set_up_parts(session: RegistrationSession) -> list[Part]:
     ]
 
 
-class TaskJob(_MarlinJob):
+class TaskJob(MarlinJob):
     """Submit a task once, acknowledge its id, show queued → running, then the result."""
 
     kind = TASK_KIND
@@ -443,7 +439,8 @@ class TaskJob(_MarlinJob):
 
     async def _submit(self, ctx: TaskContext, key: str, prompt: str) -> TaskStatus | None:
         if ctx.state.submit_started:
-            # No idempotency key and no task list in the API: resubmitting could pay twice.
+            # No idempotency key and no task list in the API: resubmitting could pay twice
+            # (so a stop waits for the submit below to answer and its id to be saved).
             raise JobFailed(
                 Failure(
                     code="submit_interrupted",
@@ -461,8 +458,14 @@ class TaskJob(_MarlinJob):
             ),
             metadata=dict(TASK_METADATA),
         )
-        try:
+
+        async def submit_and_save() -> TaskStatus:
             status = await self.service.submit_task(key, request)
+            await ctx.save(task_id=status.task_id, last_status=status.status)
+            return status
+
+        try:
+            status = await ctx.uninterrupted(submit_and_save())
         except BackendError as exc:
             info = InsufficientBalance.from_error(exc)
             if info is None:
@@ -471,7 +474,6 @@ class TaskJob(_MarlinJob):
             await self._tell(ctx, insufficient_parts(info, exc.request_id))
             await ctx.set_status("failed", error="insufficient_balance")
             return None
-        await ctx.save(task_id=status.task_id, last_status=status.status)
         # Acknowledge with the id at once; later states edit this same message.
         await self._show(ctx, task_progress(status.task_id, status.status, prompt, self._note(ctx)))
         return status
@@ -492,102 +494,6 @@ class TaskJob(_MarlinJob):
         cost, source = settlement_of((status.output or {}).get("settlement"))
         usage = job_usage(ctx, SERVICE, "task", request_id=status.task_id)
         await job_hold(self.services, ctx, SERVICE).settle(usage, cost, source)
-        await ctx.set_status("done")
-
-
-class TopUpJob(_MarlinJob):
-    """Create a top-up, send the checkout privately, watch it, then show the new balance."""
-
-    kind = TOPUP_KIND
-    command = "openmarlin.topup"
-    state_model = TopUpState
-
-    async def run(self, ctx: TopUpContext) -> None:
-        """Drive one top-up until credit_applied or payment_failed."""
-        key = await self._key(ctx)
-        amount = ctx.state.amount
-        shown = amount_text(amount)
-        if not ctx.state.topup_id:
-            try:
-                session = await self.service.create_topup(key, amount)
-            except BackendError as exc:
-                raise JobFailed(self._failure(exc)) from None
-            await ctx.save(topup_id=session.topup_session_id)
-            if not session.checkout_url:
-                raise JobFailed(
-                    Failure(
-                        code="bad_response",
-                        message="OpenMarlin created the top-up but gave no checkout link.",
-                        request_id=session.topup_session_id,
-                    )
-                )
-            await self._tell(
-                ctx,
-                [
-                    Notice(
-                        level="info",
-                        text=f"💳 Top-up of {shown}: pending_payment. Opening the checkout is "
-                        "the only step outside chat; tokenbot watches the payment and shows "
-                        "your new balance when the credit lands.",
-                    ),
-                    Link(url=session.checkout_url, label="Open the checkout"),
-                ],
-            )
-        topup_id = str(ctx.state.topup_id)
-        deadline = self._deadline(ctx, self.timing.topup_timeout_s)
-        errors: list[int] = []
-        while True:
-            session_now: TopUpSession | None = await self._poll(
-                ctx, lambda: self.service.get_topup(key, topup_id), errors
-            )
-            if session_now is not None and session_now.status == "credit_applied":
-                await self._credited(ctx, key, shown)
-                return
-            if session_now is not None and session_now.status == "payment_failed":
-                raise JobFailed(
-                    Failure(
-                        code="payment_failed",
-                        message=f"The payment for the {shown} top-up failed; your balance did "
-                        "not change.",
-                        request_id=topup_id,
-                        hint="Start a new one with `/openmarlin top up <amount>` and try "
-                        "another card.",
-                    )
-                )
-            if time.monotonic() > deadline:
-                raise JobExpired(
-                    Failure(
-                        code="topup_timeout",
-                        message=f"The {shown} top-up is still pending_payment; tokenbot stopped "
-                        "watching it.",
-                        request_id=topup_id,
-                        hint="If you paid, check `/openmarlin balance` in a few minutes; "
-                        "otherwise start a new top-up.",
-                    )
-                )
-            await asyncio.sleep(self.timing.poll_s)
-
-    async def _credited(self, ctx: TopUpContext, key: str, shown: str) -> None:
-        # Resumed in "delivering": a crash hit between the claim and the delivery; finish it.
-        if ctx.job.status != "delivering" and not await ctx.claim_delivery():
-            return
-        parts: list[Part] = [Notice(level="success", text=f"💳 Top-up of {shown}: credit_applied.")]
-        try:
-            balance = await self.service.balance(key)
-        except BackendError as exc:
-            parts.append(
-                Notice(
-                    level="warning",
-                    text=f"The new balance could not be read ({exc.code}); check "
-                    "`/openmarlin balance` shortly.",
-                )
-            )
-        else:
-            await remember_balance(
-                ctx.store, ctx.owner, balance.available_balance, balance.workspace_id
-            )
-            parts.append(balance_fields(balance))
-        await self._tell(ctx, parts)
         await ctx.set_status("done")
 
 
