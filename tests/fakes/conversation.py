@@ -57,6 +57,9 @@ class RecordingConversation:
         self.deletable = False
         self.deleted = 0
         self.changed = asyncio.Event()
+        # When set: an upload is received (recorded) at once but answered only once this
+        # event is set, as a platform slow to answer a file it already has.
+        self.upload_answer: asyncio.Event | None = None
 
     def record(self, event: Event) -> None:
         self.events.append(event)
@@ -89,6 +92,8 @@ class RecordingConversation:
         data = Path(image.path).read_bytes()
         ref = self._ref()
         self.record(Event("upload", [image], image.alt, ref.id, data))
+        if self.upload_answer is not None:
+            await self.upload_answer.wait()
         return ref
 
     async def whisper(self, parts: Sequence[Part]) -> None:

@@ -148,6 +148,30 @@ async def test_an_image_being_read_when_its_job_is_stopped_is_kept_for_the_next_
     assert not chat.conv.of("upload")
 
 
+async def test_an_image_whose_job_is_stopped_mid_upload_is_posted_once(
+    replicas: Replicas, sim: AllTokenSim
+) -> None:
+    """The platform has the file but has not answered when the job is stopped: the stop waits
+    for the answer and records the upload, so the resumed job does not post it again."""
+    a, _ = await replicas.open("a")
+    chat = Chat(a, "alice")
+    chat.conv.upload_answer = asyncio.Event()
+    await chat.give_key(sim.issue_key(10))
+    await chat.send("/alltoken-image a lighthouse")
+    await chat.conv.wait_for(lambda c: bool(c.of("upload")), 10)
+    a.jobs.stop_all_local()
+    await asyncio.sleep(0.1)
+    chat.conv.upload_answer.set()
+    await asyncio.gather(*a.jobs._tasks.values(), return_exceptions=True)
+    [job] = await a.store.jobs_for(chat.owner)
+    assert job.state.get("uploaded") is True
+    assert await a.jobs.renew_and_take_over() == 1  # its own row, claimed again
+    assert await a.jobs.wait_idle(10)
+    assert len(chat.conv.of("upload")) == 1
+    done = await a.store.get_job(job.id)
+    assert done is not None and done.status == "done"
+
+
 async def test_a_delivered_image_leaves_no_bytes_in_the_store(
     replicas: Replicas, sim: AllTokenSim
 ) -> None:

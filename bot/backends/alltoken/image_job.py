@@ -352,8 +352,8 @@ class ImageJob(_PollingJob):
         )
         try:
             if not st.uploaded:
-                await self._upload_with_retry(ctx, image, kept)
-                await ctx.save(uploaded=True)
+                # A stop mid-upload would post the image again where the job resumes.
+                await ctx.uninterrupted(self._upload_and_record(ctx, image, kept))
         finally:
             if temp is not None:
                 await asyncio.to_thread(temp.unlink, True)
@@ -413,6 +413,10 @@ class ImageJob(_PollingJob):
             if kept.in_row or kept.data is None:
                 raise
             log.exception("job %s: delivered, but could not record it as done", ctx.job.id)
+
+    async def _upload_and_record(self, ctx: ImageContext, image: Image, kept: KeptImage) -> None:
+        await self._upload_with_retry(ctx, image, kept)
+        await ctx.save(uploaded=True)
 
     async def _upload_with_retry(self, ctx: ImageContext, image: Image, kept: KeptImage) -> None:
         """The bytes are safe on disk, so a refused upload is simply tried again."""
