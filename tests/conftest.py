@@ -180,7 +180,7 @@ class Chat:
         self.channel = channel
         self.thread = thread
         self.inbound_proto = Inbound(
-            platform=platform,  # type: ignore[arg-type]
+            platform=platform,
             workspace="w1",
             channel=channel,
             thread=thread,

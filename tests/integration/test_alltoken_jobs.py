@@ -244,7 +244,9 @@ async def test_restart_after_bytes_saved_delivers_from_disk(
     await _wait_state(bot1, job.id, "file")
     await bot1.aclose()
     assert (
-        Path((await _job_state(tmp_path, sim, job.id))["file"]).read_bytes().startswith(PNG_MAGIC)
+        Path(str((await _job_state(tmp_path, sim, job.id))["file"]))
+        .read_bytes()
+        .startswith(PNG_MAGIC)
     )
 
     bot2, convs2 = await _restarted_bot(tmp_path, sim)

@@ -76,6 +76,24 @@ def _crash(bot: TokenBot) -> None:
     bot.jobs.stop_all_local()
 
 
+def _past_the_grace(bot: TokenBot) -> None:
+    """Move `bot`'s clock past other replicas' leases and the takeover grace after them."""
+    past_grace = bot.jobs.leases.lease_s + bot.jobs.leases.takeover_grace_s + 1
+    bot.jobs.clock = lambda: time.time() + past_grace
+
+
+async def _takes_over_and_posts_the_image(
+    bot: TokenBot, convs: dict[str, RecordingConversation]
+) -> None:
+    """`bot` takes the one job over and posts its image (a real PNG), once."""
+    _past_the_grace(bot)
+    assert await bot.jobs.renew_and_take_over() == 1
+    assert await bot.jobs.wait_idle(10)
+    [conv] = convs.values()
+    [upload] = conv.of("upload")
+    assert upload.image_bytes and upload.image_bytes.startswith(PNG_MAGIC)
+
+
 async def test_the_image_bytes_survive_a_takeover_by_a_replica_without_the_file(
     replicas: Replicas, sim: AllTokenSim
 ) -> None:
@@ -95,13 +113,7 @@ async def test_the_image_bytes_survive_a_takeover_by_a_replica_without_the_file(
 
     b, convs_b = await replicas.open("b")
     assert await b.jobs.renew_and_take_over() == 0  # a's lease still runs
-    past_grace = b.jobs.leases.lease_s + b.jobs.leases.takeover_grace_s + 1
-    b.jobs.clock = lambda: time.time() + past_grace
-    assert await b.jobs.renew_and_take_over() == 1
-    assert await b.jobs.wait_idle(10)
-    [conv] = convs_b.values()
-    [upload] = conv.of("upload")
-    assert upload.image_bytes and upload.image_bytes.startswith(PNG_MAGIC)
+    await _takes_over_and_posts_the_image(b, convs_b)
     assert list(sim.stats.b64_deliveries.values()) == [1]  # never read from AllToken again
     done = await b.store.get_job(job.id)
     assert done is not None and done.status == "done" and done.claimed_by == "b"
@@ -136,13 +148,7 @@ async def test_an_image_being_read_when_its_job_is_stopped_is_kept_for_the_next_
     _crash(a)
 
     b, convs_b = await replicas.open("b")
-    past_grace = b.jobs.leases.lease_s + b.jobs.leases.takeover_grace_s + 1
-    b.jobs.clock = lambda: time.time() + past_grace
-    assert await b.jobs.renew_and_take_over() == 1
-    assert await b.jobs.wait_idle(10)
-    [conv] = convs_b.values()
-    [upload] = conv.of("upload")
-    assert upload.image_bytes and upload.image_bytes.startswith(PNG_MAGIC)
+    await _takes_over_and_posts_the_image(b, convs_b)
     assert list(sim.stats.b64_deliveries.values()) == [1]
     assert not [e for e in sim.stats.errors if e[0] == 410], sim.stats.errors
     assert not chat.conv.of("upload")

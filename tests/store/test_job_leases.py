@@ -147,6 +147,17 @@ def _delivered(conv: RecordingConversation) -> list[str]:
     ]
 
 
+async def _a_holds_a_job_at_its_gate(
+    replicas: Callable[..., Awaitable[Replica]],
+) -> tuple[Replica, Replica, JobRecord]:
+    """Replica a runs a job that saved step 1 and waits at its kind's gate; b is another."""
+    a = await replicas("a", StepJob(gate=asyncio.Event()))
+    b = await replicas("b")
+    job = await a.runner.start("step", OWNER, DEST, StepState())
+    await asyncio.wait_for(a.kind.reached_gate.wait(), 10)
+    return a, b, job
+
+
 # -- the store's claims --------------------------------------------------------------------------
 
 
@@ -222,10 +233,7 @@ async def test_two_runners_never_run_the_same_job(
 async def test_a_job_whose_owner_died_is_taken_over_from_its_saved_state_once(
     replicas: Callable[..., Awaitable[Replica]],
 ) -> None:
-    a = await replicas("a", StepJob(gate=asyncio.Event()))
-    b = await replicas("b")
-    job = await a.runner.start("step", OWNER, DEST, StepState())
-    await asyncio.wait_for(a.kind.reached_gate.wait(), 10)
+    a, b, job = await _a_holds_a_job_at_its_gate(replicas)
     a.crash()  # killed while holding the job, after saving step 1
     assert await b.runner.renew_and_take_over() == 0  # a's lease still runs
     b.clock.offset = PAST_GRACE_S
@@ -240,11 +248,9 @@ async def test_a_job_whose_owner_died_is_taken_over_from_its_saved_state_once(
 async def test_a_replica_that_stopped_renewing_loses_the_job_and_stops_at_its_next_write(
     replicas: Callable[..., Awaitable[Replica]],
 ) -> None:
-    gate = asyncio.Event()
-    a = await replicas("a", StepJob(gate=gate))
-    b = await replicas("b")
-    job = await a.runner.start("step", OWNER, DEST, StepState())
-    await asyncio.wait_for(a.kind.reached_gate.wait(), 10)
+    a, b, job = await _a_holds_a_job_at_its_gate(replicas)
+    gate = a.kind.gate
+    assert gate is not None
     # a is alive but stalled (no renewals); b finds the lease run out and finishes the job.
     b.clock.offset = PAST_GRACE_S
     assert await b.runner.renew_and_take_over() == 1
@@ -258,10 +264,7 @@ async def test_a_replica_that_stopped_renewing_loses_the_job_and_stops_at_its_ne
 async def test_a_lease_is_taken_over_only_a_renewal_interval_after_it_ran_out(
     replicas: Callable[..., Awaitable[Replica]],
 ) -> None:
-    a = await replicas("a", StepJob(gate=asyncio.Event()))
-    b = await replicas("b")
-    job = await a.runner.start("step", OWNER, DEST, StepState())
-    await asyncio.wait_for(a.kind.reached_gate.wait(), 10)
+    a, b, job = await _a_holds_a_job_at_its_gate(replicas)
     a.crash()
     # Run out, but a's last failed round may still be ending: a stops writing only then.
     b.clock.offset = LEASE_S + RENEW_S - 1
@@ -275,11 +278,9 @@ async def test_a_lease_is_taken_over_only_a_renewal_interval_after_it_ran_out(
 async def test_a_replica_that_could_not_renew_posts_nothing_once_its_lease_may_have_run_out(
     replicas: Callable[..., Awaitable[Replica]],
 ) -> None:
-    gate = asyncio.Event()
-    a = await replicas("a", StepJob(gate=gate))
-    b = await replicas("b")
-    job = await a.runner.start("step", OWNER, DEST, StepState())
-    await asyncio.wait_for(a.kind.reached_gate.wait(), 10)
+    a, b, job = await _a_holds_a_job_at_its_gate(replicas)
+    gate = a.kind.gate
+    assert gate is not None
     # By a's own clock its last renewal was a whole lease ago (its rounds failed, or it
     # stalled): its job stops before posting, though nobody has taken the row over yet.
     a.clock.offset = LEASE_S + 0.5
@@ -301,10 +302,7 @@ async def test_a_replica_that_could_not_renew_posts_nothing_once_its_lease_may_h
 async def test_a_replica_whose_job_was_taken_stops_it_when_renewing(
     replicas: Callable[..., Awaitable[Replica]],
 ) -> None:
-    a = await replicas("a", StepJob(gate=asyncio.Event()))
-    b = await replicas("b")
-    job = await a.runner.start("step", OWNER, DEST, StepState())
-    await asyncio.wait_for(a.kind.reached_gate.wait(), 10)
+    a, b, job = await _a_holds_a_job_at_its_gate(replicas)
     b.clock.offset = PAST_GRACE_S
     assert await b.runner.renew_and_take_over() == 1
     assert await b.runner.wait_idle(10)
@@ -336,10 +334,7 @@ async def test_start_up_claims_only_unheld_expired_or_own_jobs(
 async def test_a_graceful_stop_hands_its_jobs_to_another_replica_at_once(
     replicas: Callable[..., Awaitable[Replica]],
 ) -> None:
-    a = await replicas("a", StepJob(gate=asyncio.Event()))
-    b = await replicas("b")
-    job = await a.runner.start("step", OWNER, DEST, StepState())
-    await asyncio.wait_for(a.kind.reached_gate.wait(), 10)
+    a, b, job = await _a_holds_a_job_at_its_gate(replicas)
     await a.runner.aclose()  # a rolling deploy stops a
     released = await b.store.get_job(job.id)
     assert released is not None and released.claimed_by is None
