@@ -17,14 +17,17 @@ __all__ = [
     "from_slack",
     "is_safe_url",
     "link",
+    "markdown_target",
     "strip_mention",
     "to_mrkdwn",
 ]
 
 _FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})[^\n]*\n(.*?)(?:^ {0,3}\2[ \t]*$|\Z)", re.M | re.S)
 _INLINE_CODE = re.compile(r"(`+)(.+?)\1", re.S)
-# A link target may hold balanced parentheses, as CommonMark allows ("…/Foo_(bar)").
-_TARGET = r"((?:[^()\s]|\([^()\s]*\))+)"
+# A link target may hold balanced parentheses, as CommonMark allows ("…/Foo_(bar)"), or be
+# any text between pointy brackets ("(<…/a)b>)"), which is how a URL with a lone ")" is written.
+_TARGET = r"(<[^<>\n]*>|(?:[^()\s]|\([^()\s]*\))+)"
+_PLAIN_TARGET = re.compile(r"(?:[^()\s<>]|\([^()\s<>]*\))+")
 _IMAGE = re.compile(r"!\[([^\]\n]*)\]\(" + _TARGET + r"(?:\s+\"[^\"]*\")?\)")
 _LINK = re.compile(r"\[([^\]\n]+)\]\(" + _TARGET + r"(?:\s+\"[^\"]*\")?\)")
 # The only link targets Slack may render: web and mail addresses. Anything else (`!channel`,
@@ -55,6 +58,12 @@ def escape(text: str) -> str:
 def is_safe_url(url: str) -> bool:
     """Whether `url` may be the target of a Slack link (http, https or mailto, no spaces)."""
     return _SAFE_URL.fullmatch(url) is not None
+
+
+def markdown_target(url: str) -> str:
+    """`url` as a Markdown link target: between pointy brackets when a lone parenthesis (or a
+    space) would otherwise end it early."""
+    return url if _PLAIN_TARGET.fullmatch(url) else f"<{url}>"
 
 
 def escape_url(url: str) -> str:
@@ -121,6 +130,8 @@ def to_mrkdwn(markdown: str) -> str:
 
     def to_link(m: re.Match[str]) -> str:
         target = m.group(2)
+        if target.startswith("<"):
+            target = target[1:-1]
         if not is_safe_url(target):
             return m.group(0)  # escaped with the rest of the text: shown, never parsed
         return stash.put(f"<{escape_url(target)}|{_label(m.group(1) or target)}>")

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.slack.inert import inert_markdown, inert_plain
-from adapters.slack.mrkdwn import escape, is_safe_url, link, to_mrkdwn
+from adapters.slack.mrkdwn import escape, is_safe_url, link, markdown_target, to_mrkdwn
 from bot.core.messages import Actions, Failure, Fields, Image, Link, Notice, Part, Text
 from bot.core.outbound_text import neutralise_controls
 from bot.core.text_split import clip, split_markdown
@@ -196,7 +196,7 @@ def markdown_of(parts: Sequence[Part]) -> str:
             rows = "\n".join(f"• **{label}**: {value}" for label, value in part.rows)
             lines.append(f"**{part.title}**\n{rows}")
         elif isinstance(part, Link):
-            line = f"🔗 [{part.label}]({part.url})"
+            line = f"🔗 [{part.label}]({markdown_target(part.url)})"
             if part.expires_at is not None:
                 line += f" — expires {part.expires_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
             lines.append(line)
