@@ -7,11 +7,11 @@ has taken over stops at its next write (LeaseLost) instead of delivering the job
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from bot.core.job_state import JobState
-from bot.core.messages import Conversation
+from bot.core.messages import Conversation, MessageRef, Part
 from bot.store import JobNotHeldError, JobRecord, Owner, Store
 
 if TYPE_CHECKING:
@@ -152,6 +152,34 @@ class JobContext(Generic[S]):
     async def uninterrupted(self, step: Awaitable[T]) -> T:
         """`step`, finished even if the job is stopped meanwhile (see `uninterrupted`)."""
         return await uninterrupted(step)
+
+    async def deliver(self, finish: Callable[[], Awaitable[None]]) -> bool:
+        """Claim the delivery, then run `finish` (post the result, record it, mark the job
+        done) as one uninterrupted step; False when another path already delivered it.
+
+        Resumed in "delivering" (stopped after the claim, before anything was posted), the
+        claim is skipped. Cut between its message and "done", the replica resuming the job
+        would post the result again; the lease fence still decides, before the message.
+        """
+        if self.job.status != "delivering" and not await self.claim_delivery():
+            return False
+        await self.uninterrupted(finish())
+        return True
+
+    async def show(self, parts: Sequence[Part]) -> MessageRef:
+        """The job's own message: posted once (its ref kept in the state's `progress_ref`),
+        then edited in place."""
+        ref: MessageRef | None = getattr(self._state, "progress_ref", None)
+        if ref is not None:
+            await self.conversation.edit(ref, parts)
+            return ref
+        # Stopped between the post and the save, the job would post a second message.
+        return await self.uninterrupted(self._post_and_keep(parts))
+
+    async def _post_and_keep(self, parts: Sequence[Part]) -> MessageRef:
+        ref = await self.conversation.say(parts)
+        await self.save(progress_ref=ref)
+        return ref
 
     async def poll_slot(self) -> None:
         """Wait for a slot in the process-wide poll budget."""

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from bot.core.job_context import JobContext
+from bot.core.job_errors import JobCancelled, JobFailed
 from bot.core.job_leases import (
     FencedConversation,
     LeaseKeeper,
@@ -50,27 +51,6 @@ from bot.store import (
 log = logging.getLogger(__name__)
 
 UNFINISHED = {"pending", "running", "delivering"}
-
-
-class JobCancelled(Exception):
-    """Raised inside a job when its owner cancelled it."""
-
-
-class JobFailed(Exception):
-    """A job ended without a result; `failure` is what the user is told."""
-
-    # How the job's end is audited.
-    outcome = "failed"
-
-    def __init__(self, failure: Failure) -> None:
-        self.failure = failure
-        super().__init__(f"{failure.code}: {failure.message}")
-
-
-class JobExpired(JobFailed):
-    """A job ran out of time (its deadline, or the backend's expiry): audited as `expired`."""
-
-    outcome = "expired"
 
 
 class JobKind(Protocol):
@@ -450,6 +430,11 @@ class JobRunner:
         job = ctx.job
         try:
             await self._run_marked(kind, ctx)
+        except asyncio.CancelledError:
+            # Stopped while an uninterrupted delivery finished the job: nobody else audits it.
+            if ctx.job.status == "done":
+                await self._audit_end(kind, ctx.job, JobEnd("ok", None, ctx.state.request_id))
+            raise
         except JobCancelled:
             await self._finish(ctx, "cancelled", None)
             return JobEnd("cancelled", None, ctx.state.request_id)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.console.render import render
+from bot.core.jobs import JobRunner
 from bot.core.messages import Destination, FormRequest, Image, Limits, MessageRef, Part
 from tests import leaks
 
@@ -60,6 +61,9 @@ class RecordingConversation:
         # When set: an upload is received (recorded) at once but answered only once this
         # event is set, as a platform slow to answer a file it already has.
         self.upload_answer: asyncio.Event | None = None
+        # The same for messages (say / edit) whose text `hold_if` picks.
+        self.message_answer: asyncio.Event | None = None
+        self.hold_if: Callable[[str], bool] = lambda _text: True
 
     def record(self, event: Event) -> None:
         self.events.append(event)
@@ -76,11 +80,16 @@ class RecordingConversation:
 
     async def say(self, parts: Sequence[Part]) -> MessageRef:
         ref = self._ref()
-        self.record(Event("say", list(parts), render(parts), ref.id))
+        await self._answer(Event("say", list(parts), render(parts), ref.id))
         return ref
 
     async def edit(self, ref: MessageRef, parts: Sequence[Part]) -> None:
-        self.record(Event("edit", list(parts), render(parts), ref.id))
+        await self._answer(Event("edit", list(parts), render(parts), ref.id))
+
+    async def _answer(self, event: Event) -> None:
+        self.record(event)
+        if self.message_answer is not None and self.hold_if(event.text):
+            await self.message_answer.wait()
 
     def stream(self) -> RecordingStream:
         return RecordingStream(self)
@@ -111,6 +120,16 @@ class RecordingConversation:
             self.deleted += 1
         return self.deletable
 
+    def hold_messages(self, marker: str) -> None:
+        """Answer messages holding `marker` only once `release_messages` is called."""
+        self.message_answer = asyncio.Event()
+        self.hold_if = lambda text: marker in text
+
+    def release_messages(self) -> None:
+        """Answer the held messages (and those to come)."""
+        if self.message_answer is not None:
+            self.message_answer.set()
+
     # --- helpers for assertions --------------------------------------------------------
 
     def of(self, kind: str) -> list[Event]:
@@ -128,3 +147,15 @@ class RecordingConversation:
                 await self.changed.wait()
 
         await asyncio.wait_for(loop(), timeout)
+
+
+async def stop_jobs_while_posting(
+    conv: RecordingConversation, marker: str, jobs: JobRunner
+) -> None:
+    """Stop every job task while a message holding `marker` is on the wire (the platform has
+    it, has not answered), then answer it and wait for the tasks to end."""
+    await conv.wait_for(lambda c: marker in c.text())
+    jobs.stop_all_local()
+    await asyncio.sleep(0.05)  # the stop has reached the job, still waiting for the platform
+    conv.release_messages()
+    await asyncio.gather(*jobs._tasks.values(), return_exceptions=True)

@@ -15,7 +15,7 @@ from bot.core.messages import Actions, Destination, Failure, Image, Link
 from bot.sim.alltoken.server import AllTokenSim
 from bot.store.models import JobMedia
 from tests.conftest import Chat, make_settings
-from tests.fakes.conversation import RecordingConversation
+from tests.fakes.conversation import RecordingConversation, stop_jobs_while_posting
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -423,3 +423,40 @@ async def test_a_taken_over_image_read_by_the_last_holder_waits_for_its_copy_in_
         assert sim.stats.errors[(410, "image_already_retrieved")] >= 1  # met, and survived
     finally:
         await bot2.aclose()
+
+
+async def test_a_video_stopped_while_its_link_is_posted_is_delivered_once(
+    alice: Chat, bot: TokenBot, sim: AllTokenSim
+) -> None:
+    # Its leases lapsed while the "ready" message was on the wire: the stop waits for the
+    # platform's answer and the row is marked done, so the job claimed again posts nothing.
+    # (Stopped between the message and "done", the resumed job would post the link again.)
+    sim.config.video_seconds = 0.3
+    alice.conv.hold_messages("Video ready")
+    await alice.send("/alltoken-video a pier at noon")
+    await stop_jobs_while_posting(alice.conv, "Video ready", bot.jobs)
+    [job] = await bot.store.jobs_for(alice.owner)
+    assert job.status == "done", job
+    assert await bot.jobs.renew_and_take_over() == 0
+    assert await bot.jobs.wait_idle(10)
+    assert alice.conv.text().count("Video ready") == 1
+    ends = [e.outcome for e in await bot.store.list_audit(alice.owner) if e.command == "video"]
+    assert sorted(ends) == ["ok", "started"]  # its end audited, though the task was stopped
+
+
+async def test_a_progress_message_stopped_mid_post_is_kept_and_edited_on_resume(
+    alice: Chat, bot: TokenBot, sim: AllTokenSim
+) -> None:
+    # Stopped while its first message was on the wire, the job still saves that message's
+    # ref, so where it resumes it edits that message instead of posting a second one.
+    sim.config.video_seconds = 0.3
+    alice.conv.hold_messages("Video queued")
+    await alice.send("/alltoken-video a pier at dusk")
+    await stop_jobs_while_posting(alice.conv, "Video queued", bot.jobs)
+    assert await bot.jobs.renew_and_take_over() == 1  # its own row, claimed again
+    assert await bot.jobs.wait_idle(10)
+    [job] = await bot.store.jobs_for(alice.owner)
+    assert job.status == "done", job
+    [said] = alice.conv.of("say")
+    assert {e.ref for e in alice.conv.of("edit")} == {said.ref}
+    assert alice.conv.text().count("Video ready") == 1

@@ -21,7 +21,7 @@ from bot.core.messages import Actions, Destination, Failure, Fields, Link, Notic
 from bot.core.settings import Settings
 from bot.sim.openmarlin.server import OpenMarlinFault, OpenMarlinSim, OpenMarlinSimConfig
 from tests.conftest import Chat
-from tests.fakes.conversation import RecordingConversation
+from tests.fakes.conversation import RecordingConversation, stop_jobs_while_posting
 
 FAST_SIM = OpenMarlinSimConfig(task_queue_s=0.15, task_run_s=0.3, tokens_per_second=0)
 FAST = OpenMarlinTiming(poll_s=0.05)
@@ -438,6 +438,23 @@ async def test_a_task_stopped_mid_submit_keeps_its_id_and_resumes_it(
     assert (await bot.store.get_job(job.id)).status == "done"  # type: ignore[union-attr]
     assert om.requests["POST /v1/tasks"] == 1
     assert failures(chat.conv) == []
+
+
+async def test_a_task_stopped_while_its_result_is_posted_is_delivered_once(
+    bot: TokenBot, om: OpenMarlinSim
+) -> None:
+    # Seen with two replicas: the leases lapsed while the result was on the wire, the job
+    # resumed in "delivering" and posted it again. The stop now waits for the platform's
+    # answer and the row is marked done (and settled once) before the task stops.
+    chat = await user(bot, om)
+    chat.conv.hold_messages("succeeded")
+    await chat.send("use openmarlin to generate a video of a harbour")
+    await stop_jobs_while_posting(chat.conv, "succeeded", bot.jobs)
+    [job] = await bot.store.jobs_for(chat.owner)
+    assert job.status == "done", job
+    assert await bot.jobs.renew_and_take_over() == 0
+    assert chat.conv.text().count("succeeded") == 1
+    assert len(await bot.store.list_usage(chat.owner)) == 1
 
 
 # --- billing -----------------------------------------------------------------------------------

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
+from bot.core.job_errors import JobCancelled
 from bot.core.job_leases import LeasePolicy
 from bot.core.job_state import JobState
-from bot.core.jobs import JobCancelled, JobContext, JobEnd, JobKind, JobRunner
+from bot.core.jobs import JobContext, JobEnd, JobKind, JobRunner
 from bot.core.messages import Destination, Failure, Notice
 from bot.store import JobCancelledError, JobRecord, Owner, SecretBox, Store
 from tests.fakes.conversation import RecordingConversation

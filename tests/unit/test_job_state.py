@@ -12,8 +12,9 @@ from pydantic import ValidationError
 
 from bot.backends.alltoken.job_state import ImageState, VideoState
 from bot.backends.openmarlin.job_state import TopUpState
+from bot.core.job_errors import JobCancelled, JobExpired, JobFailed
 from bot.core.job_state import JobState, NoState, StateVersionError, Upgrade
-from bot.core.jobs import JobCancelled, JobContext, JobExpired, JobFailed, JobRunner
+from bot.core.jobs import JobContext, JobRunner
 from bot.core.messages import Destination, Failure, MessageRef, Notice
 from bot.store import Owner, SecretBox, Store
 from tests.fakes.conversation import RecordingConversation

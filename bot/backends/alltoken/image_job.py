@@ -24,7 +24,8 @@ from bot.backends.alltoken.job_state import ImageState
 from bot.backends.alltoken.jobs import _PollingJob, _show, next_delay
 from bot.backends.alltoken.service import ImageData, ImageRequest, ImageStatus
 from bot.core.errors import BackendError
-from bot.core.jobs import JobContext, JobExpired, JobFailed
+from bot.core.job_errors import JobExpired, JobFailed
+from bot.core.jobs import JobContext
 from bot.core.messages import Failure, Image, Link, Notice, Part
 from bot.core.text_split import one_line
 from bot.store import JobMedia
@@ -333,9 +334,13 @@ class ImageJob(_PollingJob):
 
     async def _deliver(self, ctx: ImageContext, kept: KeptImage) -> None:
         """Upload the kept image (from disk, retried), then mark the job done."""
-        st = ctx.state
         if ctx.job.status == "running" and not await self._claim(ctx, kept):
             return
+        # Cut between the post and "done", the job resumed elsewhere would post it again.
+        await ctx.uninterrupted(self._post(ctx, kept))
+
+    async def _post(self, ctx: ImageContext, kept: KeptImage) -> None:
+        st = ctx.state
         kept = await self._local_copy(ctx, kept)
         path, temp = kept.path, None
         if kept.data is not None and (path is None or not await asyncio.to_thread(path.exists)):
@@ -352,8 +357,7 @@ class ImageJob(_PollingJob):
         )
         try:
             if not st.uploaded:
-                # A stop mid-upload would post the image again where the job resumes.
-                await ctx.uninterrupted(self._upload_and_record(ctx, image, kept))
+                await self._upload_and_record(ctx, image, kept)
         finally:
             if temp is not None:
                 await asyncio.to_thread(temp.unlink, True)

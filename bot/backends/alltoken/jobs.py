@@ -21,8 +21,9 @@ from bot.backends.alltoken.service import AllTokenService, ImageStatus, VideoSta
 from bot.core.context import ServiceRegistry
 from bot.core.errors import BackendError
 from bot.core.http import PollBackoff
-from bot.core.jobs import JobContext, JobFailed
-from bot.core.messages import Failure, MessageRef, Part
+from bot.core.job_errors import JobFailed
+from bot.core.jobs import JobContext
+from bot.core.messages import Failure, Part
 from bot.core.spend import SpendHold, job_hold, job_key
 from bot.store import LastCall, UsageRecord
 
@@ -75,12 +76,7 @@ AllTokenJobContext = JobContext[AllTokenJobState]
 
 async def _show(ctx: AllTokenJobContext, parts: list[Part]) -> None:
     """Post the job's progress message once, then edit it in place."""
-    ref: MessageRef | None = ctx.state.progress_ref
-    if ref is None:
-        ref = await ctx.conversation.say(parts)
-        await ctx.save(progress_ref=ref)
-    else:
-        await ctx.conversation.edit(ref, parts)
+    await ctx.show(parts)
 
 
 class _PollingJob:

@@ -18,7 +18,8 @@ from bot.backends.alltoken.jobs import CANCEL_ACTION, _PollingJob, _show, next_d
 from bot.backends.alltoken.service import AllTokenService, VideoRequest, VideoStatus
 from bot.core.context import HandlerContext
 from bot.core.errors import BackendError
-from bot.core.jobs import JobCancelled, JobContext, JobExpired, JobFailed
+from bot.core.job_errors import JobCancelled, JobExpired, JobFailed
+from bot.core.jobs import JobContext
 from bot.core.messages import (
     Actions,
     Button,
@@ -173,9 +174,9 @@ class VideoJob(_PollingJob):
 
     async def _deliver(self, ctx: VideoContext, status: VideoStatus) -> None:
         """Link the finished video (once, even if a crash interrupted a delivery)."""
-        # Resumed in "delivering": a crash hit between the claim and the delivery; finish it.
-        if ctx.job.status != "delivering" and not await ctx.claim_delivery():
-            return
+        await ctx.deliver(lambda: self._link(ctx, status))
+
+    async def _link(self, ctx: VideoContext, status: VideoStatus) -> None:
         st = ctx.state
         if not status.video_url:
             raise JobFailed(

@@ -21,7 +21,7 @@ from bot.backends.openclaw_token.common import (
 from bot.backends.openclaw_token.confirm import Confirmations, confirm_buttons
 from bot.backends.openclaw_token.job_state import DeviceLoginState
 from bot.backends.openclaw_token.render import account_fields, render_openclaw_failure
-from bot.backends.openclaw_token.service import DeviceToken, OpenClawTokenService
+from bot.backends.openclaw_token.service import DeviceToken, OpenClawTokenService, UserInfo
 from bot.backends.openclaw_token.spec import (
     AuthLogin,
     AuthLogout,
@@ -33,7 +33,8 @@ from bot.backends.openclaw_token.spec import (
 from bot.core.context import HandlerContext
 from bot.core.errors import BackendError
 from bot.core.http import PollBackoff
-from bot.core.jobs import JobContext, JobExpired, JobFailed
+from bot.core.job_errors import JobExpired, JobFailed
+from bot.core.jobs import JobContext
 from bot.core.key_shapes import fingerprint
 from bot.core.messages import Failure, FormField, FormRequest, Link, Notice
 from bot.core.secret_refusal import typed_in_public
@@ -248,6 +249,11 @@ class DeviceLoginJob:
             info = await self.svc.userinfo(grant.access_token or "")
         except BackendError as exc:
             raise JobFailed(userinfo_failure(exc)) from None
+        # Stopped between the stored key and "done", the resumed job would poll a used code.
+        await ctx.uninterrupted(self._store_and_tell(ctx, info))
+
+    @staticmethod
+    async def _store_and_tell(ctx: JobContext, info: UserInfo) -> None:
         await ctx.store.put_credential(
             ctx.owner, MGMT, info.management_key, meta={"email": info.email, "via": "github"}
         )

@@ -30,7 +30,12 @@ from bot.backends.openclaw_token.render import (
     topup_fields,
     usd,
 )
-from bot.backends.openclaw_token.service import AutoTopup, OpenClawTokenService, purchase_total
+from bot.backends.openclaw_token.service import (
+    AutoTopup,
+    OpenClawTokenService,
+    Purchase,
+    purchase_total,
+)
 from bot.backends.openclaw_token.spec import (
     CreditsAutoTopup,
     CreditsBalance,
@@ -39,7 +44,8 @@ from bot.backends.openclaw_token.spec import (
 )
 from bot.core.context import HandlerContext
 from bot.core.errors import BackendError
-from bot.core.jobs import JobContext, JobFailed
+from bot.core.job_errors import JobFailed
+from bot.core.jobs import JobContext
 from bot.core.messages import Failure, Link, Notice, Part
 from bot.store import AuditEntry
 
@@ -120,12 +126,14 @@ class PurchaseJob:
             await self._audit(ctx, "failed", exc.code, exc.request_id)
             raise JobFailed(render_openclaw_failure(exc)) from None
         # Resumed in "delivering" (a crash after the claim): the replayed answer is delivered.
-        if ctx.job.status == "running" and not await ctx.claim_delivery():
-            return
+        await ctx.deliver(lambda: self._tell_bought(ctx, result))
+
+    async def _tell_bought(self, ctx: JobContext, result: Purchase) -> None:
         parts: list[Part]
         if result.checkout_url:
+            total = usd(purchase_total(ctx.state.amount))
             parts = [
-                Notice(level="info", text=f"Finish paying {usd(purchase_total(amount))} here:"),
+                Notice(level="info", text=f"Finish paying {total} here:"),
                 Link(url=result.checkout_url, label="Complete the checkout"),
             ]
         else:

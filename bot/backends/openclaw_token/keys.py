@@ -50,7 +50,8 @@ from bot.core.context import HandlerContext
 from bot.core.errors import BackendError
 from bot.core.failures import HandledFailure
 from bot.core.http import PollBackoff
-from bot.core.jobs import JobContext, JobFailed
+from bot.core.job_errors import JobFailed
+from bot.core.jobs import JobContext
 from bot.core.messages import (
     Actions,
     Button,
@@ -365,11 +366,7 @@ def _stop_button(job_id: str) -> Actions:
 
 
 async def _post_or_edit(ctx: JobContext[UsageWatchState], parts: list[Part]) -> None:
-    if ctx.state.progress_ref is not None:
-        await ctx.conversation.edit(ctx.state.progress_ref, parts)
-        return
-    ref = await ctx.conversation.say(parts)
-    await ctx.save(progress_ref=ref.model_dump(mode="json"))
+    await ctx.show(parts)
 
 
 class UsageWatchJob:

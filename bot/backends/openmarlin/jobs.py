@@ -39,7 +39,8 @@ from bot.backends.openmarlin.service import (
 from bot.backends.openmarlin.wire import settlement_of
 from bot.core.errors import BackendError
 from bot.core.http import PollBackoff
-from bot.core.jobs import JobContext, JobExpired, JobFailed
+from bot.core.job_errors import JobExpired, JobFailed
+from bot.core.jobs import JobContext
 from bot.core.messages import Failure, Link, Notice, Part, Text
 from bot.core.spend import FindsServices, job_hold, job_key, job_usage
 from bot.store import JobNotFoundError, JobRecord, Owner, Store
@@ -299,8 +300,9 @@ class RegistrationJob(MarlinJob):
 
     async def _bootstrap(self, ctx: RegistrationContext, session: RegistrationSession) -> None:
         """Have the key issued and store it (once), then say so."""
-        if ctx.job.status == "running" and not await ctx.claim_delivery():
-            return
+        await ctx.deliver(lambda: self._store_and_tell(ctx, session))
+
+    async def _store_and_tell(self, ctx: RegistrationContext, session: RegistrationSession) -> None:
         if not ctx.state.stored:
             await self._store_key(ctx, session)
         await self._tell(ctx, _set_up_parts(session))
@@ -383,11 +385,7 @@ class TaskJob(MarlinJob):
 
     @staticmethod
     async def _show(ctx: TaskContext, parts: list[Part]) -> None:
-        ref = ctx.state.progress_ref
-        if ref is not None:
-            await ctx.conversation.edit(ref, parts)
-            return
-        await ctx.save(progress_ref=await ctx.conversation.say(parts))
+        await ctx.show(parts)
 
     def _note(self, ctx: TaskContext) -> str:
         ignored = ctx.state.ignored
@@ -479,9 +477,9 @@ class TaskJob(MarlinJob):
         return status
 
     async def _deliver(self, ctx: TaskContext, status: TaskStatus, prompt: str) -> None:
-        # Resumed in "delivering": a crash hit between the claim and the delivery; finish it.
-        if ctx.job.status != "delivering" and not await ctx.claim_delivery():
-            return
+        await ctx.deliver(lambda: self._answer(ctx, status, prompt))
+
+    async def _answer(self, ctx: TaskContext, status: TaskStatus, prompt: str) -> None:
         if not status.artifact_url and not status.output:
             raise JobFailed(
                 Failure(

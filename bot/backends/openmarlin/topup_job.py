@@ -11,7 +11,8 @@ from bot.backends.openmarlin.jobs import TOPUP_KIND, MarlinJob, remember_balance
 from bot.backends.openmarlin.render import amount_text, balance_fields
 from bot.backends.openmarlin.service import TopUpSession
 from bot.core.errors import BackendError
-from bot.core.jobs import JobContext, JobExpired, JobFailed
+from bot.core.job_errors import JobExpired, JobFailed
+from bot.core.jobs import JobContext
 from bot.core.messages import Failure, Link, Notice, Part
 
 TopUpContext = JobContext[TopUpState]
@@ -90,9 +91,9 @@ class TopUpJob(MarlinJob):
             await asyncio.sleep(self.timing.poll_s)
 
     async def _credited(self, ctx: TopUpContext, key: str, shown: str) -> None:
-        # Resumed in "delivering": a crash hit between the claim and the delivery; finish it.
-        if ctx.job.status != "delivering" and not await ctx.claim_delivery():
-            return
+        await ctx.deliver(lambda: self._tell_credited(ctx, key, shown))
+
+    async def _tell_credited(self, ctx: TopUpContext, key: str, shown: str) -> None:
         parts: list[Part] = [Notice(level="success", text=f"💳 Top-up of {shown}: credit_applied.")]
         try:
             balance = await self.service.balance(key)
