@@ -515,6 +515,27 @@ async def test_payment_failed(bot: TokenBot, om: OpenMarlinSim) -> None:
     assert "2 credits" in chat.conv.events[-1].text
 
 
+async def test_a_top_up_stopped_mid_create_sends_its_one_checkout_link(
+    bot: TokenBot, om: OpenMarlinSim
+) -> None:
+    # Stopped while OpenMarlin was creating the session: the stop waits, the id is saved and
+    # the link sent, so the resumed job watches that session (no second checkout, no lost link).
+    chat = await user(bot, om, balance=2)
+    om.config.latency_ms = 400
+    await chat.send("/openmarlin top up 5")
+    async with asyncio.timeout(10):
+        while not om.requests["POST /v1/topup/sessions"]:
+            await asyncio.sleep(0.01)
+    bot.jobs.stop_all_local()
+    await asyncio.gather(*bot.jobs._tasks.values(), return_exceptions=True)
+    om.config.latency_ms = 0
+    assert await bot.jobs.renew_and_take_over() == 1  # its own row, claimed again
+    await _pay(chat.conv, "pay")  # the one checkout link, whispered once
+    assert await bot.jobs.wait_idle(10)
+    assert om.requests["POST /v1/topup/sessions"] == 1
+    assert "credit_applied" in chat.conv.events[-1].text
+
+
 async def test_balance_falls_back_to_the_last_known_snapshot(
     bot: TokenBot, om: OpenMarlinSim
 ) -> None:

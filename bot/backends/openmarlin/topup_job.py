@@ -31,31 +31,8 @@ class TopUpJob(MarlinJob):
         amount = ctx.state.amount
         shown = amount_text(amount)
         if not ctx.state.topup_id:
-            try:
-                session = await self.service.create_topup(key, amount)
-            except BackendError as exc:
-                raise JobFailed(self._failure(exc)) from None
-            await ctx.save(topup_id=session.topup_session_id)
-            if not session.checkout_url:
-                raise JobFailed(
-                    Failure(
-                        code="bad_response",
-                        message="OpenMarlin created the top-up but gave no checkout link.",
-                        request_id=session.topup_session_id,
-                    )
-                )
-            await self._tell(
-                ctx,
-                [
-                    Notice(
-                        level="info",
-                        text=f"💳 Top-up of {shown}: pending_payment. Opening the checkout is "
-                        "the only step outside chat; tokenbot watches the payment and shows "
-                        "your new balance when the credit lands.",
-                    ),
-                    Link(url=session.checkout_url, label="Open the checkout"),
-                ],
-            )
+            # Stopped after the save and before the link went out, the user would never get it.
+            await ctx.uninterrupted(self._open_checkout(ctx, key, shown))
         topup_id = str(ctx.state.topup_id)
         deadline = self._deadline(ctx, self.timing.topup_timeout_s)
         errors: list[int] = []
@@ -89,6 +66,34 @@ class TopUpJob(MarlinJob):
                     )
                 )
             await asyncio.sleep(self.timing.poll_s)
+
+    async def _open_checkout(self, ctx: TopUpContext, key: str, shown: str) -> None:
+        amount = ctx.state.amount
+        try:
+            session = await self.service.create_topup(key, amount)
+        except BackendError as exc:
+            raise JobFailed(self._failure(exc)) from None
+        await ctx.save(topup_id=session.topup_session_id)
+        if not session.checkout_url:
+            raise JobFailed(
+                Failure(
+                    code="bad_response",
+                    message="OpenMarlin created the top-up but gave no checkout link.",
+                    request_id=session.topup_session_id,
+                )
+            )
+        await self._tell(
+            ctx,
+            [
+                Notice(
+                    level="info",
+                    text=f"💳 Top-up of {shown}: pending_payment. Opening the checkout is "
+                    "the only step outside chat; tokenbot watches the payment and shows "
+                    "your new balance when the credit lands.",
+                ),
+                Link(url=session.checkout_url, label="Open the checkout"),
+            ],
+        )
 
     async def _credited(self, ctx: TopUpContext, key: str, shown: str) -> None:
         await ctx.deliver(lambda: self._tell_credited(ctx, key, shown))
