@@ -11,6 +11,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from pydantic import BaseModel
@@ -250,9 +251,10 @@ class HandlerContext:
     # Whose key `require_key` found per service ("workspace": the admins' key), for the ledger.
     key_sources: dict[str, KeySource] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def owner(self) -> Owner:
         """Whose keys, usage and jobs this command uses."""
+        # Cached: asked a dozen times per command, and the inbound is frozen.
         return Owner.of(self.inbound)
 
     def history(self) -> HistoryWindow:
@@ -266,7 +268,7 @@ class HandlerContext:
         found = self.services.find(cast("type[SpendControl]", SpendControl))
         return found or Unmetered(self.store)
 
-    @property
+    @cached_property
     def spender(self) -> Spender:
         """The caller as budgets see them: who, which channel, where notices go."""
         return Spender(owner=self.owner, conversation=self.conversation)

@@ -1,0 +1,55 @@
+"""The shared backend client keeps no cookies: one client serves every user, so a cookie a
+backend set on one user's answer must not ride on another user's request (real HTTP)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from bot.core.http import build_http_client
+
+
+@pytest.fixture
+async def cookie_server() -> AsyncIterator[tuple[str, list[str]]]:
+    """/set answers with a Set-Cookie; /echo records the Cookie header it was sent."""
+    seen: list[str] = []
+
+    async def set_cookie(_request: web.Request) -> web.Response:
+        response = web.json_response({"ok": True})
+        response.set_cookie("session", "alice-session", path="/")
+        return response
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Cookie", ""))
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_get("/set", set_cookie)
+    app.router.add_get("/echo", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        # A host name, not an IP: aiohttp's own jar keeps cookies only from host names.
+        yield f"http://localhost:{port}", seen
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_cookie_from_one_answer_is_not_sent_with_the_next_request(
+    cookie_server: tuple[str, list[str]],
+) -> None:
+    base, seen = cookie_server
+    client = build_http_client(10)
+    try:
+        first = await client.get(f"{base}/set")
+        assert first.status_code == 200 and "alice-session" in first.headers["set-cookie"]
+        assert (await client.get(f"{base}/echo")).status_code == 200
+    finally:
+        await client.aclose()
+    assert seen == [""]
+    assert not client.cookies
