@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -114,10 +113,8 @@ async def test_autocomplete_answers_from_the_cache_without_the_network(
     world: DiscordWorld, sim: AllTokenSim
 ) -> None:
     before = sum(sim.stats.requests.values())
-    started = time.perf_counter()
     i = await world.fake.autocomplete("alltoken-chat", "model", model="claude", prompt="x")
     await world.fake.wait_until(lambda: i.callbacks, what="choices")
-    assert time.perf_counter() - started < 3.0
     assert i.response_type == 8
     choices = [c["value"] for c in i.callbacks[0]["data"]["choices"]]
     assert choices and all("claude" in c for c in choices)

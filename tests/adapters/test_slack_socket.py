@@ -34,10 +34,12 @@ async def test_connects_with_the_app_token_and_serves_no_http(slack: SlackHarnes
 
 
 async def test_slash_command_envelope_is_acked_then_answered(slack: SlackHarness) -> None:
-    delivery = await slack.command("/alltoken-help")
-    ack = json.loads(delivery.body)
-    assert set(ack) <= {"envelope_id", "payload"} and ack["envelope_id"]
-    assert delivery.seconds < 0.5
+    with slack.work_held():
+        # Acked while its work cannot run: the ack waits for nothing but parsing.
+        delivery = await slack.command("/alltoken-help")
+        ack = json.loads(delivery.body)
+        assert set(ack) <= {"envelope_id", "payload"} and ack["envelope_id"]
+        assert not slack.fake.calls_to("chat.postMessage")
     await slack.settle()
     [post] = slack.fake.calls_to("chat.postMessage")
     assert "/alltoken-chat" in json.dumps(post.args)

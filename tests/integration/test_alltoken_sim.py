@@ -321,12 +321,9 @@ async def test_many_concurrent_streams(make_sim: SimFactory) -> None:
             assert data[-1] == "[DONE]" and len(comments) == 1
             assert len(data) == 10 + 3  # role, 10 tokens, finish, [DONE]
 
-        started = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(500)))
-        elapsed = time.perf_counter() - started
     assert sim.stats.chat_streams == 500 and sim.stats.active_streams == 0
-    assert sim.stats.max_active_streams >= 250  # they really overlapped
-    assert elapsed < 5  # each stream alone takes 0.5 s at 20 tokens/s
+    assert sim.stats.max_active_streams >= 250  # they really overlapped (not one by one)
 
 
 async def test_official_sdk_reads_the_sim(sim: AllTokenSim) -> None:

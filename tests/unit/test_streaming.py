@@ -171,13 +171,14 @@ async def test_finish_waits_only_the_rest_of_the_interval() -> None:
     assert update.text == "x"
     assert update.at - post.at >= 0.3 * 0.8  # never two edits within an interval
 
+    # The last edit was long ago (by the stream's clock): no wait at all. Were it to wait out
+    # the interval, the 30 s guard would expire: a clear fault, not a slow machine.
+    now = [1000.0]
     sink = FakeSink()
-    stream = make(sink, interval=1.0)
+    stream = make(sink, interval=60.0, clock=lambda: now[0])
     await stream.append("x")
-    await asyncio.sleep(1.1)
-    started = time.monotonic()
-    await stream.finish(TRAILER)
-    assert time.monotonic() - started < 0.9  # last edit long ago: no wait at all
+    now[0] += 61.0
+    await asyncio.wait_for(stream.finish(TRAILER), 30)
     assert sink.texts == ["x\n\n12 tokens · $0.0001"]
 
 
