@@ -83,7 +83,7 @@ class DiscordAdapter:
         self.clock = clock
         self.intents = intents or default_intents()
         self.sessions = SessionRegistry()
-        self.replacements = RefReplacements()
+        self.replacements = RefReplacements(bot.store.message_replacements)
         self._threads: OrderedDict[str, None] = OrderedDict()
         self._forms: OrderedDict[str, _PendingForm] = OrderedDict()
         self._client_options = dict(client_options or {})

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
 import discord
 
@@ -382,7 +381,7 @@ class DiscordConversation:
                 and not interaction.response.is_done()
             ):
                 callback = await interaction.response.send_message(
-                    ephemeral=private, **self._send_kwargs(out)
+                    ephemeral=private, **out.send_kwargs()
                 )
                 session.state = "used"
                 message_id = getattr(callback, "message_id", None)
@@ -404,52 +403,27 @@ class DiscordConversation:
                 # its own flags say: settle the "thinking…" message first.
                 await self._edit_original(session, Outgoing(content=PRIVATE_PLACEHOLDER))
                 session.state = "used"
-                message = await webhook.send(wait=True, ephemeral=private, **self._send_kwargs(out))
+                message = await webhook.send(wait=True, ephemeral=private, **out.send_kwargs())
                 if private and not session.ephemeral_defer:
                     await self._delete_original(session)
                 return self._ref(
                     self._reply_channel_id(), str(message.id), via="webhook", private=private
                 )
-        message = await webhook.send(wait=True, ephemeral=private, **self._send_kwargs(out))
+        message = await webhook.send(wait=True, ephemeral=private, **out.send_kwargs())
         return self._ref(self._reply_channel_id(), str(message.id), via="webhook", private=private)
-
-    @staticmethod
-    def _send_kwargs(out: Outgoing) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"embeds": out.embeds, "allowed_mentions": NO_MENTIONS}
-        if out.content:
-            kwargs["content"] = out.content
-        files = out.files()
-        if files:
-            kwargs["files"] = files
-        if out.view is not None:
-            kwargs["view"] = out.view
-        return kwargs
-
-    @staticmethod
-    def _edit_kwargs(out: Outgoing) -> dict[str, Any]:
-        # view=None and embeds=[] clear what the message had; attachments only when adding one.
-        kwargs: dict[str, Any] = {
-            "content": out.content or None,
-            "embeds": out.embeds,
-            "view": out.view,
-            "allowed_mentions": NO_MENTIONS,
-        }
-        if out.file is not None:
-            kwargs["attachments"] = out.files()
-        return kwargs
 
     async def _edit_original(self, session: InteractionSession, out: Outgoing) -> str:
         """Write the original response (replacing "thinking…"); returns its message id."""
         message: discord.Message
         if session.interaction is not None:
-            message = await session.interaction.edit_original_response(**self._edit_kwargs(out))
+            message = await session.interaction.edit_original_response(**out.edit_kwargs())
         elif session.original_id:
             webhook = session.webhook(self.client)
-            message = await webhook.edit_message(int(session.original_id), **self._edit_kwargs(out))
+            message = await webhook.edit_message(int(session.original_id), **out.edit_kwargs())
         else:
             # Without the id there is nothing to edit; a follow-up takes the original's place.
             webhook = session.webhook(self.client)
-            message = await webhook.send(wait=True, **self._send_kwargs(out))
+            message = await webhook.send(wait=True, **out.send_kwargs())
         session.original_id = str(message.id)
         return session.original_id
 
@@ -467,7 +441,7 @@ class DiscordConversation:
         """Post in the conversation's thread (created on first use) or channel; else by DM."""
         try:
             channel, reference = await self._reply_target()
-            kwargs = self._send_kwargs(out)
+            kwargs = out.send_kwargs()
             if reference is not None:
                 kwargs.update(reference=reference, mention_author=False)
             message = await channel.send(**kwargs)
@@ -520,7 +494,7 @@ class DiscordConversation:
         """A direct message to the conversation's user."""
         out.fill()
         dm = await self.client.create_dm(discord.Object(int(self.destination.user)))
-        message = await dm.send(**self._send_kwargs(out))
+        message = await dm.send(**out.send_kwargs())
         return self._ref(str(dm.id), str(message.id), via="channel", private=False)
 
     # --- editing -----------------------------------------------------------------------------
@@ -528,26 +502,33 @@ class DiscordConversation:
     async def edit_outgoing(self, ref: MessageRef, out: Outgoing) -> None:
         """Edit through the webhook that posted it, else the channel; else post it again."""
         out.fill()
-        current = self.adapter.replacements.resolve(ref)
+        copies = self.adapter.replacements
+        current = copies.resolve(ref)
+        if await self._edited(current, out):
+            return
+        # Another replica (or this process before a restart) may have posted its copy already.
+        stored = await copies.stored(ref)
+        if stored is not None and stored.id != current.id and await self._edited(stored, out):
+            return
+        log.info("could not edit message %s; posting it again", current.id)
+        await copies.replace(
+            ref, await self.post(out, private=current.extras.get("ephemeral") == "1")
+        )
+
+    async def _edited(self, current: MessageRef, out: Outgoing) -> bool:
+        """Whether `current` took the edit; False when it cannot be edited from here."""
         session = self.session
-        now = self.adapter.clock()
         try:
-            if session is not None and session.usable(now):
+            if session is not None and session.usable(self.adapter.clock()):
                 if await self._edit_via_interaction(session, current, out):
-                    return
+                    return True
             if self.rules.channel_may_edit(current):
                 channel = self.client.get_partial_messageable(int(current.channel))
-                await channel.get_partial_message(int(current.id)).edit(**self._edit_kwargs(out))
-                return
+                await channel.get_partial_message(int(current.id)).edit(**out.edit_kwargs())
+                return True
         except discord.HTTPException as exc:
-            log.info(
-                "could not edit message %s (%s %s); posting it again",
-                current.id,
-                exc.status,
-                exc.code,
-            )
-        replacement = await self.post(out, private=current.extras.get("ephemeral") == "1")
-        self.adapter.replacements.replace(current, replacement)
+            log.info("could not edit message %s (%s %s)", current.id, exc.status, exc.code)
+        return False
 
     async def _edit_via_interaction(
         self, session: InteractionSession, ref: MessageRef, out: Outgoing
@@ -563,14 +544,12 @@ class DiscordConversation:
         try:
             if clicked_on and session.interaction is not None:
                 # After a deferred update, a click's "original response" is the clicked message.
-                await session.interaction.edit_original_response(**self._edit_kwargs(out))
+                await session.interaction.edit_original_response(**out.edit_kwargs())
             elif ref.id == "@original" or ref.id == session.original_id:
                 await self._edit_original(session, out)
                 session.state = "used"
             else:
-                await session.webhook(self.client).edit_message(
-                    int(ref.id), **self._edit_kwargs(out)
-                )
+                await session.webhook(self.client).edit_message(int(ref.id), **out.edit_kwargs())
         except discord.HTTPException as exc:
             if not _is_token_gone(exc):
                 raise

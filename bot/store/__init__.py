@@ -45,6 +45,7 @@ from bot.store.jobs import (
 )
 from bot.store.ledger import Ledger
 from bot.store.location import StoreLocation, parse_location
+from bot.store.message_replacements import MessageReplacementRows
 from bot.store.models import (
     JOB_STATUSES,
     UNFINISHED_STATUSES,
@@ -145,6 +146,7 @@ class Store:
         self.confirmations = ConfirmationRows(db)  # pending Confirm buttons
         self.conversations = ConversationRows(db)  # last family used, thread continuations
         self.thread_contexts = ThreadContextRows(db)  # what a side-panel thread looks at
+        self.message_replacements = MessageReplacementRows(db)  # messages posted again
 
     @classmethod
     async def open(

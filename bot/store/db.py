@@ -264,6 +264,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE spend_holds ADD COLUMN state TEXT NOT NULL DEFAULT 'open'"
         " CHECK (state IN ('open', 'settled', 'released'))",
     ),
+    # v10: a message posted again (its original could no longer be edited), by the original's
+    # id, so every replica's later edits go to the copy instead of posting one more.
+    (
+        """CREATE TABLE message_replacements (
+            platform    TEXT NOT NULL,
+            message_id  TEXT NOT NULL,
+            replacement TEXT NOT NULL,
+            updated_at  REAL NOT NULL,
+            PRIMARY KEY (platform, message_id)
+        )""",
+        "CREATE INDEX message_replacements_by_age ON message_replacements (updated_at)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

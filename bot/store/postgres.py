@@ -223,6 +223,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE spend_holds ADD COLUMN state TEXT NOT NULL DEFAULT 'open'"
         " CHECK (state IN ('open', 'settled', 'released'))",
     ),
+    # v10: messages posted again (as SQLite's v10).
+    (
+        """CREATE TABLE message_replacements (
+            platform    TEXT NOT NULL,
+            message_id  TEXT NOT NULL,
+            replacement TEXT NOT NULL,
+            updated_at  DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (platform, message_id)
+        )""",
+        "CREATE INDEX message_replacements_by_age ON message_replacements (updated_at)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

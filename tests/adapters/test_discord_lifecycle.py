@@ -183,6 +183,43 @@ async def test_a_saved_destination_with_an_expired_token_posts_in_the_channel_or
     assert int(dm_ref.channel) == fake.dm_channels[int(fake.alice["id"])]
 
 
+async def test_a_message_posted_again_is_edited_there_by_this_and_the_next_process(
+    world: DiscordWorld,
+) -> None:
+    """Someone deleted the message a job keeps editing: the next edit posts a copy, and every
+    later edit goes to the latest copy — from this process, and from a restarted one or
+    another replica, which know the copy only from the store."""
+    fake = world.fake
+    destination = Destination(
+        platform="discord",
+        workspace=str(fake.guild_id),
+        channel=str(fake.channel_id),
+        user=fake.alice["id"],
+    )
+
+    def shown() -> list[str]:
+        return [content(m) for m in fake.messages_in(fake.channel_id) if "step" in content(m)]
+
+    conversation = world.bot.conversation_for(destination)
+    ref = await conversation.say([Text(markdown="step 1")])
+    fake.deleted.add(int(ref.id))
+    await conversation.edit(ref, [Text(markdown="step 2")])
+    await conversation.edit(ref, [Text(markdown="step 3")])
+    assert shown() == ["step 3"] and len(fake.calls_to("POST", CHANNEL_POST)) == 2
+    # The copy is deleted too: one more copy, and the edits after it go there.
+    [copy] = [m for m in fake.messages_in(fake.channel_id) if "step" in content(m)]
+    fake.deleted.add(int(copy["id"]))
+    await conversation.edit(ref, [Text(markdown="step 4")])
+    await conversation.edit(ref, [Text(markdown="step 5")])
+    assert shown() == ["step 5"] and len(fake.calls_to("POST", CHANNEL_POST)) == 3
+    # A new process (a restart, another replica) knows nothing of the copies in memory.
+    world.adapter.replacements = type(world.adapter.replacements)(
+        world.bot.store.message_replacements
+    )
+    await world.bot.conversation_for(destination).edit(ref, [Text(markdown="step 6")])
+    assert shown() == ["step 6"] and len(fake.calls_to("POST", CHANNEL_POST)) == 3
+
+
 async def test_a_saved_destination_with_a_live_token_uses_the_webhook(world: DiscordWorld) -> None:
     fake = world.fake
     i = await fake.slash("alltoken-help")

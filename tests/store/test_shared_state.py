@@ -4,6 +4,7 @@ deliveries, pending confirmations, conversation memory, and the credential cache
 from __future__ import annotations
 
 import asyncio
+import time
 
 from bot.store import Confirmation, Owner, SecretBox, Store, ThreadNote
 from bot.store.credentials import NOTIFY_CHANNEL
@@ -165,6 +166,27 @@ async def test_thread_continuations_and_last_family_reach_the_other_replica_and_
         record = await again.conversations.get("slack:C1:1.0")
     assert record is not None and record.recent_family == "openclaw_token"
     assert record.thread is not None and record.thread.model == "m-1"
+
+
+async def test_a_message_posted_again_is_found_by_the_other_replica_and_pruned(
+    two: tuple[Store, Store],
+) -> None:
+    a, b = two
+    first = {"platform": "discord", "channel": "9", "id": "201", "extras": {}}
+    second = {"platform": "discord", "channel": "9", "id": "202", "extras": {"via": "channel"}}
+    assert await b.message_replacements.get("discord", "100") is None
+    await a.message_replacements.save("discord", "100", first)
+    assert await b.message_replacements.get("discord", "100") == first
+    await b.message_replacements.save("discord", "100", second)  # the latest copy wins
+    assert await a.message_replacements.get("discord", "100") == second
+    assert await a.message_replacements.get("slack", "100") is None  # ids are per platform
+    rows = a.message_replacements
+    later = time.time() + 10 * 24 * 3600.0
+    rows.clock = lambda: later  # ten days on: the next write prunes
+    rows._pruned_at = 0.0
+    await rows.save("discord", "300", first)
+    assert await b.message_replacements.get("discord", "100") is None
+    assert await b.message_replacements.get("discord", "300") == first
 
 
 # --- credential cache coherence (PostgreSQL) -------------------------------------------------
