@@ -11,7 +11,9 @@ To change a kind's state: bump the model's `version` default and add `UPGRADES[o
 from a version-`old` dict to a version-`old + 1` dict. A key an upgrade drops is cleared in the
 row (set to None) when the job resumes, and unknown keys whose value is None are ignored, since
 rows are updated key by key and a key cannot be deleted from them. A row of a version this code
-does not know, or one that does not validate, is not resumed: the runner quarantines it.
+does not know, or one that does not validate, is not resumed: the runner quarantines it (one
+the next release may have written after leaving it to that release's replicas a while:
+bot.core.job_triage).
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ Upgrade = Callable[[dict[str, Any]], dict[str, Any]]
 
 class StateVersionError(ValueError):
     """A saved state of a version this code cannot read (newer, or no way to upgrade it)."""
+
+
+class NewerStateError(StateVersionError):
+    """A saved state written by a newer tokenbot (a replica of the next release)."""
 
 
 class JobState(BaseModel):
@@ -61,7 +67,7 @@ class JobState(BaseModel):
         if isinstance(version, bool) or not isinstance(version, int) or version < 0:
             raise StateVersionError(f"state version {version!r} is not a version number")
         if version > current:
-            raise StateVersionError(
+            raise NewerStateError(
                 f"state version {version} is newer than this tokenbot reads ({current})"
             )
         while version < current:
@@ -102,3 +108,13 @@ class NoState(JobState):
     """The state of a job kind that saves nothing (and the default for a kind without one)."""
 
     version: int = 1
+
+
+def state_model_of(kind: object) -> type[JobState]:
+    """The state model a job kind declared (NoState if it declared none)."""
+    model = getattr(kind, "state_model", NoState)
+    if not (isinstance(model, type) and issubclass(model, JobState)):
+        raise TypeError(
+            f"job kind {getattr(kind, 'kind', kind)}: state_model must be a JobState subclass"
+        )
+    return model

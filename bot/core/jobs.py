@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
 from bot.core.job_context import JobContext
 from bot.core.job_errors import JobCancelled, JobFailed
 from bot.core.job_leases import (
@@ -35,7 +33,8 @@ from bot.core.job_leases import (
     new_replica_id,
 )
 from bot.core.job_limits import JobLimits, create_job
-from bot.core.job_state import JobState, NoState
+from bot.core.job_state import JobState, state_model_of
+from bot.core.job_triage import NewerRowWait, unresumable
 from bot.core.keys import KeyDirectory, unreadable_key_failure
 from bot.core.messages import Conversation, Destination, Failure
 from bot.core.poll_budget import PollBudget
@@ -70,14 +69,6 @@ class JobKind(Protocol):
 
     async def report_failure(self, ctx: JobContext[Any], failure: Failure) -> None:
         """Tell the user the job failed (e.g. edit its progress message)."""
-
-
-def state_model_of(kind: JobKind) -> type[JobState]:
-    """The state model a kind declared (NoState if it declared none)."""
-    model = getattr(kind, "state_model", NoState)
-    if not (isinstance(model, type) and issubclass(model, JobState)):
-        raise TypeError(f"job kind {kind.kind}: state_model must be a JobState subclass")
-    return model
 
 
 @dataclass(frozen=True)
@@ -124,6 +115,7 @@ class JobRunner:
         self.lease_keeper = LeaseKeeper(self)
         # Rows not runnable here (their platform runs elsewhere): logged once each.
         self._not_here: set[str] = set()
+        self._newer_rows = NewerRowWait()  # rows a newer release may run, when first seen
         self._kinds: dict[str, JobKind] = {}
         self.kinds: Mapping[str, JobKind] = self._kinds  # read-only, for the job limits
         # How to word a key that no longer decrypts (the families declare their key services).
@@ -259,12 +251,20 @@ class JobRunner:
         for job in jobs:
             if job.id in self._tasks:
                 running += 1
-            elif self._runnable_here(job):
-                wanted[job.id] = job
+                continue
+            problem = unresumable(job, self._kinds)
+            if problem is None:
+                if self._platform_here(job):
+                    wanted[job.id] = job
+            elif problem.newer and self._left_for_newer(job, problem.reason, now):
+                continue
             else:
-                problem = self._unresumable(job)
-                if problem is not None:
-                    await self._quarantine(job.id, job.kind, problem, job.destination, expired)
+                waited = self._newer_rows.wait_s / 60
+                reason = problem.reason + (
+                    f"; no newer replica took it in {waited:g} min" if problem.newer else ""
+                )
+                await self._quarantine(job.id, job.kind, reason, job.destination, expired)
+        self._newer_rows.forget({job.id for job in jobs})
         if not wanted:
             return 0, running
         claimed = await self.store.claim_jobs(
@@ -289,10 +289,17 @@ class JobRunner:
             spawned += 1
         return spawned, running
 
-    def _runnable_here(self, job: JobRecord) -> bool:
-        """Whether this process can run a decoded row (false also for rows to quarantine)."""
-        if self._unresumable(job) is not None:
+    def _left_for_newer(self, job: JobRecord, reason: str, now: float) -> bool:
+        """Whether to leave a row a newer release may run to its replicas (for now)."""
+        first = job.id not in self._newer_rows
+        if not self._newer_rows.waits(job.id, now):
             return False
+        if first:
+            log.warning("leaving job %s (%s) to a newer replica: %s", job.id, job.kind, reason)
+        return True
+
+    def _platform_here(self, job: JobRecord) -> bool:
+        """Whether this process runs the platform a resumable row replies on."""
         destination = Destination.model_validate(job.destination)
         try:
             self.conversation_for(destination)
@@ -303,31 +310,6 @@ class JobRunner:
                 log.warning("not resuming job %s (%s) here: %s", job.id, job.kind, exc)
             return False
         return True
-
-    def _unresumable(self, job: JobRecord) -> str | None:
-        """Why this decoded row cannot be run by this process, or None."""
-        kind = self._kinds.get(job.kind)
-        if kind is None:
-            known = ", ".join(sorted(self._kinds)) or "none"
-            return f"unknown job kind {job.kind!r} (this tokenbot runs: {known})"
-        try:
-            Destination.model_validate(job.destination)
-        except ValidationError as exc:
-            return f"its destination does not decode ({exc.error_count()} error(s))"
-        try:
-            state_model_of(kind).load(job.state)
-            check = getattr(kind, "check_state", None)
-            if check is not None:
-                check(job.state)
-        except ValidationError as exc:
-            errors = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'state'}: {e['msg']}"
-                for e in exc.errors()[:3]
-            )
-            return f"its saved state cannot be loaded by the {job.kind} job ({errors})"
-        except (ValueError, TypeError, KeyError) as exc:
-            return f"its saved state cannot be loaded by the {job.kind} job ({exc})"
-        return None
 
     async def _quarantine(
         self,

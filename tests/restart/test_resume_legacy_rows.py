@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from bot.core.app import TokenBot
-from bot.core.messages import Image, Link
+from bot.core.job_context import JobContext
+from bot.core.job_state import NoState
+from bot.core.job_triage import NEWER_REPLICA_WAIT_S
+from bot.core.messages import Failure, Image, Link, Text
 from bot.sim.alltoken.server import AllTokenSim
 from bot.store import JobRecord
 from tests.conftest import Chat, make_settings
@@ -180,6 +184,8 @@ async def test_a_video_row_with_its_task_id_resumes(tmp_path: Path, sim: AllToke
 async def test_a_row_with_a_renamed_key_or_a_newer_version_is_quarantined(
     tmp_path: Path, sim: AllTokenSim
 ) -> None:
+    # Either could be the next release's (a field it added, a version it wrote): the rows are
+    # left for a replica of that release first, and quarantined once none took them.
     bot, _ = await _bot(tmp_path, sim)
     try:
         chat = Chat(bot, "alice")
@@ -195,10 +201,55 @@ async def test_a_row_with_a_renamed_key_or_a_newer_version_is_quarantined(
         newer = await _insert(bot, chat, {**video, "version": 7}, "video", "running")
         assert await bot.start() == 0
         rows = {j.id: j for j in await bot.store.jobs_for(chat.owner)}
+        assert rows[renamed].status == rows[newer].status == "running"
+        assert not [e for e in chat.conv.events if "could not resume" in e.text]
+        assert await bot.jobs.claim_available(time.time() + NEWER_REPLICA_WAIT_S) == (0, 0)
+        rows = {j.id: j for j in await bot.store.jobs_for(chat.owner)}
         assert rows[renamed].status == rows[newer].status == "quarantined"
         assert "taskId: Extra inputs are not permitted" in (rows[renamed].error or "")
         assert "state version 7 is newer" in (rows[newer].error or "")
+        assert "no newer replica took it in 10 min" in (rows[newer].error or "")
         told = [e for e in chat.conv.events if "could not resume your video job" in e.text]
         assert len(told) == 2
+    finally:
+        await bot.aclose()
+
+
+class _NextReleaseJob:
+    """A job kind only the next release has: it says so and is done."""
+
+    kind = "next_release"
+    state_model = NoState
+
+    async def run(self, ctx: JobContext[NoState]) -> None:
+        await ctx.conversation.say([Text(markdown="run by the next release")])
+        await ctx.set_status("done")
+
+    async def report_failure(self, ctx: JobContext[NoState], failure: Failure) -> None:
+        await ctx.conversation.say([failure])
+
+
+async def test_a_job_of_a_kind_only_a_newer_replica_has_is_left_to_it(
+    tmp_path: Path, sim: AllTokenSim
+) -> None:
+    # A rolling deploy: the next release's replica started the job and died; this replica
+    # (of the release before) leaves the row instead of quarantining it, and the next
+    # release's replica — standing in here: the same runner once the kind is registered —
+    # takes it over and finishes it.
+    bot, _ = await _bot(tmp_path, sim)
+    try:
+        chat = Chat(bot, "alice")
+        job_id = await _insert(bot, chat, {}, "next_release", "running")
+        assert await bot.start() == 0
+        assert await bot.jobs.claim_available(time.time() + 60) == (0, 0)
+        row = await bot.store.get_job(job_id)
+        assert row is not None and row.status == "running", row
+        bot.jobs.register(_NextReleaseJob())
+        assert await bot.jobs.claim_available(time.time() + 120) == (1, 0)
+        assert await bot.jobs.wait_idle(10)
+        row = await bot.store.get_job(job_id)
+        assert row is not None and row.status == "done", row
+        assert "run by the next release" in chat.conv.text()
+        assert not [e for e in chat.conv.events if "could not resume" in e.text]
     finally:
         await bot.aclose()

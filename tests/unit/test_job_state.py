@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,6 +15,7 @@ from bot.backends.alltoken.job_state import ImageState, VideoState
 from bot.backends.openmarlin.job_state import TopUpState
 from bot.core.job_errors import JobCancelled, JobExpired, JobFailed
 from bot.core.job_state import JobState, NoState, StateVersionError, Upgrade
+from bot.core.job_triage import NEWER_REPLICA_WAIT_S
 from bot.core.jobs import JobContext, JobRunner
 from bot.core.messages import Destination, Failure, MessageRef, Notice
 from bot.store import Owner, SecretBox, Store
@@ -229,10 +231,16 @@ async def test_unloadable_and_newer_rows_are_quarantined(store: Store) -> None:
     runner, kind, conv = _runner(store)
     assert await runner.resume() == 0
     rows = {j.id: j for j in await store.jobs_for(OWNER)}
+    assert rows["missing"].status == "quarantined"  # no release writes that: at once
+    assert "prompt: Field required" in (rows["missing"].error or "")
+    # A newer version, or only fields this code lacks: left for a newer replica first.
+    assert rows["newer"].status == rows["renamed"].status == "running"
+    assert len(conv.events) == 1
+    assert await runner.claim_available(time.time() + NEWER_REPLICA_WAIT_S) == (0, 0)
+    rows = {j.id: j for j in await store.jobs_for(OWNER)}
     assert {j.status for j in rows.values()} == {"quarantined"}
     assert "newer than this tokenbot reads" in (rows["newer"].error or "")
     assert "path: Extra inputs are not permitted" in (rows["renamed"].error or "")
-    assert "prompt: Field required" in (rows["missing"].error or "")
     assert not kind.seen and len(conv.events) == 3  # each owner is told
 
 
