@@ -51,7 +51,7 @@ profile: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check bot adapters tests bench
 	$(BIN)/ruff format --check bot adapters tests bench
-	$(BIN)/mypy bot adapters
+	$(BIN)/mypy bot adapters tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache tokenbot-out

@@ -215,13 +215,22 @@ async def test_a_context_change_at_one_replica_is_what_the_other_one_reads(
     shared_db: SharedDatabase, sim: AllTokenSim
 ) -> None:
     fake = await FakeSlack().start()
-    settings = {"database_url": shared_db.url, "master_key": shared_db.master_key}
     a = await SlackHarness.start(
-        shared_db.root / "a", sim.base_url, fake=fake, allow_new_store=True, **settings
+        shared_db.root / "a",
+        sim.base_url,
+        fake=fake,
+        allow_new_store=True,
+        database_url=shared_db.url,
+        master_key=shared_db.master_key,
     )
     try:
         b = await SlackHarness.start(
-            shared_db.root / "b", sim.base_url, fake=fake, allow_new_store=True, **settings
+            shared_db.root / "b",
+            sim.base_url,
+            fake=fake,
+            allow_new_store=True,
+            database_url=shared_db.url,
+            master_key=shared_db.master_key,
         )
         try:
             await a.bot.store.put_credential(owner(), "alltoken", sim.issue_key(5.0))

@@ -30,13 +30,22 @@ async def pair(
 ) -> AsyncIterator[tuple[SlackHarness, SlackHarness]]:
     """Replicas a and b behind one fake Slack, on one database; U1 has a funded key."""
     fake = await FakeSlack().start()
-    settings = {"database_url": shared_db.url, "master_key": shared_db.master_key}
     a = await SlackHarness.start(
-        shared_db.root / "a", sim.base_url, fake=fake, allow_new_store=True, **settings
+        shared_db.root / "a",
+        sim.base_url,
+        fake=fake,
+        allow_new_store=True,
+        database_url=shared_db.url,
+        master_key=shared_db.master_key,
     )
     try:
         b = await SlackHarness.start(
-            shared_db.root / "b", sim.base_url, fake=fake, allow_new_store=True, **settings
+            shared_db.root / "b",
+            sim.base_url,
+            fake=fake,
+            allow_new_store=True,
+            database_url=shared_db.url,
+            master_key=shared_db.master_key,
         )
         try:
             owner = Owner(platform="slack", workspace=TEAM, user="U1")

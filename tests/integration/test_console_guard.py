@@ -20,7 +20,7 @@ import pytest
 
 from adapters.console.run import ConsoleAdapter
 from bot.backends.alltoken.family import alltoken_family
-from bot.core.app import TokenBot
+from bot.core.app import Outcome, TokenBot
 from bot.core.messages import Conversation, Inbound
 from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner
@@ -81,7 +81,9 @@ async def test_a_line_that_raises_is_reported_and_the_next_line_answered(
 ) -> None:
     handle = TokenBot.handle
 
-    async def handle_or_raise(self: TokenBot, inbound: Inbound, conversation: Conversation) -> bool:
+    async def handle_or_raise(
+        self: TokenBot, inbound: Inbound, conversation: Conversation
+    ) -> Outcome:
         if inbound.text == "boom":
             raise Injected("injected for the test")
         return await handle(self, inbound, conversation)
@@ -100,7 +102,7 @@ async def test_a_crash_mid_stream_does_not_hold_back_later_output(
 
     async def stream_then_raise(
         self: TokenBot, inbound: Inbound, conversation: Conversation
-    ) -> bool:
+    ) -> Outcome:
         if inbound.text == "boom":
             await conversation.stream().append("half an answ")
             raise Injected("injected for the test")

@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
@@ -153,21 +154,27 @@ async def _submissions_are(sim: AllTokenSim, n: int) -> bool:
     return sim.stats.image_submissions == n
 
 
+class JobLimits(TypedDict):
+    """Job-limit settings for `replica` (a TypedDict: its keys cannot be taken for `openclaw`)."""
+
+    max_jobs_per_user: int
+    max_jobs_per_workspace: int
+
+
 @pytest.mark.parametrize("scope", ["user", "workspace"])
 async def test_twenty_concurrent_submits_on_two_replicas_start_exactly_the_limit(
     shared_db: SharedDatabase, sim: AllTokenSim, scope: str
 ) -> None:
     sim.config.image_seconds = SLOW_S
-    limits: dict[str, object] = (
+    limits: JobLimits = (
         {"max_jobs_per_user": 5, "max_jobs_per_workspace": 0}
         if scope == "user"
         else {"max_jobs_per_user": 0, "max_jobs_per_workspace": 5}
     )
     # Every submit runs at once (no fair-work queueing), so only the store can keep count.
-    settings = {"max_handlers_per_user": 0, **limits}
     async with (
-        replica(shared_db, "a", sim, **settings) as first,
-        replica(shared_db, "b", sim, **settings) as second,
+        replica(shared_db, "a", sim, max_handlers_per_user=0, **limits) as first,
+        replica(shared_db, "b", sim, max_handlers_per_user=0, **limits) as second,
     ):
         bots = (first, second)
         for bot in bots:

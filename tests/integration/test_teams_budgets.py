@@ -24,7 +24,7 @@ from bot.sim.alltoken.server import AllTokenSim
 from bot.sim.openclaw_token.server import OpenClawTokenSim
 from bot.sim.openmarlin.server import OpenMarlinSim, OpenMarlinSimConfig
 from bot.store import LedgerEntry, Owner, Store, UsageRecord
-from bot.store.models import SpendSnapshot, period_bounds
+from bot.store.models import KeySource, SpendSnapshot, period_bounds
 from bot.teams.family import tokenbot_family
 from tests.conftest import Chat, make_settings
 from tests.fakes.conversation import RecordingConversation
@@ -104,11 +104,14 @@ class Member(Chat):
         return [p.text for e in self.conv.of("whisper") for p in e.parts if isinstance(p, Notice)]
 
 
-async def set_caps(store: Store, **caps: str) -> None:
+async def set_caps(store: Store, **caps: str | list[str]) -> None:
+    """The budget policy: amounts as decimal text, `own_key_opt_in` a list of users."""
     await store.set_policy("slack", WS, "budget", caps, BOSS)
 
 
-async def spent_already(store: Store, user: str, usd: str, key_source: str = "workspace") -> None:
+async def spent_already(
+    store: Store, user: str, usd: str, key_source: KeySource = "workspace"
+) -> None:
     """A charge recorded earlier today (on the workspace key unless told)."""
     owner = Owner(platform="slack", workspace=WS, user=user)
     usage = UsageRecord(owner=owner, service="alltoken", command="chat", model="gpt-5.4-mini")
@@ -120,7 +123,7 @@ async def spent_already(store: Store, user: str, usd: str, key_source: str = "wo
         model="gpt-5.4-mini",
         cost_usd=Decimal(usd),
         cost_source="reported",
-        key_source=key_source,  # type: ignore[arg-type]
+        key_source=key_source,
     )
     await store.record_charge(usage, entry)
 

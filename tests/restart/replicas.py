@@ -13,6 +13,7 @@ from cryptography.fernet import Fernet
 from bot.backends.openclaw_token.service import CLI_RETRY, OpenClawTokenService
 from bot.core.app import TokenBot
 from bot.core.messages import Destination
+from bot.core.settings import Settings
 from bot.sim.alltoken.server import AllTokenSim
 from bot.sim.openclaw_token.server import OpenClawTokenSim
 from tests.conftest import make_settings
@@ -28,15 +29,10 @@ class SharedDatabase:
     master_key: str
     root: Path
 
-    def settings(self, replica: str, sim: AllTokenSim, **extra: object) -> dict[str, object]:
-        """What `make_settings` needs for replica `replica` on this database."""
-        return {
-            "data_dir": self.root / replica,
-            "sim": sim,
-            "database_url": self.url,
-            "master_key": self.master_key,
-            **extra,
-        }
+    def settings(self, replica: str, sim: AllTokenSim, **extra: object) -> Settings:
+        """Settings for replica `replica` on this database; `extra` overrides any."""
+        shared: dict[str, object] = {"database_url": self.url, "master_key": self.master_key}
+        return make_settings(self.root / replica, sim, **{**shared, **extra})
 
 
 @pytest.fixture(params=("sqlite", "postgresql"))
@@ -66,9 +62,7 @@ async def replica(
     extra: dict[str, object] = {"allow_new_store": True, "replica_id": name, **settings}
     if openclaw is not None:
         extra["openclaw_token_api_base"] = openclaw.base_url
-    config = db.settings(name, sim, **extra)
-    settings = make_settings(config.pop("data_dir"), config.pop("sim"), **config)  # type: ignore[arg-type]
-    bot = await TokenBot.create(settings)
+    bot = await TokenBot.create(db.settings(name, sim, **extra))
     if openclaw is not None:
         bot.services.get(OpenClawTokenService).retry = replace(CLI_RETRY, backoff_s=0.01)
     conversations: dict[str, RecordingConversation] = {}

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TypedDict
 
 import httpx
 import pytest
@@ -37,8 +38,16 @@ from tests.restart.replicas import SharedDatabase, replica, shared_db
 
 __all__ = ["shared_db"]  # the fixture, imported for pytest
 
+
+class Leases(TypedDict):
+    """Lease settings for `replica` (a TypedDict: its keys cannot be taken for `openclaw`)."""
+
+    job_lease_s: float
+    job_lease_renew_s: float
+
+
 # A's leases: renewed every five minutes, so only a notice can stop its task within the test.
-SLOW_LEASES = {"job_lease_s": 900.0, "job_lease_renew_s": 300.0}
+SLOW_LEASES: Leases = {"job_lease_s": 900.0, "job_lease_renew_s": 300.0}
 LEASE_LOG = "bot.core.job_leases"
 WEBHOOK_EDIT = "/webhooks/{application_id}/{token}/messages/{message_id}"
 

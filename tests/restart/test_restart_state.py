@@ -10,7 +10,7 @@ import pytest
 
 from bot.backends.openclaw_token.confirm import CONFIRM_ACTION
 from bot.core.app import TokenBot
-from bot.core.messages import Fields, Turn
+from bot.core.messages import Fields, Notice, Turn
 from bot.sim.alltoken.server import AllTokenSim
 from bot.sim.openclaw_token.server import DEMO_MGMT_KEY, OpenClawTokenSim
 from tests.conftest import Chat
@@ -118,7 +118,9 @@ async def _chat_in_thread(bot: TokenBot, sim: AllTokenSim, model: str) -> Chat:
 async def _follow_up(thread: Chat) -> str:
     history = (Turn(role="user", text="remember the word teal"),)
     assert await thread.send("and now? [[echo-context]]", continues_thread=True, history=history)
-    return thread.conv.of("stream")[-1].parts[0].text  # type: ignore[union-attr, no-any-return]
+    usage = thread.conv.of("stream")[-1].parts[0]
+    assert isinstance(usage, Notice), usage
+    return usage.text
 
 
 async def test_a_thread_keeps_its_model_after_a_restart(

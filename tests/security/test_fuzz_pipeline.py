@@ -58,7 +58,7 @@ def _inbound(platform: str, entry: str, user: str, prefix: str, rest: str) -> In
         name, _, sub = prefix.partition(" ")
         command, text = name, f"{sub} {rest}".strip()
     return Inbound(
-        platform=platform,  # type: ignore[arg-type]
+        platform=platform,
         workspace="w1",
         channel="D1" if entry == "direct" else "C1",
         thread="T1" if entry == "thread" else None,
@@ -82,7 +82,7 @@ class Recorder:
         return self.convs.setdefault(dest.conversation_key, RecordingConversation(dest))
 
     def new_events(self) -> list[tuple[str, object]]:
-        out = []
+        out: list[tuple[str, object]] = []
         for key, conv in self.convs.items():
             start = self.seen.get(key, 0)
             out.extend((e.kind, e) for e in conv.events[start:])
@@ -151,7 +151,7 @@ async def test_hostile_lines_through_every_entry_point(
         provisioned.add(user)
         # Every family has a key for this user, so lines reach the backends.
         owner = Inbound(
-            platform=platform,  # type: ignore[arg-type]
+            platform=platform,
             workspace="w1",
             channel="C1",
             user=user,

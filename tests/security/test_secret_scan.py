@@ -20,6 +20,7 @@ import sys
 import urllib.parse
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -143,7 +144,7 @@ async def test_typed_keys_and_passwords_appear_nowhere(tmp_path: Path) -> None:
         await _wait_healthy(http, port, bot)
         url = f"http://127.0.0.1:{port}/slack/events"
 
-        async def post(kind: str, payload: dict[str, object]) -> None:
+        async def post(kind: str, payload: dict[str, Any]) -> None:
             body, ctype = encode(kind, payload)
             async with http.post(url, data=body, headers=signed_headers(body, ctype)) as r:
                 assert r.status == 200, await r.text()

@@ -75,7 +75,7 @@ async def test_a_change_on_one_replica_is_seen_by_the_other_at_once(
         await a.set_policy("slack", "T1", "admins", ["U_A"], "U_ROOT")
         assert await _read_until(b, {"admins": ["U_A"]}) == {"admins": ["U_A"]}
         await a.update_policy("slack", "T1", "admins", lambda v: [*v, "U_B"], "U_A")
-        want = {"admins": ["U_A", "U_B"]}
+        want: dict[str, Any] = {"admins": ["U_A", "U_B"]}
         assert await _read_until(b, want) == want
         await b.claim_notice("slack", "T1", "2026-12:workspace:80")
         want = {"admins": ["U_A", "U_B"], "notices": {"2026-12:workspace:80": True}}

@@ -190,7 +190,7 @@ def test_round_robin_order_for_any_arrival_order(arrivals: list[str], per_key: i
 def test_limits_fifo_and_completeness_for_any_arrivals(
     items: list[tuple[str, int, bool]], per_key: int, total: int
 ) -> None:
-    async def scenario() -> tuple[Recorder, list[object], FairWork[str]]:
+    async def scenario() -> tuple[Recorder, list[int | BaseException], FairWork[str]]:
         queue = FairWork(_same, per_key=per_key, total=total)
         rec = Recorder(queue)
         counts: dict[str, int] = defaultdict(int)

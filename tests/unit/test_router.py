@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pytest
 from hypothesis import assume, given, settings
@@ -887,7 +888,7 @@ def test_no_alltoken_no_command_outside_a_follow_up(text: str) -> None:
     assert parse(text) is None
 
 
-def _outcome(fn, *args):  # type: ignore[no-untyped-def]
+def _outcome(fn: Callable[..., object], *args: object) -> object:
     try:
         return fn(*args)
     except UsageError as exc:
