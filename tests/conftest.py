@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from bot.core.app import Outcome, TokenBot
 from bot.core.log_setup import quiet_libraries
@@ -20,6 +22,13 @@ from tests.store.postgres_server import PostgresForTests, PostgresUnavailable, s
 # A failing test prints its captured logs: keep the libraries' DEBUG chatter out of them
 # (aiosqlite logs every query), as tokenbot itself does.
 quiet_libraries()
+
+# Hypothesis's per-example deadline and its "too slow" check time the machine, not tokenbot: on
+# a busy CI runner they fail tests whose behaviour is right. Explicit settings still apply.
+hypothesis_settings.register_profile(
+    "tokenbot", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("tokenbot")
 
 FAST_SIM = AllTokenSimConfig(
     image_seconds=0.2,
