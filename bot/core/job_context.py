@@ -124,6 +124,19 @@ class JobContext(Generic[S]):
         state = {**cleared, **self._state.model_dump(mode="json")}
         self._adopt(await self._update(state=state))
 
+    async def hand_over(self, **changes: Any) -> None:
+        """Write state `changes` although another replica took the job over meanwhile: what
+        only this one learnt (a paid submit's id), which the new holder waits for."""
+        new = self._model.model_validate({**dict(self._state), **changes})
+        delta = new.model_dump(mode="json", include={*changes})
+        await self.runner.store.update_job(self.job.id, state=delta)
+
+    async def refresh(self) -> None:
+        """Read the row again (another replica may have written to it)."""
+        fresh = await self.runner.store.get_job(self.job.id)
+        if fresh is not None:
+            self._adopt(fresh)
+
     async def set_status(self, status: str, **fields: Any) -> None:
         """Move the row to `status` (`fields`: error, attempts, raw state keys to merge)."""
         self._adopt(await self._update(status=status, **fields))
@@ -144,9 +157,7 @@ class JobContext(Generic[S]):
 
     async def cancel_requested(self) -> bool:
         """Whether the owner asked to cancel (recorded in the row by the Cancel action)."""
-        fresh = await self.runner.store.get_job(self.job.id)
-        if fresh is not None:
-            self._adopt(fresh)
+        await self.refresh()
         return bool(getattr(self._state, "cancel_requested", False))
 
     async def uninterrupted(self, step: Awaitable[T]) -> T:

@@ -40,6 +40,7 @@ from bot.backends.openmarlin.wire import settlement_of
 from bot.core.errors import BackendError
 from bot.core.http import PollBackoff
 from bot.core.job_errors import JobExpired, JobFailed
+from bot.core.job_leases import LeaseLost
 from bot.core.jobs import JobContext
 from bot.core.messages import Failure, Link, Notice, Part, Text
 from bot.core.spend import FindsServices, job_hold, job_key, job_usage
@@ -65,6 +66,9 @@ class OpenMarlinTiming(BaseModel):
     task_timeout_s: float = Field(1800.0, gt=0)
     topup_timeout_s: float = Field(1800.0, gt=0)
     max_transient_errors: int = Field(6, ge=0)
+    # A replica taking a task over mid-submit waits this long for the old holder, still inside
+    # the submit, to hand over the task's id (the HTTP time-out bounds that submit).
+    submit_handover_s: float = Field(60.0, gt=0)
 
     def poll_backoff(self) -> PollBackoff:
         """How a poll rides out transient errors: `poll_s` × n, at most 30 s."""
@@ -401,6 +405,8 @@ class TaskJob(MarlinJob):
         """Drive one task to its result."""
         key = await self._key(ctx)
         prompt = ctx.state.prompt
+        if ctx.state.submit_started and not ctx.state.task_id:
+            await self._handed_over(ctx)
         if not ctx.state.task_id:
             status = await self._submit(ctx, key, prompt)
             if status is None:
@@ -435,10 +441,14 @@ class TaskJob(MarlinJob):
                 )
             await asyncio.sleep(self.timing.poll_s)
 
-    async def _submit(self, ctx: TaskContext, key: str, prompt: str) -> TaskStatus | None:
-        if ctx.state.submit_started:
-            # No idempotency key and no task list in the API: resubmitting could pay twice
-            # (so a stop waits for the submit below to answer and its id to be saved).
+    async def _handed_over(self, ctx: TaskContext) -> None:
+        """Taken over mid-submit: wait for the old holder to hand over the task's id."""
+        # No idempotency key and no task list in the API: resubmitting could pay twice.
+        deadline = time.monotonic() + self.timing.submit_handover_s
+        while not ctx.state.task_id and time.monotonic() < deadline:
+            await asyncio.sleep(min(self.timing.poll_s, 1.0))
+            await ctx.refresh()
+        if not ctx.state.task_id:
             raise JobFailed(
                 Failure(
                     code="submit_interrupted",
@@ -447,6 +457,9 @@ class TaskJob(MarlinJob):
                     hint="Check `use openmarlin activity` before submitting it again.",
                 )
             )
+        log.info("job %s: adopted task %s from its last holder", ctx.job.id, ctx.state.task_id)
+
+    async def _submit(self, ctx: TaskContext, key: str, prompt: str) -> TaskStatus | None:
         await ctx.save(submit_started=True)
         request = TaskRequest(
             input=TaskInput(
@@ -459,7 +472,12 @@ class TaskJob(MarlinJob):
 
         async def submit_and_save() -> TaskStatus:
             status = await self.service.submit_task(key, request)
-            await ctx.save(task_id=status.task_id, last_status=status.status)
+            try:
+                await ctx.save(task_id=status.task_id, last_status=status.status)
+            except LeaseLost:
+                # Taken over meanwhile: the new holder waits for this id (`_handed_over`).
+                await ctx.hand_over(task_id=status.task_id, last_status=status.status)
+                raise
             return status
 
         try:
