@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -20,6 +20,7 @@ from bot.core.app import TokenBot
 from bot.core.messages import Actions, Destination, Failure, Fields, Link, Notice, Text
 from bot.core.settings import Settings
 from bot.sim.openmarlin.server import OpenMarlinFault, OpenMarlinSim, OpenMarlinSimConfig
+from bot.store import JobRecord
 from tests.conftest import Chat
 from tests.fakes.conversation import RecordingConversation, stop_jobs_while_posting
 
@@ -438,6 +439,37 @@ async def test_a_task_stopped_mid_submit_keeps_its_id_and_resumes_it(
     assert (await bot.store.get_job(job.id)).status == "done"  # type: ignore[union-attr]
     assert om.requests["POST /v1/tasks"] == 1
     assert failures(chat.conv) == []
+
+
+async def test_a_task_stopped_as_its_submit_flag_is_written_still_submits_and_keeps_its_id(
+    bot: TokenBot, om: OpenMarlinSim
+) -> None:
+    # The stop lands while the "submit started" write is being answered: the flag is in the
+    # row, so the task must be submitted and its id kept — else the next holder would wait
+    # for a task that was never sent, then end it as "submit interrupted".
+    chat = await user(bot, om)
+    original = bot.store.update_job
+    flag_written = asyncio.Event()
+
+    async def slow_to_answer(job_id: str, **fields: Any) -> JobRecord:
+        record = await original(job_id, **fields)
+        if (fields.get("state") or {}).get("submit_started"):
+            flag_written.set()
+            await asyncio.sleep(0.2)  # written; the answer is slow
+        return record
+
+    bot.store.update_job = slow_to_answer  # type: ignore[method-assign]
+    await chat.send("use openmarlin to generate a video of a harbour")
+    await asyncio.wait_for(flag_written.wait(), 10)
+    bot.jobs.stop_all_local()
+    await asyncio.gather(*bot.jobs._tasks.values(), return_exceptions=True)
+    [job] = await bot.store.jobs_for(chat.owner)
+    assert job.state.get("submit_started") and job.state.get("task_id"), job.state
+    assert om.requests["POST /v1/tasks"] == 1
+    assert await bot.jobs.renew_and_take_over() == 1  # its own row, claimed again
+    assert await bot.jobs.wait_idle(10)
+    assert (await bot.store.get_job(job.id)).status == "done"  # type: ignore[union-attr]
+    assert om.requests["POST /v1/tasks"] == 1
 
 
 async def test_a_task_stopped_while_its_result_is_posted_is_delivered_once(

@@ -460,7 +460,6 @@ class TaskJob(MarlinJob):
         log.info("job %s: adopted task %s from its last holder", ctx.job.id, ctx.state.task_id)
 
     async def _submit(self, ctx: TaskContext, key: str, prompt: str) -> TaskStatus | None:
-        await ctx.save(submit_started=True)
         request = TaskRequest(
             input=TaskInput(
                 prompt=prompt,
@@ -471,6 +470,9 @@ class TaskJob(MarlinJob):
         )
 
         async def submit_and_save() -> TaskStatus:
+            # One step from the flag on: stopped between them, the task would be marked as
+            # submitted (and the next holder wait for its id) though it never was.
+            await ctx.save(submit_started=True)
             status = await self.service.submit_task(key, request)
             try:
                 await ctx.save(task_id=status.task_id, last_status=status.status)
