@@ -237,7 +237,8 @@ class DiscordAdapter:
         """Give a job a moment to post its first message; then settle "thinking…" if unused."""
         await asyncio.sleep(self.settle_after_s)
         try:
-            await conversation.settle(SETTLED)
+            # Read first: the job may run on another replica, which answers in the original.
+            await conversation.settle(SETTLED, look_first=True)
         except Exception:
             log.exception("discord: could not settle a silent command")
 

@@ -188,8 +188,12 @@ class DiscordConversation:
                 await self._dm(chunk)
             await self.settle(SENT_BY_DM)
 
-    async def settle(self, text: str) -> bool:
-        """Replace a still-showing "thinking…" with `text`; False when there was none."""
+    async def settle(self, text: str, *, look_first: bool = False) -> bool:
+        """Replace a still-showing "thinking…" with `text`; False when there was none.
+
+        `look_first`: read the original first and leave it if it no longer shows "thinking…"
+        (a job taken over by another replica may have answered through the same webhook).
+        """
         session = self.session
         if session is None or not session.usable(self.adapter.clock()):
             return False
@@ -197,6 +201,9 @@ class DiscordConversation:
             if session.state != "deferred":
                 return False
             try:
+                if look_first and not await self._still_thinking(session):
+                    session.state = "used"
+                    return False
                 await self._edit_original(session, Outgoing(content=text))
             except discord.HTTPException as exc:
                 log.info("could not settle the original response (%s %s)", exc.status, exc.code)
@@ -426,6 +433,17 @@ class DiscordConversation:
             message = await webhook.send(wait=True, **out.send_kwargs())
         session.original_id = str(message.id)
         return session.original_id
+
+    async def _still_thinking(self, session: InteractionSession) -> bool:
+        """Whether the original response still shows "thinking…" (Discord's loading flag)."""
+        message: discord.Message
+        if session.interaction is not None:
+            message = await session.interaction.original_response()
+        elif session.original_id:
+            message = await session.webhook(self.client).fetch_message(int(session.original_id))
+        else:
+            return True  # nothing to read: nobody has answered through it either
+        return bool(message.flags.loading)
 
     async def _delete_original(self, session: InteractionSession) -> None:
         try:

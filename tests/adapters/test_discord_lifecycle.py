@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import aiohttp
 import pytest
 from discord import app_commands
 from pydantic import BaseModel
@@ -303,6 +305,27 @@ async def test_thinking_never_hangs_when_a_command_answers_by_dm_or_not_at_all(
     assert [m["content"] for m in fake.messages_in(dm_channel)] == ["a private link"]
     quiet = await fake.slash("openmarlin", text="quiet")
     await fake.wait_until(lambda: content(fake.original(quiet)) == "✅ Done.", what="settled")
+
+
+async def test_thinking_is_not_settled_over_an_answer_another_replica_gave(
+    world: DiscordWorld,
+) -> None:
+    # The command's job was taken over by another replica, which answered in the original
+    # response through the interaction's webhook; this replica's "✅ Done." must not
+    # overwrite that answer (seen in the replica stress run: an image's "ready" line lost).
+    fake = world.fake
+    world.adapter.settle_after_s = 1.0
+    quiet = await fake.slash("openmarlin", text="quiet")
+    await fake.wait_until(lambda: fake.original(quiet) is not None, what="the defer")
+    async with aiohttp.ClientSession() as http:
+        url = f"{fake.api_url}/webhooks/{fake.app_id}/{quiet.token}/messages/@original"
+        async with http.patch(url, json={"content": "answered by the other replica"}) as r:
+            assert r.status == 200
+    await asyncio.gather(*list(world.adapter._background))
+    assert content(fake.original(quiet)) == "answered by the other replica"
+    # Left alone, the same quiet command still settles.
+    again = await fake.slash("openmarlin", text="quiet")
+    await fake.wait_until(lambda: content(fake.original(again)) == "✅ Done.", what="settled")
 
 
 def _leaf(
