@@ -91,6 +91,23 @@ async def sse_lines(response: httpx.Response) -> AsyncIterator[str]:
         yield pending.rstrip(b"\r").decode("utf-8", "replace")
 
 
+async def sse_line_batches(response: httpx.Response) -> AsyncIterator[list[str]]:
+    """The complete lines of each network read, together: a reader folds every event that
+    arrived at once in one pass (one wake-up, one delta) instead of one hop per line."""
+    pending = b""
+    async for chunk in response.aiter_bytes():
+        pending += chunk
+        if b"\n" not in chunk:
+            continue
+        # Only up to the last line end: a read may stop inside a multi-byte character.
+        complete, _, pending = pending.rpartition(b"\n")
+        text = complete.decode("utf-8", "replace")
+        lines = text.split("\n")
+        yield [line.rstrip("\r") for line in lines] if "\r" in text else lines
+    if pending:
+        yield [pending.rstrip(b"\r").decode("utf-8", "replace")]
+
+
 class ChatStream:
     """Async iterator of text deltas; `result` is set once the stream is exhausted."""
 
@@ -160,10 +177,13 @@ class OpenAIChat:
             "POST", f"{self.base_url}{CHAT_PATH}", json=body, headers=_auth(key)
         ) as response:
             reading = _Reading(model, response.headers.get("x-request-id"), [])
-            async for line in sse_lines(response):
-                delta = self._read_line(line, reading)
-                if delta:
-                    yield delta
+            async for lines in sse_line_batches(response):
+                text = ""
+                for line in lines:
+                    if line:  # the blank line that ends each event
+                        text += self._read_line(line, reading)
+                if text:
+                    yield text
         if not reading.done:
             raise protocol_error(
                 self.call.backend, "the answer stream ended early", reading.request_id
