@@ -74,6 +74,7 @@ from bot.store.thread_contexts import ThreadContextRows
 from bot.store.usage import Usage
 
 V = TypeVar("V", bound=Verdict)
+T = TypeVar("T")
 
 __all__ = [
     "JOB_STATUSES",
@@ -490,6 +491,13 @@ class Store:
     async def get_policy(self, platform: str, workspace: str) -> dict[str, Any]:
         """Every policy key set for the workspace, decoded from JSON (cached, kept coherent)."""
         return await self._policy.get_all(platform, workspace)
+
+    async def policy_view(
+        self, platform: str, workspace: str, reader: Callable[[dict[str, Any]], T]
+    ) -> T:
+        """`reader(policy)`, worked out once per cached policy (PolicyRows.view): `reader` is a
+        pure module-level function, and what it returns is shared and must not be changed."""
+        return await self._policy.view(platform, workspace, reader)
 
     async def set_policy(
         self, platform: str, workspace: str, key: str, value: Any, by_user: str

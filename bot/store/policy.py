@@ -18,7 +18,7 @@ import copy
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.store.backend import StoreBackend, Tx
 from bot.store.models import iso, utcnow
@@ -35,6 +35,7 @@ BUDGET_KEY = "budget"
 # workspace only, so other replicas forget their cached copy of it.
 NOTIFY_CHANNEL = "tokenbot_policy"
 Workspace = tuple[str, str]
+T = TypeVar("T")
 
 
 async def lock_workspace(tx: Tx, dialect: str, platform: str, workspace: str) -> None:
@@ -96,17 +97,38 @@ class PolicyRows(CoherentCache):
     def __init__(self, db: StoreBackend, listener: NoticeListener | None = None) -> None:
         super().__init__(db, listener, NOTIFY_CHANNEL)
         self._cache: dict[Workspace, dict[str, Any]] = {}
+        # Per workspace: reader -> (the cached policy it was read from, what it returned).
+        self._views: dict[Workspace, dict[Callable[[dict[str, Any]], Any], tuple[object, Any]]] = {}
 
     async def get_all(self, platform: str, workspace: str) -> dict[str, Any]:
         """Every key set for the workspace, decoded; {} when none is."""
+        return copy.deepcopy(await self._current(platform, workspace))  # callers may change it
+
+    async def view(self, platform: str, workspace: str, reader: Callable[[dict[str, Any]], T]) -> T:
+        """`reader(policy)`, worked out once per cached policy rather than on every command.
+
+        For what every command parses (the gate's rules, the budget caps): `reader` must be
+        a pure function of the policy, and its result is shared, so callers must not change it.
+        """
+        current = await self._current(platform, workspace)
+        if not self._coherent or self._cache.get((platform, workspace)) is not current:
+            return reader(copy.deepcopy(current))  # not cached: nothing to keep it with
+        views = self._views.setdefault((platform, workspace), {})
+        seen = views.get(reader)
+        if seen is None or seen[0] is not current:
+            seen = views[reader] = (current, reader(copy.deepcopy(current)))
+        return seen[1]
+
+    async def _current(self, platform: str, workspace: str) -> dict[str, Any]:
+        """The cached policy itself (never to be changed), read into the cache if missing."""
         cached = self._cache.get((platform, workspace))
         if cached is not None:
-            return copy.deepcopy(cached)  # callers may change what they get
+            return cached
         generation = self._generation
         async with self._db.read() as tx:
             found = await _read_all(tx, platform, workspace)
         self._keep(platform, workspace, found, generation)
-        return copy.deepcopy(found)
+        return found
 
     async def set(self, platform: str, workspace: str, key: str, value: Any, by_user: str) -> None:
         """Replace one key's value (any JSON-serialisable value; None is stored as null)."""
@@ -168,6 +190,7 @@ class PolicyRows(CoherentCache):
     # -- the cache ------------------------------------------------------------------------------
 
     def _keep(self, platform: str, workspace: str, found: dict[str, Any], generation: int) -> None:
+        self._views.pop((platform, workspace), None)
         if self._coherent and generation == self._generation:
             self._cache[(platform, workspace)] = found
         else:
@@ -179,8 +202,10 @@ class PolicyRows(CoherentCache):
         self._generation += 1
         if platform is None:
             self._cache.clear()
+            self._views.clear()
         else:
             self._cache.pop((platform, workspace), None)
+            self._views.pop((platform, workspace), None)
 
     # -- coherence across processes (PostgreSQL LISTEN/NOTIFY) ----------------------------------
 

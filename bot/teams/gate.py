@@ -77,10 +77,14 @@ def _lists(value: object) -> dict[str, tuple[str, ...]]:
     return {str(k): _strings(v) for k, v in _dict(value).items() if isinstance(v, list)}
 
 
+def _workspace_policy(raw: dict[str, Any]) -> WorkspacePolicy:
+    return WorkspacePolicy.from_raw(raw)
+
+
 async def load_policy(ctx: HandlerContext) -> WorkspacePolicy:
-    """This workspace's policy, as stored now."""
+    """This workspace's policy, as stored now (parsed once per change, not per command)."""
     inbound = ctx.inbound
-    return WorkspacePolicy.from_raw(await ctx.store.get_policy(inbound.platform, inbound.workspace))
+    return await ctx.store.policy_view(inbound.platform, inbound.workspace, _workspace_policy)
 
 
 # --- admins ------------------------------------------------------------------------------------

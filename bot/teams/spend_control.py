@@ -164,6 +164,14 @@ class _Held:
             log.exception("could not release spend hold %s", self._id)
 
 
+def _budget_view(raw: dict[str, Any]) -> tuple[dict[str, Any], BudgetCaps | None]:
+    """The policy with its caps (None: an unreadable budget), parsed once per policy change."""
+    try:
+        return raw, BudgetCaps.from_policy(raw.get("budget"))
+    except ValidationError:
+        return raw, None
+
+
 class TeamSpendControl:
     """Workspace keys, caps and the ledger, per workspace policy (registered as SpendControl)."""
 
@@ -195,10 +203,8 @@ class TeamSpendControl:
     # --- policy -----------------------------------------------------------------------------
 
     async def _policy(self, owner: Owner) -> tuple[dict[str, Any], BudgetCaps]:
-        raw = await self.store.get_policy(owner.platform, owner.workspace)
-        try:
-            caps = BudgetCaps.from_policy(raw.get("budget"))
-        except ValidationError:
+        raw, caps = await self.store.policy_view(owner.platform, owner.workspace, _budget_view)
+        if caps is None:
             # An unreadable budget caps nothing rather than stopping every call; H5's admin
             # commands only store valid ones.
             log.warning("the budget policy of %s:%s is unreadable", owner.platform, owner.workspace)

@@ -129,6 +129,41 @@ async def test_a_lost_listener_stops_caching_until_it_is_back(
         assert a._policy.caching  # listening again
 
 
+def _admins_view(raw: dict[str, Any]) -> tuple[str, ...]:
+    _VIEW_CALLS.append(dict(raw))
+    raw.setdefault("admins", []).append("U_READER")  # a reader gets its own copy to change
+    return tuple(raw["admins"])
+
+
+_VIEW_CALLS: list[dict[str, Any]] = []
+
+
+async def test_a_view_is_worked_out_once_per_cached_policy(
+    sqlite_backend: BackendUnderTest, box: SecretBox
+) -> None:
+    """What every command parses from the policy (the gate's rules, the caps) is parsed once
+    per change: again after this store's own write and after another replica's notice."""
+    _VIEW_CALLS.clear()
+    async with await sqlite_backend.open(box, allow_new_store=True) as store:
+        await store.set_policy("slack", "T1", "admins", ["U_A"], "U_ROOT")
+        for _ in range(3):
+            assert await store.policy_view("slack", "T1", _admins_view) == ("U_A", "U_READER")
+        assert len(_VIEW_CALLS) == 1
+        assert await store.get_policy("slack", "T1") == {"admins": ["U_A"]}  # cache untouched
+        await store.set_policy("slack", "T1", "admins", ["U_B"], "U_ROOT")
+        assert await store.policy_view("slack", "T1", _admins_view) == ("U_B", "U_READER")
+        await sqlite_backend.raw(BEHIND_THE_BACK)
+        assert await store.policy_view("slack", "T1", _admins_view) == ("U_B", "U_READER")
+        store._policy.forget_cached("slack", "T1")  # what another replica's notice does
+        assert await store.policy_view("slack", "T1", _admins_view) == ("U_SNEAKY", "U_READER")
+        assert len(_VIEW_CALLS) == 3
+        # While not caching (PostgreSQL without its listener) every view reads afresh.
+        store._policy._coherent = False
+        await store.policy_view("slack", "T1", _admins_view)
+        await store.policy_view("slack", "T1", _admins_view)
+        assert len(_VIEW_CALLS) == 5
+
+
 async def test_a_read_that_raced_a_notice_is_not_cached(
     sqlite_backend: BackendUnderTest, box: SecretBox
 ) -> None:
