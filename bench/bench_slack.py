@@ -33,7 +33,9 @@ import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 
+from adapters.slack import claims
 from adapters.slack.platform import build_client
+from adapters.slack.requests import Admitted, RequestCheck
 from bench.bare_acks import slack_app
 from bench.gates import REPEATS, Sample, ratios, reported_row
 from bench.sim_process import sim_process
@@ -295,8 +297,11 @@ async def concurrent_commands(n: int = 500, *, shared_server: bool = False) -> d
     }
 
 
-def _dispatch_requests(fake: FakeSlack, n: int) -> list[AsyncBoltRequest]:
-    """`n` signed /alltoken-chat commands from 50 people, as bolt receives them."""
+_Raw = tuple[bytes, str, dict[str, str]]
+
+
+def _dispatch_requests(fake: FakeSlack, n: int) -> list[_Raw]:
+    """`n` signed /alltoken-chat commands from 50 people: body, content type, headers."""
     out = []
     for k in range(n):
         payload = slash_command(
@@ -306,28 +311,42 @@ def _dispatch_requests(fake: FakeSlack, n: int) -> list[AsyncBoltRequest]:
             response_url=fake.new_response_url(),
         )
         body, ctype = encode("slash_commands", payload)
-        headers: dict[str, str | Sequence[str]] = {**signed_headers(body, ctype)}
-        out.append(AsyncBoltRequest(body=body.decode(), headers=headers))
+        out.append((body, ctype, dict(signed_headers(body, ctype))))
     return out
 
 
-async def _us_per_dispatch(app: AsyncApp, requests: list[AsyncBoltRequest]) -> float:
-    """Microseconds per `async_dispatch` (the ack: bolt's middleware, matching, listener).
-
-    The spawned work runs later, outside the timed calls: a dispatch with
-    process_before_response does not yield to the loop before it returns.
+async def _us_per_dispatch(
+    app: AsyncApp, requests: list[_Raw], check: RequestCheck | None = None
+) -> float:
+    """Microseconds per ack of a read request: with `check`, tokenbot's way (RequestCheck on
+    the bytes, then bolt without its own signature check); without, bolt alone (its request
+    verification included). The spawned work runs later, outside the timed calls: a dispatch
+    with process_before_response does not yield to the loop before it returns.
     """
     start = time.perf_counter()
-    for request in requests:
-        response = await app.async_dispatch(request)
+    for body, ctype, headers in requests:
+        bolt_headers: dict[str, str | Sequence[str]] = {**headers}
+        if check is None:
+            response = await app.async_dispatch(
+                AsyncBoltRequest(body=body.decode(), headers=bolt_headers)
+            )
+        else:
+            verdict = check.check_body(headers, ctype, body)
+            if not isinstance(verdict, Admitted):
+                raise RuntimeError(f"the request check answered {verdict.status}")
+            with claims.pending(verdict.first):
+                response = await app.async_dispatch(
+                    AsyncBoltRequest(body=verdict.text, headers=bolt_headers)
+                )
         if response.status != 200:
             raise RuntimeError(f"bolt answered {response.status}: {response.body[:200]}")
     return (time.perf_counter() - start) / len(requests) * 1e6
 
 
 async def ack_dispatch(n: int = 200, repeats: int = REPEATS) -> dict[str, Sample]:
-    """CPU of one slash command's ack through tokenbot's bolt app and through bolt alone
-    (bench/bare_acks.py), alternating in one process; each repeat the median of 5 rounds."""
+    """CPU of one slash command's ack through tokenbot (its request check and bolt app) and
+    through bolt alone (bench/bare_acks.py), alternating in one process; each repeat the median
+    of 5 rounds."""
     with sim_process() as url, tempfile.TemporaryDirectory() as tmp:
         fake = await FakeSlack().start()
         harness = await SlackHarness.start(Path(tmp), url, fake=fake)
@@ -338,7 +357,11 @@ async def ack_dispatch(n: int = 200, repeats: int = REPEATS) -> dict[str, Sample
             for _ in range(repeats):
                 rounds: list[tuple[float, float]] = []
                 for _ in range(5):
-                    mine = await _us_per_dispatch(harness.runner.app, _dispatch_requests(fake, n))
+                    mine = await _us_per_dispatch(
+                        harness.runner.app,
+                        _dispatch_requests(fake, n),
+                        RequestCheck(SIGNING_SECRET),
+                    )
                     await harness.settle(60)  # the spawned chats, before bolt alone is timed
                     alone = await _us_per_dispatch(bare, _dispatch_requests(fake, n))
                     rounds.append((mine, alone))
@@ -360,7 +383,8 @@ async def rows() -> list[Row]:
     d = await ack_dispatch()
     return [
         reported_row(
-            "slack: CPU of one slash command's ack (bolt dispatch), tokenbot ÷ slack-bolt alone",
+            "slack: CPU of one slash command's ack (signature check + bolt dispatch), tokenbot"
+            " ÷ slack-bolt alone",
             f"{d['tokenbot'].text('.0f', ' µs')}",
             f"{d['bolt'].text('.0f', ' µs')} bolt alone (bench/bare_acks.py), alternating",
             d["ratio"].median,

@@ -207,6 +207,10 @@ def build_app(platform: SlackPlatform, signing_secret: str | None) -> AsyncApp:
         name="tokenbot",
         client=build_client(None, platform.client.base_url, platform.session),
         signing_secret=signing_secret or "",
+        # With a secret, HTTP mode's RequestCheck (adapters/slack/requests.py) has verified the
+        # signature, its window and replays on the raw bytes before bolt sees a request; bolt
+        # checking it again was one more HMAC per request on the ack path.
+        request_verification_enabled=not signing_secret,
         authorize=authorize,
         # Listeners only ack and spawn: answering after they return is both fast and safe.
         process_before_response=True,

@@ -9,6 +9,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from slack_bolt.middleware.request_verification.async_request_verification import (
+    AsyncRequestVerification,
+)
 
 from bot.core.app import TokenBot
 from bot.sim.alltoken.server import AllTokenSim
@@ -74,6 +77,21 @@ async def test_forged_and_replayed_requests_get_401_and_nothing_is_handled(
     assert not [c for c in fake.calls if c.method != "auth.test"]
     assert not fake.responses and sim.stats.chat_completions == 0
     assert await slack.bot.store.list_audit(None) == []
+
+
+async def test_each_request_is_verified_once_by_tokenbots_check_before_bolt(
+    slack: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bolt's own signature middleware is off in HTTP mode (it was a second HMAC per request
+    on the ack path): the forged request above is refused by tokenbot's RequestCheck alone."""
+    app = slack.runner.app
+    # Bolt keeps its middleware in this list; there is no public way to read it.
+    assert not [m for m in app._async_middleware_list if isinstance(m, AsyncRequestVerification)]
+    payload = slash_command("/alltoken-chat", "hello", response_url=slack.fake.new_response_url())
+    with caplog.at_level("WARNING", logger="adapters.slack.requests"):
+        assert (await slack.post("slash_commands", payload, secret="wrong-secret")).status == 401
+    assert "bad signature (401)" in caplog.text
+    assert (await slack.post("slash_commands", payload)).status == 200
 
 
 async def test_a_ten_megabyte_request_is_refused_before_any_backend_call(
