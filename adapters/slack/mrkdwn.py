@@ -131,6 +131,9 @@ def to_mrkdwn(markdown: str) -> str:
     def to_link(m: re.Match[str]) -> str:
         target = m.group(2)
         if target.startswith("<"):
+            if not target.endswith(">"):
+                # Not the pointy-bracket form (that holds no "<" or ">"): no link target at all.
+                return m.group(0)
             target = target[1:-1]
         if not is_safe_url(target):
             return m.group(0)  # escaped with the rest of the text: shown, never parsed

@@ -177,6 +177,19 @@ def trailer_blocks(parts: Sequence[Part]) -> list[Block]:
     return blocks[:MAX_BLOCKS]
 
 
+def _link_markdown(part: Link) -> str:
+    if is_safe_url(neutralise_controls(part.url)):
+        line = f"🔗 [{part.label}]({markdown_target(part.url)})"
+    elif not part.url or part.url == part.label or not part.label:
+        # Not a web address: shown as text, as the block shows it (mrkdwn.link).
+        line = f"🔗 {part.label or part.url}"
+    else:
+        line = f"🔗 {part.label} ({part.url})"
+    if part.expires_at is not None:
+        line += f" — expires {part.expires_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    return line
+
+
 def markdown_of(parts: Sequence[Part]) -> str:
     """The parts as one Markdown string (stream trailers, plain fallbacks)."""
     lines: list[str] = []
@@ -196,10 +209,7 @@ def markdown_of(parts: Sequence[Part]) -> str:
             rows = "\n".join(f"• **{label}**: {value}" for label, value in part.rows)
             lines.append(f"**{part.title}**\n{rows}")
         elif isinstance(part, Link):
-            line = f"🔗 [{part.label}]({markdown_target(part.url)})"
-            if part.expires_at is not None:
-                line += f" — expires {part.expires_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-            lines.append(line)
+            lines.append(_link_markdown(part))
         elif isinstance(part, Image):
             lines.append(f"🖼 {part.alt or part.path.name}")
     return "\n\n".join(line for line in lines if line)

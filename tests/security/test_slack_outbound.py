@@ -164,6 +164,8 @@ def test_markdown_blocks_of_hostile_text_are_inert(text: str) -> None:
 @given(hostile_text, hostile_text, hostile_text, st.booleans())
 # Once found: a Link whose URL ends in a lone ")" was linked without it in the fallback text.
 @example(a="", b="https://ok.example/a?b=1&c=2)", c="<!channel>", expiring=False)
+# And one whose URL then held "<…>": its fallback link pointed at the URL cut short.
+@example(a="", b="https://ok.example/a?b=1&c=2)<!channel>", c="<!channel>", expiring=False)
 def test_every_part_kind_renders_hostile_text_inert(a: str, b: str, c: str, expiring: bool) -> None:
     link_url = "https://cdn.example/file?a=1&b=2"
     parts: list[Part] = [
@@ -199,6 +201,8 @@ def test_the_reported_link_trick_stays_literal_and_real_links_still_work() -> No
     assert to_mrkdwn("[ok](https://a.example/?q=1|2)") == "<https://a.example/?q=1%7C2|ok>"
     assert to_mrkdwn("[ok](<https://a.example/b)>)") == "<https://a.example/b)|ok>"
     assert to_mrkdwn("[x](<!channel>)") == "[x](&lt;!channel&gt;)"
+    # A target that opens with "<" but is not the bracketed form is no link (it was cut short).
+    assert to_mrkdwn("[x](<https://a.example/b)<c>)") == "[x](&lt;https://a.example/b)&lt;c&gt;)"
     assert inert_markdown("[click me](!channel) <!here>") == "[click me\\](!channel) &lt;!here>"
     # Ordinary code keeps its angle brackets; a token-shaped one is broken even in code.
     assert inert_markdown("`vector<int> a < b` `<@U1>`") == "`vector<int> a < b` `&lt;@U1>`"
