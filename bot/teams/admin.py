@@ -41,6 +41,7 @@ from bot.teams.spec import (
     BudgetCap,
     OwnKeysOptIn,
 )
+from bot.teams.spend_control import LENDABLE_SERVICES
 
 Level = Literal["info", "success", "warning"]
 WORKSPACE_KEY_FORM = "tokenbot.workspace_key."
@@ -445,6 +446,19 @@ async def workspace_key(cmd: AdminWorkspaceKey, ctx: HandlerContext) -> None:
     if spec is None:
         await _refuse(
             ctx, "usage", f"{ctx.keys.display(cmd.backend)} has no key a workspace could share."
+        )
+        return
+    if cmd.backend not in LENDABLE_SERVICES and not cmd.clear:
+        # Such a key would be stored and never used: calls with it manage the account itself.
+        await _refuse(
+            ctx,
+            "usage",
+            f"A {spec.display} key is not shared with the workspace: it manages its owner's own "
+            "account (credits, keys), so it is never lent.",
+            "Workspace keys are for "
+            + ", ".join(ctx.keys.display(s) for s in sorted(LENDABLE_SERVICES))
+            + "; each member sets their own "
+            + f"{spec.display} key.",
         )
         return
     inbound = ctx.inbound

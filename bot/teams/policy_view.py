@@ -6,6 +6,7 @@ from bot.core.context import HandlerContext
 from bot.core.messages import Fields, Notice, Part
 from bot.teams.gate import TeamsGate, WorkspacePolicy, admins_of, load_policy, operator_admins
 from bot.teams.spec import PolicyShow
+from bot.teams.spend_control import LENDABLE_SERVICES
 
 _BUDGET_ROWS = (
     ("workspace_monthly_usd", "Workspace budget (UTC month)"),
@@ -72,8 +73,8 @@ async def _key_rows(ctx: HandlerContext, gate: TeamsGate | None) -> list[tuple[s
     inbound = ctx.inbound
     rows = []
     for family in sorted(gate.catalog if gate else {}):
-        if ctx.keys.get(family) is None:
-            continue
+        if ctx.keys.get(family) is None or family not in LENDABLE_SERVICES:
+            continue  # no key, or one that is never lent (OpenClaw Token's manage the account)
         info = await ctx.store.workspace_key_info(inbound.platform, inbound.workspace, family)
         rows.append(
             (f"{ctx.keys.display(family)} workspace key", "set" if info is not None else "none")

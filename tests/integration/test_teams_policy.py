@@ -327,6 +327,24 @@ async def test_a_workspace_key_goes_through_the_private_form(
     assert await bot.store.get_workspace_key("slack", WS, "alltoken") is None
 
 
+async def test_an_openclaw_key_is_never_a_workspace_key(bot: TokenBot) -> None:
+    """OpenClaw Token keys manage their owner's account and are never lent: no form that would
+    store one for nothing, and the policy view does not list such a key."""
+    boss = member(bot, BOSS)
+    await boss.send("/tokenbot admin workspace-key openclaw-token")
+    [failure] = boss.failures()
+    assert failure.code == "usage" and "never lent" in failure.message
+    assert "AllToken" in (failure.hint or "") and "OpenMarlin" in (failure.hint or "")
+    assert not boss.conv.forms
+    assert await changes(bot, BOSS) == []
+    await boss.send("/tokenbot admin workspace-key openclaw-token clear")  # still allowed
+    assert "There was no OpenClaw Token workspace key" in boss.last_whisper()
+    await boss.send("/tokenbot policy")
+    view = boss.last_whisper()
+    assert "AllToken workspace key" in view and "OpenMarlin workspace key" in view
+    assert "OpenClaw Token workspace key" not in view
+
+
 async def test_own_key_opt_in_is_each_members_own_choice(bot: TokenBot) -> None:
     alice, bob = member(bot, "UALICE"), member(bot, "UBOB")
     await alice.send("/tokenbot budget own-keys on")
