@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -119,6 +120,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return float(mark.args[0]) if mark is not None and mark.args else 0.0
 
     items.sort(key=seconds, reverse=True)  # stable: unmarked tests keep their order
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Fault outcomes recorded by a worker (tests/faults/report.py), taken in for the table."""
+    if any(name == "tokenbot_fault_outcome" for name, _ in report.user_properties):
+        # Imported only once such a report arrives: runs without fault cases never load it.
+        from tests.faults import report as fault_report
+
+        fault_report.merge(report)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault suite's tables, when any fault case ran (in this process or a worker)."""
+    if "tests.faults.report" in sys.modules:
+        sys.modules["tests.faults.report"].write_tables(terminalreporter)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
