@@ -173,6 +173,35 @@ async def test_a_video_in_a_private_channel_arrives_later_through_the_interactio
     assert channel_calls(world) == []
 
 
+async def test_a_cancel_click_in_a_server_without_the_bot_is_answered_through_its_interaction(
+    world: DiscordWorld,
+) -> None:
+    """A click there is an interaction of the user install too: the bot may not touch the
+    channel, so the cancel is acknowledged and shown through the interactions alone."""
+    fake, sim = world.fake, world.sim
+    sim.config.video_seconds = 30
+    guild = fake.snowflake()
+    await give_key(world, str(guild))
+    i = await fake.user_install_slash("alltoken-video", guild_id=guild, prompt="waves", duration=5)
+    progress = await fake.wait_until(lambda: settled_with(world, i, "Video"), what="progress")
+    (button,) = progress["components"][0]["components"]
+    assert button["label"] == "Cancel"
+    # Click once the task exists at AllToken (a click before that cancels only locally).
+    await fake.wait_until(
+        lambda: sim.stats.requests_to("GET", "/v1/videos/generations/{id}"), what="a poll"
+    )
+    click = await fake.user_install_click(button["custom_id"], int(progress["id"]), i)
+    await fake.wait_until(
+        lambda: "cancelled" in (fake.original(i) or {}).get("content", ""), what="cancelled"
+    )
+    assert click.response_type == 6  # deferred update of the message, no "thinking…"
+    assert sim.stats.video_cancellations == 1
+    assert (fake.original(i) or {}).get("components") == []  # the button is gone
+    within_limit(world, i)
+    within_limit(world, click)
+    assert channel_calls(world) == []  # nothing went to the channel the bot is not in
+
+
 async def test_after_the_token_expires_a_late_result_goes_by_dm_never_to_that_channel(
     world: DiscordWorld,
 ) -> None:

@@ -730,6 +730,47 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", payload)
         return record
 
+    async def user_install_click(
+        self, custom_id: str, message_id: int, of: FakeInteraction
+    ) -> FakeInteraction:
+        """A click on a button of a message the bot sent through the user-install interaction
+        `of`: like Discord, the click comes from the same place (a server without the bot or a
+        private channel), authorized by the user install only, with its own token and budget."""
+        base = of.payload
+        interaction_id = self.snowflake()
+        token = f"itok-{interaction_id}-{secrets.token_hex(8)}"
+        payload: dict[str, Any] = {
+            key: base[key]
+            for key in (
+                "application_id", "channel_id", "channel", "locale", "attachment_size_limit",
+                "entitlements", "app_permissions", "context", "authorizing_integration_owners",
+                "guild_id", "guild_locale", "guild", "member", "user",
+            )
+            if key in base
+        }  # fmt: skip
+        payload.update(
+            id=str(interaction_id),
+            type=3,
+            data={"custom_id": custom_id, "component_type": 2},
+            token=token,
+            version=1,
+            message=self.messages[message_id],
+        )
+        record = FakeInteraction(
+            id=interaction_id,
+            token=token,
+            type=3,
+            payload=payload,
+            channel_id=of.channel_id,
+            dispatched_at=time.perf_counter(),
+            message_id=message_id,
+            followup_limit=5,
+        )
+        self.interactions[interaction_id] = record
+        self._by_token[token] = record
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return record
+
     def expire(self, interaction: FakeInteraction) -> None:
         """From now on the interaction's token is refused (as after 15 minutes)."""
         self.expired_tokens.add(interaction.token)
