@@ -23,7 +23,7 @@ from adapters.slack.assistant import (
 from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner
 from tests.fakes.slack import BOT_ID, BOT_USER, TEAM, FakeSlack, SlackHarness
-from tests.restart.replicas import SharedDatabase, shared_db
+from tests.restart.replicas import SharedDatabase, shared_db, slack_replicas
 
 __all__ = ["shared_db"]  # the fixture, used below
 
@@ -214,41 +214,20 @@ async def test_an_unreadable_open_channel_is_said_and_the_answer_still_comes(
 async def test_a_context_change_at_one_replica_is_what_the_other_one_reads(
     shared_db: SharedDatabase, sim: AllTokenSim
 ) -> None:
-    fake = await FakeSlack().start()
-    a = await SlackHarness.start(
-        shared_db.root / "a",
-        sim.base_url,
-        fake=fake,
-        allow_new_store=True,
-        database_url=shared_db.url,
-        master_key=shared_db.master_key,
-    )
-    try:
-        b = await SlackHarness.start(
-            shared_db.root / "b",
-            sim.base_url,
-            fake=fake,
-            allow_new_store=True,
-            database_url=shared_db.url,
-            master_key=shared_db.master_key,
-        )
-        try:
-            await a.bot.store.put_credential(owner(), "alltoken", sim.issue_key(5.0))
-            ts = await open_thread(a, "C9")
-            await b.event(context_changed(ts, "C8"))
-            await b.settle()
-            fake.user_message("C8", "U2", "standup is cancelled today")
-            prompt = "what happened in this channel? [[echo-context]]"
-            await a.event(fake.user_message(DM, "U1", prompt, thread_ts=ts))
-            await a.settle()
-            [history] = fake.calls_to("conversations.history")
-            assert history.args["channel"] == "C8"
-            [answer] = [s for s in fake.streams.values() if s.thread_ts == ts]
-            assert "U2: standup is cancelled today" in answer.text
-        finally:
-            await b.aclose(stop_fake=False)
-    finally:
-        await a.aclose()
+    async with slack_replicas(shared_db, sim) as (a, b):
+        fake = a.fake
+        await a.bot.store.put_credential(owner(), "alltoken", sim.issue_key(5.0))
+        ts = await open_thread(a, "C9")
+        await b.event(context_changed(ts, "C8"))
+        await b.settle()
+        fake.user_message("C8", "U2", "standup is cancelled today")
+        prompt = "what happened in this channel? [[echo-context]]"
+        await a.event(fake.user_message(DM, "U1", prompt, thread_ts=ts))
+        await a.settle()
+        [history] = fake.calls_to("conversations.history")
+        assert history.args["channel"] == "C8"
+        [answer] = [s for s in fake.streams.values() if s.thread_ts == ts]
+        assert "U2: standup is cancelled today" in answer.text
 
 
 async def test_the_spend_prompt_is_answered_in_the_thread(slack: SlackHarness) -> None:

@@ -12,14 +12,13 @@ from bot.sim.alltoken.server import AllTokenSim
 from bot.store import Owner
 from tests.fakes.slack import (
     TEAM,
-    FakeSlack,
     SlackHarness,
     encode,
     event_callback,
     mention_event,
     signed_headers,
 )
-from tests.restart.replicas import SharedDatabase, shared_db
+from tests.restart.replicas import SharedDatabase, shared_db, slack_replicas
 
 __all__ = ["shared_db"]  # the fixture, used by the tests below
 
@@ -29,32 +28,10 @@ async def pair(
     shared_db: SharedDatabase, sim: AllTokenSim
 ) -> AsyncIterator[tuple[SlackHarness, SlackHarness]]:
     """Replicas a and b behind one fake Slack, on one database; U1 has a funded key."""
-    fake = await FakeSlack().start()
-    a = await SlackHarness.start(
-        shared_db.root / "a",
-        sim.base_url,
-        fake=fake,
-        allow_new_store=True,
-        database_url=shared_db.url,
-        master_key=shared_db.master_key,
-    )
-    try:
-        b = await SlackHarness.start(
-            shared_db.root / "b",
-            sim.base_url,
-            fake=fake,
-            allow_new_store=True,
-            database_url=shared_db.url,
-            master_key=shared_db.master_key,
-        )
-        try:
-            owner = Owner(platform="slack", workspace=TEAM, user="U1")
-            await a.bot.store.put_credential(owner, "alltoken", sim.issue_key(10.0))
-            yield a, b
-        finally:
-            await b.aclose(stop_fake=False)
-    finally:
-        await a.aclose()
+    async with slack_replicas(shared_db, sim) as (a, b):
+        owner = Owner(platform="slack", workspace=TEAM, user="U1")
+        await a.bot.store.put_credential(owner, "alltoken", sim.issue_key(10.0))
+        yield a, b
 
 
 async def _settle(*replicas: SlackHarness) -> None:

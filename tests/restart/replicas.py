@@ -18,6 +18,7 @@ from bot.sim.alltoken.server import AllTokenSim
 from bot.sim.openclaw_token.server import OpenClawTokenSim
 from tests.conftest import make_settings
 from tests.fakes.conversation import RecordingConversation
+from tests.fakes.slack import FakeSlack, SlackHarness
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,31 @@ async def replica(
         yield bot
     finally:
         await bot.aclose()
+
+
+@asynccontextmanager
+async def slack_replicas(
+    db: SharedDatabase, sim: AllTokenSim
+) -> AsyncIterator[tuple[SlackHarness, SlackHarness]]:
+    """Slack replicas a and b behind one fake Slack, on `db`; both closed on exit."""
+    fake = await FakeSlack().start()
+
+    async def start(name: str) -> SlackHarness:
+        return await SlackHarness.start(
+            db.root / name,
+            sim.base_url,
+            fake=fake,
+            allow_new_store=True,
+            database_url=db.url,
+            master_key=db.master_key,
+        )
+
+    a = await start("a")
+    try:
+        b = await start("b")
+        try:
+            yield a, b
+        finally:
+            await b.aclose(stop_fake=False)
+    finally:
+        await a.aclose()
