@@ -246,6 +246,7 @@ async def concurrent_chats(
             await client.aclose()
             await bot.aclose()
     direct_s, bot_s = statistics.median(direct_times), statistics.median(bot_times)
+    per_round = ratios(direct_times, bot_times).values
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "n": n,
@@ -254,10 +255,7 @@ async def concurrent_chats(
         # Each round's direct ÷ bot time: throughput bot ÷ direct, paired within the round;
         # a repeat is the median of its rounds.
         "ratio": Sample.of(
-            [
-                statistics.median(ratios(direct_times, bot_times).values[k : k + per_repeat])
-                for k in range(0, rounds, per_repeat)
-            ]
+            [statistics.median(per_round[k : k + per_repeat]) for k in range(0, rounds, per_repeat)]
         ),
         "rounds": rounds,
         "direct_errors": direct_errors,
