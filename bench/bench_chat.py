@@ -28,7 +28,7 @@ from bench.gates import REPEATS, Sample, gated_row, ratios, reported_row
 from bench.sim_process import sim_process
 from bot.backends.alltoken.service import sse_lines
 from bot.core.app import TokenBot
-from bot.core.http import build_http_client
+from bot.core.http import build_http_client, release
 from bot.core.messages import (
     Destination,
     Failure,
@@ -140,6 +140,7 @@ async def _direct_ttft(client: httpx.AsyncClient, url: str) -> tuple[float, floa
                 if content:
                     first = first or time.perf_counter()
                     text.append(content)
+    release(r)  # as the bot's BackendCall does: the baseline keeps no more garbage than it
     end = time.perf_counter()
     return (first or end) - start, end - start
 
