@@ -18,6 +18,7 @@ bill a second answer, so failures from then on are reported.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -54,6 +55,13 @@ class NoCookies(CookieJar):
 
     def set_cookie(self, cookie: Cookie) -> None:
         """Keep no cookie set by hand either."""
+
+
+@functools.lru_cache(maxsize=512)
+def parsed_url(url: str) -> httpx.URL:
+    """`url` parsed once: httpx's parser is pure Python (12 µs of the 28 µs it takes to build a
+    chat request), and each backend calls the same few endpoints. httpx.URL is immutable."""
+    return httpx.URL(url)
 
 
 # What a finished response's body stream becomes (see `release`): empty, and holding nothing.
@@ -223,7 +231,7 @@ class BackendCall:
         while True:
             try:
                 response = await self.http.request(
-                    method, url, json=json, params=params, headers=headers, **extra
+                    method, parsed_url(url), json=json, params=params, headers=headers, **extra
                 )
             except httpx.HTTPError as exc:
                 error = self._transport(exc)
@@ -249,7 +257,7 @@ class BackendCall:
         resendable = is_resendable(method, headers)
         spent = RetryCount()
         while True:
-            request = self.http.build_request(method, url, json=json, headers=headers)
+            request = self.http.build_request(method, parsed_url(url), json=json, headers=headers)
             try:
                 response = await self.http.send(request, stream=True)
                 if response.status_code < 400:

@@ -21,18 +21,32 @@ def _fallback_redact(text: str) -> str:
     return _KEY_SHAPED.sub(lambda m: f"{m.group(1)}[redacted]", text)
 
 
+# Both nets need one of these (case-insensitive): ASCII text without any skips them (every
+# audit row has four text fields, and almost none holds anything key-shaped). Beyond ASCII the
+# regexes' case folding is wider than lower() ("ſ" matches "s"), so such text always goes through.
+_KEY_HINTS = ("sk-", "claw_wsk_")
+_shared: list[Callable[[str], str] | None] = []
+
+
 def _shared_redact() -> Callable[[str], str] | None:
-    # Imported lazily so the store does not depend on bot.core.key_shapes being present.
-    try:
-        module = importlib.import_module("bot.core.key_shapes")
-    except ImportError:
-        return None
-    redact = getattr(module, "redact", None)
-    return redact if callable(redact) else None
+    # Imported lazily so the store does not depend on bot.core.key_shapes being present;
+    # looked up once.
+    if not _shared:
+        try:
+            module = importlib.import_module("bot.core.key_shapes")
+        except ImportError:
+            return None
+        found = getattr(module, "redact", None)
+        _shared.append(found if callable(found) else None)
+    return _shared[0]
 
 
 def redact(text: str) -> str:
     """Remove key-shaped strings: bot.core.key_shapes.redact when available, then the local patterns."""
+    if text.isascii():
+        lowered = text.lower()
+        if not any(hint in lowered for hint in _KEY_HINTS):
+            return text
     shared = _shared_redact()
     if shared is not None:
         try:

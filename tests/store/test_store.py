@@ -548,6 +548,24 @@ async def test_audit_redacts_without_key_shapes_module(
     assert "claw_wsk_abc" not in entry.command and "x1" not in (entry.detail or "")
 
 
+@pytest.mark.parametrize(
+    "shaped",
+    [
+        "SK-AT-Zx9deadbeef",
+        "Claw_Wsk_deadbeef9",
+        # Case folding beyond ASCII: the regexes match "ſ" for "s", so the fast skip for text
+        # without a key hint must not apply here.
+        "\u017fk-at-deadbeef9",
+    ],
+)
+async def test_audit_redacts_any_spelling_the_patterns_match(store: Store, shaped: str) -> None:
+    await store.audit(
+        AuditEntry(owner=ALICE, command="/alltoken-chat", outcome="ok", detail=shaped)
+    )
+    (entry,) = await store.list_audit(ALICE)
+    assert entry.detail is not None and "deadbeef" not in entry.detail
+
+
 async def test_audit_survives_a_broken_key_shapes(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

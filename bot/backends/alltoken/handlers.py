@@ -78,9 +78,11 @@ async def _alternatives(ctx: HandlerContext, model: str) -> list[str]:
     return suggest_alternatives(model, ids)
 
 
-async def _cost_and_prices(
-    ctx: HandlerContext, result: ChatResult
-) -> tuple[Decimal | None, Prices | None, str]:
+# A call's cost, the prices it was worked out from, and where they came from.
+Priced = tuple[Decimal | None, Prices | None, str]
+
+
+async def _cost_and_prices(ctx: HandlerContext, result: ChatResult) -> Priced:
     """The authoritative SSE cost when present, else the catalog's prices applied to usage."""
     if result.cost is not None:
         return (
@@ -130,9 +132,17 @@ async def _hold_chat(ctx: HandlerContext, command: str, model: str, chars: int) 
 
 
 async def _record(
-    ctx: HandlerContext, command: str, result: ChatResult, hold: SpendHold
+    ctx: HandlerContext,
+    command: str,
+    result: ChatResult,
+    hold: SpendHold,
+    priced: Priced | None = None,
 ) -> Decimal | None:
-    cost, prices, source = await _cost_and_prices(ctx, result)
+    """Settle the hold with the call's usage row and keep it as the conversation's last call.
+
+    `priced` is `_cost_and_prices` when the caller already worked it out (for the usage line).
+    """
+    cost, prices, source = priced if priced is not None else await _cost_and_prices(ctx, result)
     usage = result.usage
     pt = usage.prompt_tokens if usage else 0
     ct = usage.completion_tokens if usage else 0
@@ -227,7 +237,8 @@ async def _chat(
             await ctx.conversation.say([failure])
         raise HandledFailure(exc) from None
     result = chat_stream.result
-    cost, _prices, source = await _cost_and_prices(ctx, result)
+    priced = await _cost_and_prices(ctx, result)
+    cost, _prices, source = priced
     await out.finish(
         [
             usage_line(
@@ -239,7 +250,7 @@ async def _chat(
             *_dropped_notice(dropped),
         ]
     )
-    await _record(ctx, "chat", result, hold)
+    await _record(ctx, "chat", result, hold, priced)
     ctx.memory.note_thread(
         ctx.conversation.destination.conversation_key, chat_continuation(cmd.model)
     )
