@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from bot.store.backend import StoreError, StoreHealth, Tx
 
@@ -136,9 +136,7 @@ class QueuedAppends(ABC):
                 for sql, params in unit:
                     grouped.setdefault(sql, []).append(params)
             try:
-                async with self.write() as tx:
-                    for sql, rows in grouped.items():
-                        await tx.executemany(sql, rows)
+                await self._write_rows(grouped)
             except Exception as exc:
                 self._pending = batch + self._pending
                 self._trim()
@@ -151,6 +149,13 @@ class QueuedAppends(ABC):
             async with self._progress:
                 self._committed = max(self._committed, upto)
                 self._progress.notify_all()
+
+    async def _write_rows(self, grouped: Mapping[str, Sequence[Sequence[object]]]) -> None:
+        """One batch in one transaction: every statement's rows, or none of them (a backend
+        may do it in fewer round trips)."""
+        async with self.write() as tx:
+            for sql, rows in grouped.items():
+                await tx.executemany(sql, rows)
 
     def _failed(self, exc: Exception) -> None:
         if self._write_error is None:

@@ -10,7 +10,7 @@ import contextlib
 import errno
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 import aiosqlite
@@ -284,6 +284,22 @@ SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_MS = 5000
 
 
+def _commit_batch(
+    conn: aiosqlite.Connection, grouped: Mapping[str, Sequence[Sequence[object]]]
+) -> None:
+    """Run on aiosqlite's thread: every statement's rows in one transaction, or none."""
+    raw = conn._conn  # on that thread: the sqlite3 connection itself
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, rows in grouped.items():
+            raw.executemany(sql, rows)
+        raw.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.OperationalError):
+            raw.execute("ROLLBACK")
+        raise
+
+
 class SqliteTx:
     """`Tx` over the aiosqlite connection (the caller holds the Database's lock)."""
 
@@ -421,6 +437,14 @@ class Database(QueuedAppends):
                 with contextlib.suppress(sqlite3.OperationalError):
                     await conn.execute("ROLLBACK")
                 raise
+
+    async def _write_rows(self, grouped: Mapping[str, Sequence[Sequence[object]]]) -> None:
+        # The whole batch in one trip to aiosqlite's thread, not one per statement (BEGIN, an
+        # executemany per table, COMMIT): each trip is a future, a cross-thread wake-up and a
+        # task step on the event loop, and a chat's rows are five statements.
+        async with self._lock:
+            conn = self.conn
+            await conn._execute(_commit_batch, conn, grouped)
 
     async def checkpoint(self) -> None:
         """Copy the WAL into the main file, so what is committed does not depend on the WAL."""
