@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 
 from bot.core.http import build_http_client
+from tests.fakes.local_http import serving
 
 
 @pytest.fixture
@@ -28,16 +29,9 @@ async def cookie_server() -> AsyncIterator[tuple[str, list[str]]]:
     app = web.Application()
     app.router.add_get("/set", set_cookie)
     app.router.add_get("/echo", echo)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with serving(app) as port:
         # A host name, not an IP: aiohttp's own jar keeps cookies only from host names.
         yield f"http://localhost:{port}", seen
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_cookie_from_one_answer_is_not_sent_with_the_next_request(

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from bot.core.errors import BackendError, alltoken_error
 from bot.core.http import BackendCall, build_http_client
+from tests.fakes.local_http import serving
 
 pytestmark = pytest.mark.asyncio
 
@@ -46,15 +47,8 @@ async def base_url() -> AsyncIterator[str]:
     app.router.add_post("/events", _events)
     app.router.add_get("/json", _json)
     app.router.add_post("/refused", _refused)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with serving(app) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
