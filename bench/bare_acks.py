@@ -25,6 +25,7 @@ from slack_bolt.authorization import AuthorizeResult
 
 from adapters.discord import endpoints
 from bot.core.heap import settle_heap
+from bot.core.settings import Settings
 
 
 def slack_app(signing_secret: str, bot_token: str) -> AsyncApp:
@@ -82,7 +83,9 @@ async def main() -> None:
     port = runner.addresses[0][1]
     await client.login(env["DISCORD_TOKEN"])
     gateway = asyncio.create_task(client.connect(reconnect=True))
-    settle_heap(True, 50_000)
+    # The collector as `tokenbot run` sets it, so the floor is measured under the same one.
+    settings = Settings()
+    settle_heap(settings.gc_freeze, settings.gc_gen0_threshold)
     print(f"bare acks: health and metrics on port {port}", flush=True)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

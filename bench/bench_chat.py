@@ -5,7 +5,8 @@
 - 500 concurrent chat commands: all succeed; throughput ratio bot/direct per round, direct and
   bot alternating (target ≥ 0.97); peak RSS. The simulator runs in its own process; the bot is
   driven in this one through TokenBot.handle (no platform), the direct side with the bot's own
-  HTTP client.
+  HTTP client; both under the collector settings `tokenbot run` applies once started
+  (TOKENBOT_GC_FREEZE, TOKENBOT_GC_GEN0_THRESHOLD).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from bench.gates import REPEATS, Sample, gated_row, ratios, reported_row
 from bench.sim_process import sim_process
 from bot.backends.alltoken.service import sse_lines
 from bot.core.app import TokenBot
+from bot.core.heap import settle_heap
 from bot.core.http import build_http_client, release
 from bot.core.messages import (
     Destination,
@@ -223,6 +225,10 @@ async def concurrent_chats(
             await asyncio.gather(*(_direct_ttft(client, url) for _ in range(50)))
             await asyncio.gather(*(_bot_ttft(bot, f"u{i}") for i in range(50)))
             ceiling = await _raw_aiohttp_seconds(url, n)
+            # The collector as `tokenbot run` sets it once started (TOKENBOT_GC_*): both sides
+            # share this process, so both run under it.
+            settings = Settings()
+            settle_heap(settings.gc_freeze, settings.gc_gen0_threshold)
             for _ in range(rounds):
                 start = time.perf_counter()
                 results = await asyncio.gather(

@@ -56,4 +56,4 @@ def test_off_leaves_the_collector_as_python_sets_it() -> None:
 def test_the_defaults_freeze_and_raise_the_threshold(tmp_path: object) -> None:
     settings = Settings()
     assert settings.gc_freeze is True
-    assert settings.gc_gen0_threshold == 50_000
+    assert settings.gc_gen0_threshold == 200_000
