@@ -77,8 +77,33 @@ def release(response: httpx.Response) -> None:
         response.stream = _RELEASED
 
 
+class NoCookieStore(httpx.Cookies):
+    """httpx's cookie store over NoCookies, without the work per answer: httpx builds a urllib
+    request and an email-message copy of the headers for every answer (17 µs) before asking
+    its jar to keep anything, which NoCookies then refuses."""
+
+    def __init__(self) -> None:
+        super().__init__(NoCookies())
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        """Keep no cookie from an answer, and build nothing to find one."""
+
+
+_NO_COOKIE_STORE = NoCookieStore()
+
+
 class ReleasingClient(HttpxAiohttpClient):
-    """The httpx-over-aiohttp client whose read answers are released as soon as they return."""
+    """The httpx-over-aiohttp client whose read answers are released as soon as they return,
+    and that keeps no cookies (NoCookieStore)."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        """Always empty: one client serves every user (see NoCookies)."""
+        return _NO_COOKIE_STORE
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        """Ignored: client-wide cookies would ride on every user's requests."""
 
     async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         """`AsyncClient.send`; an answer already read (not streamed) is released."""

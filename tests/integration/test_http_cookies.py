@@ -47,3 +47,17 @@ async def test_a_cookie_from_one_answer_is_not_sent_with_the_next_request(
         await client.aclose()
     assert seen == [""]
     assert not client.cookies
+
+
+async def test_cookies_set_on_the_client_are_not_sent_either(
+    cookie_server: tuple[str, list[str]],
+) -> None:
+    base, seen = cookie_server
+    client = build_http_client(10)
+    try:
+        client.cookies = {"session": "set-by-hand"}
+        assert (await client.get(f"{base}/echo")).status_code == 200
+    finally:
+        await client.aclose()
+    assert seen == [""]
+    assert not client.cookies
