@@ -134,7 +134,6 @@ def build_http_client(
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
     return ReleasingClient(
-        cookies=NoCookies(),
         transport=AiohttpTransport(limits=limits, client=session),
         event_hooks=event_hooks,
         timeout=httpx.Timeout(timeout_s, connect=10.0),
