@@ -6,11 +6,13 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from bot.core.app import Outcome, TokenBot
+from bot.core.http import build_http_client
 from bot.core.log_setup import quiet_libraries
 from bot.core.messages import Conversation, Destination, Inbound
 from bot.core.settings import Settings
@@ -59,6 +61,16 @@ def _record_form_secrets() -> None:
 
 
 _record_form_secrets()
+
+
+@pytest.fixture
+async def tokenbot_http() -> AsyncIterator[httpx.AsyncClient]:
+    """The bot's shared HTTP client as `build_http_client` makes it (10 s time-out)."""
+    client = build_http_client(10)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from aiohttp import web
 
-from bot.core.http import build_http_client
 from tests.fakes.local_http import serving
 
 
@@ -34,30 +34,27 @@ async def cookie_server() -> AsyncIterator[tuple[str, list[str]]]:
         yield f"http://localhost:{port}", seen
 
 
+@pytest.fixture
+def client(tokenbot_http: httpx.AsyncClient) -> httpx.AsyncClient:
+    return tokenbot_http
+
+
 async def test_a_cookie_from_one_answer_is_not_sent_with_the_next_request(
-    cookie_server: tuple[str, list[str]],
+    cookie_server: tuple[str, list[str]], client: httpx.AsyncClient
 ) -> None:
     base, seen = cookie_server
-    client = build_http_client(10)
-    try:
-        first = await client.get(f"{base}/set")
-        assert first.status_code == 200 and "alice-session" in first.headers["set-cookie"]
-        assert (await client.get(f"{base}/echo")).status_code == 200
-    finally:
-        await client.aclose()
+    first = await client.get(f"{base}/set")
+    assert first.status_code == 200 and "alice-session" in first.headers["set-cookie"]
+    assert (await client.get(f"{base}/echo")).status_code == 200
     assert seen == [""]
     assert not client.cookies
 
 
 async def test_cookies_set_on_the_client_are_not_sent_either(
-    cookie_server: tuple[str, list[str]],
+    cookie_server: tuple[str, list[str]], client: httpx.AsyncClient
 ) -> None:
     base, seen = cookie_server
-    client = build_http_client(10)
-    try:
-        client.cookies = {"session": "set-by-hand"}
-        assert (await client.get(f"{base}/echo")).status_code == 200
-    finally:
-        await client.aclose()
+    client.cookies = {"session": "set-by-hand"}
+    assert (await client.get(f"{base}/echo")).status_code == 200
     assert seen == [""]
     assert not client.cookies

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from bot.core.errors import BackendError, alltoken_error
-from bot.core.http import BackendCall, build_http_client
+from bot.core.http import BackendCall
 from tests.fakes.local_http import serving
 
 pytestmark = pytest.mark.asyncio
@@ -52,12 +52,8 @@ async def base_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    client = build_http_client(10)
-    try:
-        yield client
-    finally:
-        await client.aclose()
+def http(tokenbot_http: httpx.AsyncClient) -> httpx.AsyncClient:
+    return tokenbot_http
 
 
 @pytest.fixture
